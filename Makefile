@@ -1,0 +1,28 @@
+# Two commands do all set-up on a fresh machine (see README):
+#   make demo   -> .venv with pinned deps, embedded synthetic dataset, compare.py, HTML report
+#   make test   -> .venv with pinned deps, pytest
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test bench clean-demo
+
+venv: $(STAMP)
+
+# Reinstalled whenever requirements.txt changes.
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -c "import torch, torchvision, cp_measure, xgboost, sklearn, skimage; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) compare.py
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+clean-demo:
+	rm -rf demo_data results
