@@ -1,0 +1,64 @@
+"""Exceptions raised by the dataset readers.
+
+Every exception subclasses :class:`DatasetError`, itself a :class:`ValueError`, so a caller can
+catch one family, and every message names the path and what was expected versus found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "DatasetError",
+    "MissingChannelError",
+    "ChannelShapeError",
+    "UnreadableImageError",
+    "EmptyClassError",
+    "MetadataMismatchError",
+    "LayoutError",
+    "SkipRecord",
+]
+
+
+class DatasetError(ValueError):
+    """Base class of every error about the content or layout of a dataset folder."""
+
+
+class MissingChannelError(DatasetError):
+    """A sample lacks the file of one of its channels."""
+
+
+class ChannelShapeError(DatasetError):
+    """The channel files of one sample (or the samples of one dataset) disagree in shape."""
+
+
+class UnreadableImageError(DatasetError):
+    """An image file cannot be decoded (truncated, corrupt, unsupported)."""
+
+
+class EmptyClassError(DatasetError):
+    """A class folder holds no image file."""
+
+
+class MetadataMismatchError(DatasetError):
+    """A metadata table and the image files on disk disagree."""
+
+
+class LayoutError(DatasetError):
+    """The folder does not match the requested (or any known) layout."""
+
+
+@dataclass(frozen=True)
+class SkipRecord:
+    """One input left out because ``on_error="skip"`` was asked for.
+
+    Attributes
+    ----------
+    path : str
+        The file (or folder, or metadata row) that was left out.
+    reason : str
+        The message of the error that would have been raised.
+    """
+
+    path: str
+    reason: str

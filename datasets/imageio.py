@@ -1,0 +1,177 @@
+"""Decode image files to ``(C, H, W)`` arrays; every failure becomes an UnreadableImageError.
+
+TIFF goes through tifffile (multi-page and multi-channel, 8/16/32-bit, palette images with a
+colour map), PNG and JPEG through Pillow.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+from .errors import UnreadableImageError
+
+__all__ = ["IMAGE_SUFFIXES", "TIFF_SUFFIXES", "is_image_file", "probe_image", "read_image"]
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+IMAGE_SUFFIXES = TIFF_SUFFIXES + (".png", ".jpg", ".jpeg")
+
+
+def is_image_file(path: Path) -> bool:
+    """True when ``path`` is a file with a supported image suffix (case-insensitive)."""
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def _pil_layout(mode: str) -> tuple[int, np.dtype]:
+    """Channel count and numpy dtype Pillow will produce for a mode."""
+    table = {
+        "1": (1, np.dtype(bool)),
+        "L": (1, np.dtype(np.uint8)),
+        "P": (3, np.dtype(np.uint8)),
+        "LA": (2, np.dtype(np.uint8)),
+        "RGB": (3, np.dtype(np.uint8)),
+        "RGBA": (4, np.dtype(np.uint8)),
+        "I;16": (1, np.dtype(np.uint16)),
+        "I;16B": (1, np.dtype(np.uint16)),
+        "I": (1, np.dtype(np.uint16)),  # 16-bit PNGs open as "I" in some Pillow versions
+        "F": (1, np.dtype(np.float32)),
+    }
+    if mode not in table:
+        raise KeyError(mode)
+    return table[mode]
+
+
+def _to_chw(array: np.ndarray, axes: str) -> np.ndarray:
+    """Reorder a tifffile array with series ``axes`` to ``(C, H, W)``."""
+    if axes.endswith("S") and array.ndim >= 3:
+        array = np.moveaxis(array, -1, 0)
+    if array.ndim == 2:
+        return array[None]
+    return array.reshape((-1,) + array.shape[-2:])
+
+
+def _apply_colormap(array: np.ndarray, colormap: np.ndarray) -> np.ndarray:
+    """Palette TIFF: map indices through the colour map (grey maps give one channel)."""
+    colormap = np.asarray(colormap)
+    if np.array_equal(colormap[0], colormap[1]) and np.array_equal(colormap[0], colormap[2]):
+        return colormap[0][array]
+    return np.moveaxis(colormap[:, array], 0, -1)
+
+
+def _tiff_meta(tif: tifffile.TiffFile) -> tuple[np.ndarray | None, str]:
+    page = tif.pages[0]
+    palette = page.photometric == tifffile.PHOTOMETRIC.PALETTE and page.colormap is not None
+    return (page.colormap if palette else None), tif.series[0].axes
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # tifffile only warns on some truncations
+        with tifffile.TiffFile(path) as tif:
+            colormap, axes = _tiff_meta(tif)
+            array = tif.series[0].asarray()
+    if colormap is not None:
+        array = _apply_colormap(array, colormap)
+        axes = axes if array.ndim == len(axes) else axes + "S"
+    return _to_chw(array, axes)
+
+
+def _read_pil(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        im.load()
+        if im.mode == "P":
+            im = im.convert("RGB")
+        array = np.asarray(im)
+    if array.dtype == np.int32 and array.size and 0 <= array.min() and array.max() <= 65535:
+        array = array.astype(np.uint16)
+    if array.ndim == 2:
+        return array[None]
+    return np.moveaxis(array, -1, 0)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read one image file as ``(C, H, W)`` in its native dtype.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.tif``/``.tiff`` (any number of pages or samples per pixel), ``.png`` or ``.jpg``.
+
+    Returns
+    -------
+    np.ndarray
+        ``(C, H, W)``; pages and samples-per-pixel become channels.
+
+    Raises
+    ------
+    UnreadableImageError
+        The file is missing, truncated, corrupt or of an unsupported kind.
+    """
+    path = Path(path)
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            array = _read_tiff(path)
+        else:
+            array = _read_pil(path)
+    except UnreadableImageError:
+        raise
+    except Exception as exc:  # decoders raise many unrelated types; wrap them all
+        raise UnreadableImageError(
+            f"cannot decode image {path}: {type(exc).__name__}: {exc} "
+            f"(expected a readable {path.suffix or 'image'} file)"
+        ) from exc
+    if array.ndim != 3 or 0 in array.shape:
+        raise UnreadableImageError(f"image {path} decoded to shape {array.shape}; expected (C, H, W)")
+    return np.ascontiguousarray(array)
+
+
+def _probe_tiff(path: Path) -> tuple[tuple[int, int, int], np.dtype]:
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        shape, axes, dtype = tuple(series.shape), series.axes, series.dtype
+        colormap, _ = _tiff_meta(tif)
+    if colormap is not None:
+        grey = np.array_equal(colormap[0], colormap[1]) and np.array_equal(colormap[0], colormap[2])
+        shape, dtype = (shape if grey else shape + (3,)), colormap.dtype
+        axes = axes if grey else axes + "S"
+    if axes.endswith("S") and len(shape) >= 3:
+        shape = (shape[-1],) + shape[:-1]
+    channels = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    return (channels, shape[-2], shape[-1]), np.dtype(dtype)
+
+
+def probe_image(path: str | Path) -> tuple[tuple[int, int, int], np.dtype]:
+    """Read only the header of an image: its ``(C, H, W)`` shape and dtype.
+
+    Parameters
+    ----------
+    path : str or Path
+        Image file.
+
+    Returns
+    -------
+    shape : tuple of int
+        ``(C, H, W)`` that :func:`read_image` will return.
+    dtype : np.dtype
+        dtype that :func:`read_image` will return.
+
+    Raises
+    ------
+    UnreadableImageError
+        The header cannot be parsed (empty, truncated header, not an image).
+    """
+    path = Path(path)
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            return _probe_tiff(path)
+        with Image.open(path) as im:
+            channels, dtype = _pil_layout(im.mode)
+            return (channels, im.size[1], im.size[0]), dtype
+    except Exception as exc:
+        raise UnreadableImageError(
+            f"cannot read the header of image {path}: {type(exc).__name__}: {exc}"
+        ) from exc

@@ -1,0 +1,208 @@
+"""Synthetic Cell Painting sites written in the RxRx1 layout (8-bit PNG per channel)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .cells import CellStyle, draw_channels, place_cells
+from .describe import ClassDifference, spread_factors, write_class_differences
+from .shapes import acquire, illumination_field
+
+__all__ = ["CELLPAINTING_SPREAD", "cellpainting_classes", "make_cellpainting", "read_truth", "render_site"]
+
+logger = logging.getLogger(__name__)
+
+# relative spread of each parameter across classes: class values are evenly spaced in
+# [1 - spread, 1 + spread] times the baseline, in a seeded random order per parameter
+CELLPAINTING_SPREAD = {
+    "nuclear_area": 0.2, "axis_ratio": 0.1, "chromatin_scale": 0.3, "er_scale": 0.3,
+    "mito_size": 0.25, "mito_density": 0.3, "rna_intensity": 0.2, "golgi_intensity": 0.2,
+    "actin_intensity": 0.2,
+}
+_ROWS = "BCDEFGHIJKLMNO"
+_COLS = range(2, 24)
+
+
+@dataclass(frozen=True)
+class PlateEffect:
+    """Batch effect of one plate: per-channel gain and offset, and its illumination field."""
+
+    gain: np.ndarray
+    offset: np.ndarray
+    illumination: np.ndarray
+
+
+def cellpainting_classes(classes: int, seed: int) -> dict[str, CellStyle]:
+    """The per-class parameters of :func:`make_cellpainting` (``siRNA_0001`` ...)."""
+    rng = np.random.default_rng([seed, 7])
+    base = CellStyle()
+    factors = {name: spread_factors(classes, spread, rng) for name, spread in CELLPAINTING_SPREAD.items()}
+    return {f"siRNA_{k + 1:04d}": CellStyle(**{name: getattr(base, name) * float(factors[name][k])
+                                               for name in CELLPAINTING_SPREAD})
+            for k in range(classes)}
+
+
+def _describe(name: str, style: CellStyle) -> ClassDifference:
+    base = CellStyle()
+    r = {k: getattr(style, k) / getattr(base, k) for k in CELLPAINTING_SPREAD}
+    lines = (
+        f"Nuclei: mean area x{r['nuclear_area']:.2f} of the average class, minor/major axis ratio "
+        f"{style.axis_ratio:.2f} (average {base.axis_ratio:.2f}), chromatin texture scale x{r['chromatin_scale']:.2f}.",
+        f"Cytoplasm texture: ER network scale x{r['er_scale']:.2f}, mitochondrial puncta size "
+        f"x{r['mito_size']:.2f} and density x{r['mito_density']:.2f}.",
+        f"Intensities: RNA nucleoli x{r['rna_intensity']:.2f}, Golgi x{r['golgi_intensity']:.2f}, "
+        f"actin cell-edge x{r['actin_intensity']:.2f} relative to the average class.",
+    )
+    params = {k: round(float(v), 4) for k, v in asdict(style).items()}
+    return ClassDifference(name=name, lines=lines, params=params)
+
+
+def _plate_effect(seed: int, plate: int, size: int) -> PlateEffect:
+    rng = np.random.default_rng([seed, 1000 + plate])
+    return PlateEffect(gain=rng.lognormal(0, 0.12, 6).astype(np.float32),
+                       offset=rng.uniform(0.01, 0.04, 6).astype(np.float32),
+                       illumination=illumination_field((size, size), rng, strength=0.3))
+
+
+def render_site(style: CellStyle, effect: PlateEffect, rng: np.random.Generator,
+                size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw one site.
+
+    Parameters
+    ----------
+    style : CellStyle
+        Class parameters.
+    effect : PlateEffect
+        Plate batch effect.
+    rng : np.random.Generator
+        Source of randomness for this site.
+    size : int
+        Side of the square site.
+
+    Returns
+    -------
+    image : np.ndarray
+        uint8 ``(6, size, size)`` (DNA, ER, Actin, RNA, Mito, Golgi).
+    nuclei, cells : np.ndarray
+        uint16 ``(size, size)`` true label images (same id for a nucleus and its cell).
+    """
+    layout = place_cells(size, style, rng)
+    signal = draw_channels(layout, style, rng)
+    site_light = effect.illumination * np.float32(rng.uniform(0.95, 1.05))
+    signal = signal * site_light * effect.gain[:, None, None] + effect.offset[:, None, None]
+    image = acquire(signal, rng, photons=250.0, read_noise=0.006, max_value=255)
+    return image, layout.nuclei, layout.cells
+
+
+def _plan(classes: list[str], per_class: int, plates: int, seed: int) -> list[dict]:
+    """Assign class replicates to plates (round robin) and wells (shuffled per plate)."""
+    rng = np.random.default_rng([seed, 11])
+    wells = [f"{r}{c:02d}" for r in _ROWS for c in _COLS]
+    plan = []
+    for plate in range(1, plates + 1):
+        items = [(k, rep) for rep in range(per_class) for k in range(len(classes))
+                 if rep % plates == plate - 1]
+        if len(items) > len(wells):
+            raise ValueError(f"{len(items)} wells needed on plate {plate}; a plate has {len(wells)}")
+        order = rng.permutation(len(items))
+        for well, idx in zip(wells, order):
+            k, rep = items[idx]
+            plan.append({"class_index": k, "sirna": classes[k], "plate": plate, "well": well, "rep": rep})
+    return plan
+
+
+def _save_png(path: Path, array: np.ndarray) -> None:
+    Image.fromarray(array).save(path, compress_level=1)
+
+
+def read_truth(root: str | Path, site_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """True label images of one site written by :func:`make_cellpainting`.
+
+    Returns
+    -------
+    nuclei, cells : np.ndarray
+        uint16 ``(H, W)`` label images; cell ``k`` contains nucleus ``k``.
+    """
+    truth = Path(root) / "truth"
+    with Image.open(truth / f"{site_id}_nuclei.png") as nuclei, \
+            Image.open(truth / f"{site_id}_cells.png") as cells:
+        return np.asarray(nuclei).astype(np.uint16), np.asarray(cells).astype(np.uint16)
+
+
+def _write_site(out: Path, item: dict, style: CellStyle, effect: PlateEffect, *, seed: int,
+                size: int, experiment: str, cell_type: str) -> dict:
+    """Render one site, write its six channel PNGs and truth masks; return its metadata row."""
+    folder = out / "images" / experiment / f"Plate{item['plate']}"
+    folder.mkdir(parents=True, exist_ok=True)
+    # one generator per site, keyed by its identity, so any subset renders identically
+    rng = np.random.default_rng([seed, item["class_index"], item["plate"], item["rep"], item["site"]])
+    image, nuclei, cells = render_site(style, effect, rng, size)
+    well, site = item["well"], item["site"]
+    for c in range(6):
+        _save_png(folder / f"{well}_s{site}_w{c + 1}.png", image[c])
+    site_id = f"{experiment}_{item['plate']}_{well}_{site}"
+    _save_png(out / "truth" / f"{site_id}_nuclei.png", nuclei)
+    _save_png(out / "truth" / f"{site_id}_cells.png", cells)
+    return {"site_id": site_id, "well_id": f"{experiment}_{item['plate']}_{well}",
+            "cell_type": cell_type, "dataset": "train", "experiment": experiment,
+            "plate": item["plate"], "well": well, "site": site, "well_type": "treatment",
+            "sirna": item["sirna"], "sirna_id": item["class_index"]}
+
+
+def make_cellpainting(out: str | Path, *, classes: int = 4, per_class: int = 8, seed: int = 0,
+                      size: int = 512, plates: int = 3, sites_per_well: int = 1,
+                      cell_type: str = "HEPG2") -> Path:
+    """Write a synthetic Cell Painting dataset in the RxRx1 layout.
+
+    Parameters
+    ----------
+    out : str or Path
+        Output folder (created).
+    classes : int
+        Number of siRNA classes (``siRNA_0001`` ...).
+    per_class : int
+        Wells per class, spread round robin over the plates.
+    seed : int
+        Seed; the same arguments give byte-identical files.
+    size : int
+        Side of a site in pixels (cells shrink with ``size**0.4`` so small sites keep ~15-40 nuclei).
+    plates : int
+        Plates ``1..plates`` of experiment ``{cell_type}-01``; each adds a batch effect.
+    sites_per_well : int
+        Sites per well, each one sample.
+    cell_type : str
+        Written to the ``cell_type`` column and the experiment name.
+
+    Returns
+    -------
+    Path
+        ``out``, holding ``metadata.csv``, ``images/``, ``truth/``, ``CLASS_DIFFERENCES.md`` and
+        ``class_differences.json``.
+    """
+    if classes < 1 or per_class < 1 or plates < 1 or sites_per_well < 1 or size < 32:
+        raise ValueError(f"need classes, per_class, plates, sites_per_well >= 1 and size >= 32; got "
+                         f"{classes=}, {per_class=}, {plates=}, {sites_per_well=}, {size=}")
+    out = Path(out)
+    styles = cellpainting_classes(classes, seed)
+    names = list(styles)
+    experiment = f"{cell_type}-01"
+    (out / "truth").mkdir(parents=True, exist_ok=True)
+    effects = {p: _plate_effect(seed, p, size) for p in range(1, plates + 1)}
+    rows = []
+    plan = [dict(w, site=s) for w in _plan(names, per_class, plates, seed)
+            for s in range(1, sites_per_well + 1)]
+    for item in tqdm(plan, desc="cellpainting sites", leave=False):
+        rows.append(_write_site(out, item, styles[item["sirna"]], effects[item["plate"]],
+                                seed=seed, size=size, experiment=experiment, cell_type=cell_type))
+    pd.DataFrame(rows).to_csv(out / "metadata.csv", index=False)
+    write_class_differences(out, [_describe(n, s) for n, s in styles.items()],
+                            "True differences between the synthetic Cell Painting classes")
+    logger.info("wrote %d sites to %s", len(rows), out)
+    return out
