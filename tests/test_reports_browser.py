@@ -1,0 +1,128 @@
+"""Open a built report in headless Chromium: every image loads, no console errors, a screenshot.
+
+Talks to Chromium over the DevTools protocol (``websockets`` sync client). Skips with a reason
+when Chromium or ``websockets`` is absent; CI installs Debian's ``chromium``.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from test_reports_build import make_results_dir
+
+from reports import build_report
+
+CHROMIUM = next((p for p in (os.environ.get("CHROMIUM"), "/usr/bin/chromium",
+                             shutil.which("chromium"), shutil.which("chromium-browser")) if p
+                 and Path(p).is_file()), None)
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--no-first-run", "--disable-component-update", "--disable-sync",
+         "--remote-debugging-port=0", "--window-size=1280,900"]
+TIMEOUT = 30.0
+
+
+class DevTools:
+    """Minimal DevTools client for one page target: commands, and the events seen meanwhile."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        self.ids = itertools.count(1)
+        self.events: list[dict] = []
+
+    def call(self, method: str, **params) -> dict:
+        msg_id = next(self.ids)
+        self.ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.ws.recv(timeout=TIMEOUT))
+            if message.get("id") == msg_id:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message.get("result", {})
+            self.events.append(message)
+
+    def wait_for(self, method: str) -> dict:
+        for event in self.events:
+            if event.get("method") == method:
+                return event
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            message = json.loads(self.ws.recv(timeout=TIMEOUT))
+            self.events.append(message)
+            if message.get("method") == method:
+                return message
+        raise TimeoutError(f"no {method} within {TIMEOUT} s")
+
+
+def _devtools_port(profile: Path, proc: subprocess.Popen) -> int:
+    marker = profile / "DevToolsActivePort"
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        if marker.is_file() and marker.read_text().strip():
+            return int(marker.read_text().splitlines()[0])
+        if proc.poll() is not None:
+            raise RuntimeError(f"chromium exited with {proc.returncode}: {proc.stderr.read()}")
+        time.sleep(0.1)
+    raise TimeoutError(f"chromium wrote no {marker} within {TIMEOUT} s")
+
+
+@pytest.fixture
+def page(tmp_path):
+    if CHROMIUM is None:
+        pytest.skip("Chromium not installed (apt-get install chromium); CI installs it")
+    client = pytest.importorskip("websockets.sync.client",
+                                 reason="websockets is needed for DevTools")
+    profile = tmp_path / "profile"
+    proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        port = _devtools_port(profile, proc)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+        conn.request("PUT", "/json/new?about:blank")
+        target = json.loads(conn.getresponse().read())
+        with client.connect(target["webSocketDebuggerUrl"], max_size=None,
+                            open_timeout=TIMEOUT) as ws:
+            tools = DevTools(ws)
+            for domain in ("Page", "Runtime", "Log"):
+                tools.call(f"{domain}.enable")
+            yield tools
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_report_renders_in_chromium(page, tmp_path):
+    report = build_report(make_results_dir(tmp_path / "results"))
+    page.events.clear()
+    page.call("Page.navigate", url=report.resolve().as_uri())
+    page.wait_for("Page.loadEventFired")
+    images = page.call("Runtime.evaluate", returnByValue=True, expression=(
+        "Array.from(document.images).map(i => ({alt: i.alt, ok: i.complete && i.naturalWidth > 0}))"
+    ))["result"]["value"]
+    assert len(images) >= 6
+    assert [i["alt"] for i in images if not i["ok"]] == []
+    errors = [e["params"] for e in page.events
+              if (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] == "error")
+              or e.get("method") == "Runtime.exceptionThrown"
+              or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")]
+    assert errors == []
+    height = page.call("Runtime.evaluate", returnByValue=True,
+                       expression="document.documentElement.scrollHeight")["result"]["value"]
+    shot = page.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
+                     clip={"x": 0, "y": 0, "width": 1280, "height": min(height, 12000), "scale": 1})
+    png = base64.b64decode(shot["data"])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    out = Path(os.environ.get("REPORTS_SCREENSHOT_DIR", tmp_path))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.png").write_bytes(png)

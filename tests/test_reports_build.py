@@ -1,0 +1,326 @@
+"""Tests of reports/: build a report from a small fabricated results directory and read it back."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from bs4 import BeautifulSoup
+from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score,
+                             log_loss, recall_score, top_k_accuracy_score)
+
+import reports
+from reports import build_report, load_results
+from reports.__main__ import main
+
+MODELS = ("svm", "xgboost", "resnet18")
+SKILL = {"svm": 1.2, "xgboost": 1.8, "resnet18": 0.9}   # logit boost of the true class
+
+
+def _fold_metrics(y: np.ndarray, proba: np.ndarray, classes: list[str], fold: int) -> dict:
+    pred = np.asarray(classes)[proba.argmax(axis=1)]
+    labels = np.arange(len(classes))
+    y_idx = np.searchsorted(classes, y)
+    recall = recall_score(y, pred, labels=classes, average=None, zero_division=0)
+    return {
+        "fold": fold, "accuracy": accuracy_score(y, pred),
+        "top_k_accuracy": top_k_accuracy_score(y_idx, proba, k=min(3, len(classes) - 1),
+                                               labels=labels),
+        "balanced_accuracy": balanced_accuracy_score(y, pred),
+        "macro_f1": f1_score(y, pred, average="macro"),
+        "log_loss": log_loss(y_idx, proba, labels=labels),
+        "per_class_recall": dict(zip(classes, map(float, recall))),
+        "confusion_matrix": confusion_matrix(y, pred, labels=classes).tolist(),
+        "fit_seconds": 1.5 + fold, "predict_seconds": 0.1 * (fold + 1),
+        "peak_memory_mb": 200.0 + 10 * fold, "chosen_params": {"C": 1.0},
+    }
+
+
+def make_results_dir(root: Path, *, n_classes: int = 3, per_class: int = 4, n_folds: int = 3,
+                     optional: bool = True, seed: int = 0, classes: list[str] | None = None,
+                     dataset_root: Path | None = None) -> Path:
+    """Write a results directory per docs/CONTRACTS.md with metrics computed from predictions.
+
+    Each fold is one plate; ``optional=False`` writes only metrics.json.
+    """
+    rng = np.random.default_rng(seed)
+    classes = sorted(classes) if classes else [f"class_{i:02d}" for i in range(n_classes)]
+    n_classes = len(classes)
+    folds = pd.DataFrame([
+        {"sample_id": f"P{f}_{c}_{k}", "label": c, "group": f"plate{f}", "fold": f}
+        for f in range(n_folds) for c in classes for k in range(per_class)])
+    pred_rows, models = [], {}
+    for model in MODELS:
+        fold_metrics = []
+        for f in range(n_folds):
+            part = folds[folds["fold"] == f]
+            y_idx = np.searchsorted(classes, part["label"].to_numpy())
+            logits = rng.normal(size=(len(part), n_classes))
+            logits[np.arange(len(part)), y_idx] += SKILL[model]
+            proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+            fold_metrics.append(_fold_metrics(part["label"].to_numpy(), proba, classes, f))
+            for sid, true, p in zip(part["sample_id"], part["label"], proba):
+                pred_rows.append({"sample_id": sid, "fold": f, "model": model, "true_label": true,
+                                  **{f"proba_{c}": v for c, v in zip(classes, p)}})
+        frame = pd.DataFrame(fold_metrics)
+        summary = {m: {"mean": float(frame[m].mean()), "std": float(frame[m].std(ddof=1))}
+                   for m in ("accuracy", "top_k_accuracy", "balanced_accuracy", "macro_f1",
+                             "log_loss")}
+        deep = model == "resnet18"
+        models[model] = {
+            "kind": "deep" if deep else "classical",
+            "params": {"arch": "resnet18"} if deep else {"granularity": "image"},
+            "weights": {"source": "none", "path": None, "sha256": None} if deep else None,
+            "folds": fold_metrics, "summary": summary}
+    a = np.array([f["accuracy"] for f in models["xgboost"]["folds"]])
+    b = np.array([f["accuracy"] for f in models["resnet18"]["folds"]])
+    metrics = {
+        "top_k": 3,
+        "metric_names": ["accuracy", "top_k_accuracy", "balanced_accuracy", "macro_f1", "log_loss"],
+        "classes": classes,
+        "dataset": {"root": str(dataset_root or root / "no-such-dataset"), "layout": "rxrx1",
+                    "n_images": len(folds), "channels": ["DNA", "ER", "Actin"],
+                    "class_counts": folds["label"].value_counts().to_dict(),
+                    "group_counts": folds["group"].value_counts().to_dict(),
+                    "dropped_classes": ["class_zz"],
+                    "skipped": [{"path": "images/P9/x.png", "reason": "truncated PNG"}]},
+        "folds": {"n_splits": n_folds, "group_column": "plate", "seed": 0,
+                  "holdout_fraction": 0.0},
+        "environment": {"python": "3.11.9", "packages": {"numpy": "2.4.0", "torch": "2.14.0"},
+                        "cpu": "Test CPU @ 2 cores", "gpu": None},
+        "features": {"preset": "standard", "n_features": 412,
+                     "cells_per_image": {"median": 31, "min": 4, "max": 77}},
+        "models": models,
+        "comparisons": [{
+            "model_a": "xgboost", "model_b": "resnet18", "metric": "accuracy",
+            "differences": (a - b).tolist(), "mean_difference": float((a - b).mean()),
+            "t_test": {"statistic": 2.1, "pvalue": 0.17}, "wilcoxon": {"statistic": 0.0,
+                                                                      "pvalue": 0.25},
+            "mcnemar": {"statistic": 1.3, "pvalue": 0.26, "b": 7, "c": 3}, "cohens_dz": 1.2,
+            "verdict": "No evidence that xgboost and resnet18 differ in accuracy."}],
+    }
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "metrics.json").write_text(json.dumps(metrics))
+    if not optional:
+        return root
+    folds.to_csv(root / "folds.csv", index=False)
+    pd.DataFrame(pred_rows).to_parquet(root / "predictions.parquet")
+    (root / "config.yaml").write_text(yaml.safe_dump({"models": list(MODELS), "seed": 0}))
+    (root / "dataset_summary.json").write_text(json.dumps(
+        {"n_images": len(folds), "image_sizes": {"64x64": len(folds) - 1, "64x80": 1},
+         "dtypes": {"uint8": len(folds)}}))
+    (root / "class_differences.json").write_text(json.dumps(
+        {c: {"description": f"nuclei {i * 20}% larger", "params": {"nucleus_scale": 1 + 0.2 * i}}
+         for i, c in enumerate(classes)}))
+    families = ["AreaShape", "Intensity", "Texture"]
+    (pd.DataFrame([{"model": m, "fold": f, "feature": f"Nuclei_{fam}_F{j}", "family": fam,
+                    "gain": float(30 - j + rng.random()) if m == "xgboost" else np.nan,
+                    "permutation": float(0.3 - 0.01 * j)}
+                   for m in ("svm", "xgboost") for f in range(n_folds)
+                   for j, fam in enumerate(families * 9)])
+     .to_csv(root / "feature_importance.csv", index=False))
+    qc = root / "features" / "qc"
+    qc.mkdir(parents=True)
+    cells, nuclei = np.zeros((64, 64), np.int32), np.zeros((64, 64), np.int32)
+    cells[10:30, 10:30], cells[35:60, 30:55] = 1, 2
+    nuclei[15:25, 15:25], nuclei[42:52, 38:48] = 1, 2
+    np.savez(qc / f"{folds['sample_id'][0]}.npz", nuclei=nuclei, cells=cells)
+    return root
+
+
+@pytest.fixture
+def results_dir(tmp_path: Path) -> Path:
+    return make_results_dir(tmp_path / "results")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, BeautifulSoup]:
+    root = make_results_dir(tmp_path_factory.mktemp("built") / "results")
+    report = build_report(root)
+    return root, BeautifulSoup(report.read_text(encoding="utf-8"), "html.parser")
+
+
+def test_results_table_equals_metrics_json(built):
+    root, soup = built
+    metrics = json.loads((root / "metrics.json").read_text())
+    rows = soup.select("#results-table tbody tr")
+    assert [r["data-model"] for r in rows] == list(MODELS)
+    for row in rows:
+        summary = metrics["models"][row["data-model"]]["summary"]
+        for cell in row.select("td[data-metric]"):
+            stats = summary[cell["data-metric"]]
+            assert cell.get_text(strip=True) == f"{stats['mean']:.3f} ± {stats['std']:.3f}"
+
+
+def test_best_per_column_highlighted_lower_loss_wins(built):
+    root, soup = built
+    metrics = json.loads((root / "metrics.json").read_text())
+    for metric in ("accuracy", "log_loss"):
+        means = {m: round(metrics["models"][m]["summary"][metric]["mean"], 3) for m in MODELS}
+        pick = min if metric == "log_loss" else max
+        best = {m for m, v in means.items() if v == pick(means.values())}
+        marked = {c.find_parent("tr")["data-model"]
+                  for c in soup.select(f'#results-table td.best[data-metric="{metric}"]')}
+        assert marked == best
+
+
+def test_report_has_no_external_resources(built):
+    _, soup = built
+    html = str(soup)
+    for tag in soup.find_all(src=True) + soup.find_all(href=True):
+        value = tag.get("src") or tag.get("href")
+        assert value.startswith(("data:", "#")), value
+    assert not re.search(r"https?://", html)
+    assert soup.find("link") is None and soup.find("script", src=True) is None
+    assert len(soup.find_all("img")) >= 6
+    assert all(img["src"].startswith("data:image/png;base64,") for img in soup.find_all("img"))
+
+
+def test_every_figure_has_a_caption(built):
+    _, soup = built
+    for figure in soup.find_all("figure"):
+        assert len(figure.figcaption.get_text(strip=True)) > 40
+
+
+def test_sections_state_weights_tests_and_truth(built):
+    _, soup = built
+    callout = soup.select_one("#weights-callout").get_text(" ", strip=True)
+    assert "resnet18" in callout and "none: trained from random initialisation" in callout
+    tests = soup.select_one("#tests-table").get_text(" ", strip=True)
+    assert "No evidence that xgboost and resnet18 differ" in tests and "0.17" in tests
+    truth = soup.select_one("#truth-table").get_text(" ", strip=True)
+    assert "nuclei 40% larger" in truth
+    text = soup.get_text(" ", strip=True)
+    assert "truncated PNG" in text and "class_zz" in text
+    assert "64x64 (35 images); 64x80 (1 image)" in text and "uint8 (36 images)" in text
+    assert "could not be opened" in text or "not reachable" in text
+
+
+def test_summary_files_written(built):
+    root, _ = built
+    summary = pd.read_csv(root / "summary.csv", index_col="model")
+    metrics = json.loads((root / "metrics.json").read_text())
+    assert summary.loc["xgboost", "macro_f1_mean"] == pytest.approx(
+        metrics["models"]["xgboost"]["summary"]["macro_f1"]["mean"])
+    markdown = (root / "summary.md").read_text().splitlines()
+    assert markdown[0].startswith("| model | accuracy | top-3 accuracy")
+    assert len(markdown) == 2 + len(MODELS) and "**" in markdown[2] + markdown[3] + markdown[4]
+
+
+def test_existing_summary_csv_is_kept(results_dir):
+    (results_dir / "summary.csv").write_text("model,accuracy_mean\nsvm,0.5\n")
+    build_report(results_dir)
+    assert (results_dir / "summary.csv").read_text() == "model,accuracy_mean\nsvm,0.5\n"
+
+
+def test_missing_optional_files_are_stated(tmp_path):
+    root = make_results_dir(tmp_path / "bare", optional=False)
+    soup = BeautifulSoup(build_report(root).read_text(), "html.parser")
+    missing = " ".join(p.get_text(" ", strip=True) for p in soup.select(".missing"))
+    for phrase in ("config.yaml is absent", "folds.csv is absent",
+                   "feature_importance.csv is absent", "dataset_summary.json is absent",
+                   "No segmentation QC files"):
+        assert phrase in missing
+    assert len(soup.select("#results-table tbody tr")) == len(MODELS)
+
+
+def test_many_classes_lists_top_confusions(tmp_path):
+    root = make_results_dir(tmp_path / "many", n_classes=40, per_class=1, optional=False)
+    soup = BeautifulSoup(build_report(root).read_text(), "html.parser")
+    assert not any("Confusion matrix" in (img.get("alt") or "") for img in soup.find_all("img"))
+    blocks = soup.select(".top-confusions")
+    assert [b["data-model"] for b in blocks] == list(MODELS)
+    metrics = json.loads((root / "metrics.json").read_text())
+    cm = np.sum([f["confusion_matrix"] for f in metrics["models"]["svm"]["folds"]], axis=0)
+    frac = cm / cm.sum(axis=1, keepdims=True)
+    np.fill_diagonal(frac, 0)
+    first = blocks[0].select("tbody tr")[0].find_all("td")
+    i, j = np.unravel_index(frac.argmax(), frac.shape)
+    assert float(first[2].get_text()) == pytest.approx(frac.max(), abs=5e-4)
+    assert frac[metrics["classes"].index(first[0].get_text()),
+                metrics["classes"].index(first[1].get_text())] == pytest.approx(frac[i, j])
+    assert soup.find("details") is not None   # the 40-row recall table is collapsed
+
+
+class _FakeDataset:
+    channel_names = ("DNA", "ER", "Actin")
+
+    def __init__(self, ids, labels):
+        self.ids, self.labels = np.asarray(ids), np.asarray(labels)
+
+    def __getitem__(self, i):
+        rng = np.random.default_rng(i)
+        image = rng.integers(0, 255, size=(3, 64, 64), dtype=np.uint8)
+        return type("S", (), {"image": image, "float_image": image / np.float32(255)})()
+
+    def get(self, sample_id):
+        return self[int(np.flatnonzero(self.ids == sample_id)[0])]
+
+
+def test_montage_and_overlay_use_dataset_pixels(results_dir, monkeypatch):
+    folds = pd.read_csv(results_dir / "folds.csv")
+    fake = _FakeDataset(folds["sample_id"], folds["label"])
+    monkeypatch.setattr(reports.images, "open_images", lambda root: (fake, None))
+    soup = BeautifulSoup(build_report(results_dir).read_text(), "html.parser")
+    alts = [img["alt"] for img in soup.find_all("img")]
+    assert "Sample images" in alts and "Segmentation QC" in alts
+    caption = soup.find("img", alt="Segmentation QC").find_next("figcaption").get_text()
+    assert "outlines on black" not in caption
+
+
+def test_cli_build_prints_path(results_dir, capsys):
+    assert main(["build", str(results_dir)]) == 0
+    assert capsys.readouterr().out.strip() == str(results_dir / "report.html")
+
+
+def test_cli_reports_missing_metrics(tmp_path, capsys):
+    assert main(["build", str(tmp_path)]) == 2
+    assert "no metrics.json" in capsys.readouterr().err
+
+
+def test_load_rejects_wrong_confusion_shape(results_dir):
+    metrics = json.loads((results_dir / "metrics.json").read_text())
+    metrics["models"]["svm"]["folds"][0]["confusion_matrix"] = [[1, 0], [0, 1]]
+    (results_dir / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(reports.ResultsError, match=r"confusion_matrix has shape \(2, 2\)"):
+        load_results(results_dir)
+
+
+def test_report_on_synthetic_cellpainting_dataset(tmp_path):
+    synth = pytest.importorskip("datasets.synth", reason="datasets package not importable")
+    from PIL import Image
+
+    data = synth.make_cellpainting(tmp_path / "data", classes=3, per_class=2, size=96, plates=2)
+    from datasets import open_dataset
+
+    ds = open_dataset(data)
+    root = make_results_dir(tmp_path / "results", classes=list(ds.classes), dataset_root=data,
+                            per_class=1, optional=False)
+    (root / "class_differences.json").write_bytes((data / "class_differences.json").read_bytes())
+    qc = root / "features" / "qc"
+    qc.mkdir(parents=True)
+    sid = str(ds.ids[0])
+    np.savez(qc / f"{sid}.npz",
+             **{k: np.asarray(Image.open(data / "truth" / f"{sid}_{k}.png")) for k in
+                ("nuclei", "cells")})
+    soup = BeautifulSoup(build_report(root).read_text(), "html.parser")
+    montage = soup.find("img", alt="Sample images").find_next("figcaption").get_text()
+    assert "DNA = blue" in montage and "Golgi = yellow" in montage
+    overlay = soup.find("img", alt="Segmentation QC").find_next("figcaption").get_text()
+    assert "outlines on black" not in overlay
+    truth = soup.select_one("#truth-table").get_text(" ", strip=True)
+    assert all(c in truth for c in ds.classes) and "nuclear_area=" in truth
+
+
+def test_options_switch_to_top_confusions_and_reject_unknown_keys(results_dir):
+    options = reports.ReportOptions.from_dict({"heatmap_max_classes": 2, "top_confusions": 3})
+    soup = BeautifulSoup(build_report(results_dir, options=options).read_text(), "html.parser")
+    assert all(len(b.select("tbody tr")) <= 3 for b in soup.select(".top-confusions"))
+    assert len(soup.select(".top-confusions")) == len(MODELS)
+    with pytest.raises(ValueError, match="unknown report options"):
+        reports.ReportOptions.from_dict({"heatmap_classes": 2})
