@@ -1,0 +1,21 @@
+"""Segmentation and CellProfiler-parity per-cell features (via cp_measure), as a batch job.
+
+>>> from features import FeatureConfig, extract_sample, run_extraction, load_table
+"""
+
+from .batch import load_table, run_extraction
+from .config import FAMILIES, PRESETS, FeatureConfig, FeatureConfigError
+from .extract import ChannelConfigError, aggregate, extract_sample, segment_sample
+from .segmentation import (
+    SegmentationError,
+    cytoplasm,
+    segment_cells,
+    segment_nuclei,
+    segment_whole_object,
+)
+
+__all__ = [
+    "FAMILIES", "PRESETS", "ChannelConfigError", "FeatureConfig", "FeatureConfigError",
+    "SegmentationError", "aggregate", "cytoplasm", "extract_sample", "load_table",
+    "run_extraction", "segment_cells", "segment_nuclei", "segment_sample", "segment_whole_object",
+]

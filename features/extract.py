@@ -1,0 +1,156 @@
+"""One image in memory → per-cell table and per-image (aggregated) row."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import FeatureConfig
+from .measure import measure_objects
+from .segmentation import cytoplasm, segment_cells, segment_nuclei, segment_whole_object
+
+
+class ChannelConfigError(ValueError):
+    """A configured channel name is not among the sample's channels."""
+
+
+def _channel_names(sample: Any) -> tuple[str, ...]:
+    names = tuple(sample.metadata.get("channel_names") or ())
+    if len(names) != sample.image.shape[0]:
+        names = tuple(f"C{i + 1}" for i in range(sample.image.shape[0]))
+    return names
+
+
+def _index(names: tuple[str, ...], wanted: str | None, default: int, role: str, sid: str) -> int:
+    if wanted is None:
+        return min(default, len(names) - 1)
+    if wanted not in names:
+        raise ChannelConfigError(f"sample {sid!r}: {role} channel {wanted!r} not in channels {names}")
+    return names.index(wanted)
+
+
+def _scale_max(image: np.ndarray) -> int:
+    return int(np.iinfo(image.dtype).max) if np.issubdtype(image.dtype, np.integer) else 255
+
+
+def segment_sample(image: np.ndarray, names: tuple[str, ...], config: FeatureConfig,
+                   sid: str = "?") -> dict[str, np.ndarray]:
+    """Label images per object type for a float ``(C, H, W)`` image.
+
+    Returns ``{"Nuclei", "Cells", "Cytoplasm"}`` label images (only ``Cells`` in
+    whole-object mode), all numbered by nucleus.
+    """
+    if config.whole_object:
+        return {"Cells": segment_whole_object(image.mean(axis=0))}
+    dna = _index(names, config.dna_channel, 0, "DNA", sid)
+    cyto = _index(names, config.cyto_channel, 1, "cytoplasm", sid)
+    nuclei = segment_nuclei(image[dna], method=config.threshold_method,
+                            smoothing_sigma=config.smoothing_sigma, min_area=config.min_area,
+                            max_area=config.max_area, declump=config.declump,
+                            exclude_border=config.exclude_border)
+    cells = segment_cells(image[cyto], nuclei, threshold_method=config.threshold_method,
+                          threshold_scale=config.cell_threshold_scale,
+                          smoothing_sigma=config.smoothing_sigma,
+                          regularization=config.regularization)
+    return {"Nuclei": nuclei, "Cells": cells, "Cytoplasm": cytoplasm(cells, nuclei)}
+
+
+def _centroids(labels: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = int(labels.max()) + 1
+    rr, cc = np.indices(labels.shape)
+    count = np.bincount(labels.ravel(), minlength=n).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x = np.bincount(labels.ravel(), cc.ravel(), minlength=n) / count
+        y = np.bincount(labels.ravel(), rr.ravel(), minlength=n) / count
+    return x[ids], y[ids]
+
+
+def measure_sample(image: np.ndarray, names: tuple[str, ...], masks: dict[str, np.ndarray],
+                   config: FeatureConfig, scale_max: int = 255) -> pd.DataFrame:
+    """Per-object features of all object types, one row per primary object number."""
+    channels = config.channels or names
+    missing = [c for c in channels if c not in names]
+    if missing:
+        raise ChannelConfigError(f"channels {missing} not in the image's channels {names}")
+    sub = image[[names.index(c) for c in channels]]
+    primary = "Nuclei" if "Nuclei" in masks else "Cells"
+    ids = np.unique(masks[primary])
+    ids = ids[ids > 0]
+    table = pd.DataFrame(index=pd.Index(ids, name="ObjectNumber"))
+    for obj in config.objects:
+        if obj not in masks:
+            continue
+        obj_ids, feats = measure_objects(obj, masks[obj], sub, channels, config, scale_max=scale_max)
+        if feats:
+            block = pd.DataFrame(feats, index=pd.Index(obj_ids, name="ObjectNumber"))
+            table = table.join(block, how="left")
+    x, y = _centroids(masks[primary], ids)
+    table.insert(0, "Metadata_Location_Center_Y", y)
+    table.insert(0, "Metadata_Location_Center_X", x)
+    return table.reset_index(names="Metadata_ObjectNumber")
+
+
+def aggregate(cells: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:
+    """Per-image row: median under each feature's name, mean as ``{feature}__mean``.
+
+    Parameters
+    ----------
+    cells : pd.DataFrame
+        Per-cell table (``Metadata_*`` + numeric feature columns), possibly empty.
+    meta : dict
+        Image-level metadata columns (``Metadata_ImageNumber``, ``Metadata_sample_id``, ...).
+
+    Returns
+    -------
+    pd.DataFrame
+        One row with ``meta``, ``Metadata_Object_Count`` and the aggregated features
+        (NaN when there are no cells).
+    """
+    feats = [c for c in cells.columns if not c.startswith("Metadata_")]
+    values = cells[feats].to_numpy(dtype=np.float64) if len(cells) else np.full((1, len(feats)), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(values, axis=0)
+        mean = np.nanmean(values, axis=0)
+    row = {**meta, "Metadata_Object_Count": int(len(cells))}
+    row.update(dict(zip(feats, med)))
+    row.update({f"{f}__mean": m for f, m in zip(feats, mean)})
+    return pd.DataFrame([row])
+
+
+def extract_sample(sample: Any, config: FeatureConfig, *, image_number: int = 1,
+                   masks: dict[str, np.ndarray] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Segment and measure one sample.
+
+    Parameters
+    ----------
+    sample : datasets.Sample
+        The image ``(C, H, W)`` and its metadata (``metadata["channel_names"]``).
+    config : FeatureConfig
+        Segmentation and measurement settings.
+    image_number : int
+        ``Metadata_ImageNumber`` written to both tables (1-based dataset position).
+    masks : dict, optional
+        Precomputed label images per object type (skips segmentation).
+
+    Returns
+    -------
+    cells : pd.DataFrame
+        One row per object with the ``Metadata_*`` columns of docs/CONTRACTS.md.
+    image_row : pd.DataFrame
+        One row: the per-image aggregation (``Metadata_Object_Count`` 0 when no cells).
+    """
+    names = _channel_names(sample)
+    image = np.asarray(sample.float_image, dtype=np.float64)
+    if masks is None:
+        masks = segment_sample(image, names, config, sample.id)
+    cells = measure_sample(image, names, masks, config, _scale_max(sample.image))
+    meta = {"Metadata_ImageNumber": int(image_number), "Metadata_sample_id": str(sample.id),
+            "Metadata_label": sample.label, "Metadata_group": sample.group}
+    for key, value in reversed(list(meta.items())):
+        cells.insert(0, key, value)
+    cells["Metadata_ObjectNumber"] = cells["Metadata_ObjectNumber"].astype(np.int64)
+    return cells, aggregate(cells, meta)

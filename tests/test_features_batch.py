@@ -1,0 +1,115 @@
+"""The batch job: parts, manifest, errors, resume after a kill, joblib and Dask."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features import FeatureConfig, load_table, run_extraction
+
+synth = pytest.importorskip("datasets.synth")
+MINIMAL = FeatureConfig(preset="minimal", objects=("Nuclei", "Cells"), qc_samples=2)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cp") / "data"
+    synth.make_cellpainting(root, classes=2, per_class=2, size=96, plates=1)
+    return root
+
+
+def _corrupt_copy(dataset: Path, dest: Path) -> tuple[Path, str]:
+    import shutil
+
+    shutil.copytree(dataset, dest)
+    victim = sorted((dest / "images").rglob("*_w3.png"))[1]
+    victim.write_bytes(b"not a png")
+    return dest, victim.name
+
+
+def test_run_writes_parts_manifest_qc_and_tables(dataset, tmp_path):
+    out = run_extraction(dataset, tmp_path / "out", MINIMAL, jobs=1)
+    cells, images = load_table(out, level="cell"), load_table(out, level="image")
+    assert list(images["Metadata_ImageNumber"]) == [1, 2, 3, 4]
+    counts = cells.groupby("Metadata_ImageNumber").size()
+    assert (images.set_index("Metadata_ImageNumber")["Metadata_Object_Count"] == counts).all()
+    assert {"Nuclei_AreaShape_Area", "Cells_Intensity_MeanIntensity_Golgi"} <= set(cells.columns)
+    assert "Nuclei_AreaShape_Area__mean" in images.columns
+    assert not any(c.startswith("Cytoplasm_") for c in cells.columns)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["preset"] == "minimal" and manifest["n_images"] == 4
+    assert len(manifest["files"]) == 24 and all(f["bytes"] > 0 for f in manifest["files"])
+    assert "cp-measure" in manifest["packages"]
+    qc = sorted((out / "qc").glob("*.npz"))
+    assert len(qc) == 2
+    with np.load(qc[0]) as arrays:
+        assert arrays["nuclei"].shape == (96, 96) and arrays["cells"].max() == arrays["nuclei"].max()
+    assert pd.read_csv(out / "errors.csv").empty
+
+
+def test_bad_and_empty_images_are_listed_and_job_continues(dataset, tmp_path):
+    from PIL import Image
+
+    root, name = _corrupt_copy(dataset, tmp_path / "bad")
+    blank = sorted((root / "images").rglob("*_w1.png"))[2]
+    Image.fromarray(np.zeros((96, 96), np.uint8)).save(blank)
+    out = run_extraction(root, tmp_path / "out", MINIMAL, jobs=2)
+    errors = pd.read_csv(out / "errors.csv")
+    assert len(errors) == 2
+    unreadable = errors[errors["reason"].str.contains("cannot read")]
+    assert len(unreadable) == 1 and name in unreadable["reason"].iloc[0]
+    assert "B03_s1" in unreadable["path"].iloc[0]
+    empty = errors[errors["reason"].str.contains("zero objects")]
+    assert len(empty) == 1 and empty["path"].iloc[0] == str(blank)
+    images = load_table(out, level="image")
+    assert len(images) == 3
+    zero = images[images["Metadata_Object_Count"] == 0]
+    assert len(zero) == 1 and zero["Nuclei_AreaShape_Area"].isna().all()
+
+
+def test_resume_after_kill_equals_uninterrupted_run(dataset, tmp_path):
+    reference = run_extraction(dataset, tmp_path / "ref", MINIMAL, jobs=1)
+    cfg = tmp_path / "f.yaml"
+    cfg.write_text("preset: minimal\nobjects: [Nuclei, Cells]\nqc_samples: 2\n")
+    out = tmp_path / "resumed"
+    cmd = [sys.executable, "-m", "features", "extract", str(dataset), "--out", str(out),
+           "--config", str(cfg)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list((out / "image").glob("0*.parquet")):
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(list((out / "image").glob("0*.parquet")))
+    assert 1 <= done_before < 4, "the kill should land mid-run"
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    for level in ("cell", "image"):
+        pd.testing.assert_frame_equal(load_table(out, level=level),
+                                      load_table(reference, level=level))
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_dask_local_cluster_gives_same_table(dataset, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    reference = run_extraction(dataset, tmp_path / "ref", MINIMAL, jobs=1)
+    with distributed.LocalCluster(n_workers=1, processes=False, host="127.0.0.1",
+                                  protocol="tcp://",
+                                  dashboard_address=None) as cluster:
+        out = run_extraction(dataset, tmp_path / "dask", MINIMAL, scheduler=cluster.scheduler_address)
+    pd.testing.assert_frame_equal(load_table(out, level="cell"), load_table(reference, level="cell"))
+
+
+def test_load_table_errors(tmp_path):
+    with pytest.raises(ValueError, match="level"):
+        load_table(tmp_path, level="well")
+    with pytest.raises(FileNotFoundError, match="no Parquet parts"):
+        load_table(tmp_path, level="image")

@@ -1,0 +1,223 @@
+"""Measurements: CellProfiler names, presets, and parity with cp_measure's own featurize."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from cp_measure.featurizer import featurize, make_featurizer_config
+
+from features import FeatureConfig, FeatureConfigError, aggregate, extract_sample
+from features.measure import featurize_column_name, measure_objects
+
+FAMILY_FLAGS = {"Intensity": "intensity", "Texture": "texture", "Granularity": "granularity",
+                "AreaShape": "sizeshape", "Zernike": "zernike", "Feret": "feret"}
+
+
+def _two_objects(size: int = 48, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    labels = np.zeros((size, size), np.int32)
+    labels[(yy - 12) ** 2 + (xx - 12) ** 2 < 64] = 1
+    labels[(yy - 30) ** 2 + (xx - 33) ** 2 < 100] = 3          # non-consecutive on purpose
+    image = rng.random((2, size, size)) * 0.5
+    image[0] += (labels > 0) * 0.3
+    return labels, image
+
+
+def _reference(image: np.ndarray, labels: np.ndarray, channels: list[str], config: FeatureConfig,
+               obj: str = "Cells") -> dict[str, np.ndarray]:
+    """cp_measure.featurize on the same arrays, columns renamed to ours.
+
+    featurize measures correlations over ordered channel pairs; CellProfiler (and we) measure
+    each unordered pair once, so only the forward-ordered columns are comparable (the
+    reversed Costes/Slope are different quantities under the same CellProfiler name).
+    """
+    fam = config.active_families
+    flags = {flag: fam_name in fam for fam_name, flag in FAMILY_FLAGS.items()}
+    radial = "RadialDistribution" in fam
+    corr = "Correlation" in fam
+    cfg = make_featurizer_config(
+        channels, objects=[obj], **flags, radial_distribution=radial, radial_zernikes=radial,
+        texture_params={"scale": config.active_scales[0], "gray_levels": config.texture_gray_levels},
+        correlation_pearson=corr, correlation_costes=corr, correlation_manders_fold=corr,
+        correlation_rwc=corr, correlation_costes_params={"scale_max": 255})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data, columns, _ = featurize(image[None], labels[None, None], cfg)
+    ref = {}
+    for j, col in enumerate(columns):
+        parts = col.split("__")
+        if len(parts) == 3 and channels.index(parts[1]) > channels.index(parts[2]):
+            continue
+        ref[featurize_column_name(obj, col)] = data[:, j]
+    return ref
+
+
+def _assert_parity(ours: dict, ref: dict) -> None:
+    missing = sorted(set(ours) - set(ref))
+    assert not missing, f"features without a cp_measure counterpart: {missing[:5]}"
+    for name, values in ours.items():
+        np.testing.assert_allclose(values, ref[name], rtol=1e-6, atol=1e-12, equal_nan=True,
+                                   err_msg=name)
+
+
+def test_standard_parity_with_cp_measure_on_synthetic_objects():
+    labels, image = _two_objects()
+    config = FeatureConfig(preset="standard")
+    ids, ours = measure_objects("Cells", labels, image, ("A", "B"), config)
+    assert list(ids) == [1, 3]
+    ref = _reference(image, labels, ["A", "B"], config)
+    _assert_parity(ours, ref)
+    # every family of the preset is emitted, and only those
+    assert {"Cells_AreaShape_Area", "Cells_Intensity_MeanIntensity_A",
+            "Cells_Texture_Contrast_B_3_00_256", "Cells_Correlation_Pearson_A_B",
+            "Cells_Correlation_Manders_B_A", "Cells_Correlation_Costes_A_B"} <= set(ours)
+    assert not any("Granularity" in n or "Zernike" in n for n in ours)
+
+
+def test_full_parity_with_cp_measure_on_tiny_image():
+    labels, image = _two_objects(size=40, seed=1)
+    config = FeatureConfig(preset="full", texture_scales=(3,))
+    _, ours = measure_objects("Nuclei", labels, image, ("A", "B"), config)
+    ref = _reference(image, labels, ["A", "B"], config, obj="Nuclei")
+    _assert_parity(ours, ref)
+    assert "Nuclei_Granularity_1_A" in ours
+    assert "Nuclei_RadialDistribution_FracAtD_B_1of4" in ours
+    assert "Nuclei_AreaShape_Zernike_2_0" in ours and "Nuclei_AreaShape_MaxFeretDiameter" in ours
+
+
+def test_parity_on_example_fly(example_fly):
+    import tifffile
+
+    from features import segment_nuclei
+
+    stems = [p.name[:-6] for p in sorted(example_fly.glob("*_D.TIF"))][:1]
+    planes = [tifffile.imread(example_fly / f"{stems[0]}_{s}.TIF") for s in "DF"]
+    image = np.stack(planes)[:, :96, :96].astype(np.float64) / 65535.0
+    labels = segment_nuclei(image[0], min_area=10)
+    assert labels.max() >= 2
+    config = FeatureConfig(preset="standard")
+    _, ours = measure_objects("Nuclei", labels, image, ("D", "F"), config)
+    ref = _reference(image, labels, ["D", "F"], config, obj="Nuclei")
+    _assert_parity(ours, ref)
+
+
+def test_disk_area_and_intensity_closed_form():
+    yy, xx = np.mgrid[:41, :41]
+    labels = ((yy - 20) ** 2 + (xx - 20) ** 2 <= 100).astype(np.int32)
+    image = np.full((1, 41, 41), 0.25)
+    _, feats = measure_objects("Nuclei", labels, image, ("DNA",), FeatureConfig(preset="minimal"))
+    assert feats["Nuclei_AreaShape_Area"][0] == labels.sum()
+    assert feats["Nuclei_Intensity_MeanIntensity_DNA"][0] == pytest.approx(0.25)
+    assert feats["Nuclei_Intensity_IntegratedIntensity_DNA"][0] == pytest.approx(0.25 * labels.sum())
+
+
+def test_families_override_preset_and_bad_values_raise(tmp_path):
+    cfg = FeatureConfig(preset="full", families=("Intensity",))
+    assert cfg.active_families == ("Intensity",)
+    assert FeatureConfig(preset="standard", texture_scales=(3, 5)).active_scales == (3,)
+    with pytest.raises(FeatureConfigError, match="preset"):
+        FeatureConfig(preset="huge")
+    with pytest.raises(FeatureConfigError, match="Spectral"):
+        FeatureConfig(families=("Spectral",))
+    path = tmp_path / "f.yaml"
+    path.write_text("features:\n  preset: minimal\n  texture_scales: [3, 5]\n  dna_channel: DNA\n")
+    loaded = FeatureConfig.from_yaml(path)
+    assert loaded == FeatureConfig(preset="minimal", texture_scales=(3, 5), dna_channel="DNA")
+    with pytest.raises(FeatureConfigError, match="colour"):
+        FeatureConfig.from_dict({"colour": 1})
+
+
+def test_aggregate_median_mean_and_zero_cells():
+    cells = pd.DataFrame({"Metadata_ObjectNumber": [1, 2, 3], "Cells_X": [1.0, 2.0, 6.0]})
+    row = aggregate(cells, {"Metadata_sample_id": "s"})
+    assert row.loc[0, "Cells_X"] == 2.0 and row.loc[0, "Cells_X__mean"] == 3.0
+    assert row.loc[0, "Metadata_Object_Count"] == 3
+    empty = aggregate(cells.iloc[:0], {"Metadata_sample_id": "e"})
+    assert empty.loc[0, "Metadata_Object_Count"] == 0 and np.isnan(empty.loc[0, "Cells_X__mean"])
+
+
+class _FakeSample:
+    def __init__(self, image, names):
+        self.id, self.label, self.group = "s1", "a", "p1"
+        self.image = image
+        self.metadata = {"channel_names": names}
+        self.paths = ()
+
+    @property
+    def float_image(self):
+        return self.image.astype(np.float32) / 255.0
+
+
+def test_extract_sample_tables_follow_contract():
+    yy, xx = np.mgrid[:64, :64]
+    dna = np.zeros((64, 64))
+    for cy, cx in [(16, 16), (44, 40)]:
+        dna[(yy - cy) ** 2 + (xx - cx) ** 2 < 49] = 200
+    cyto = np.zeros((64, 64))
+    for cy, cx in [(16, 16), (44, 40)]:
+        cyto[(yy - cy) ** 2 + (xx - cx) ** 2 < 144] = 120
+    image = np.stack([dna, cyto]).astype(np.uint8)
+    sample = _FakeSample(image, ("DNA", "Actin"))
+    cells, row = extract_sample(sample, FeatureConfig(preset="minimal", cyto_channel="Actin"),
+                                image_number=7)
+    assert len(cells) == 2 and list(cells["Metadata_ObjectNumber"]) == [1, 2]
+    assert (cells["Metadata_ImageNumber"] == 7).all() and (cells["Metadata_label"] == "a").all()
+    assert cells["Nuclei_AreaShape_Area"].between(140, 160).all()
+    assert (cells["Cells_AreaShape_Area"] > cells["Nuclei_AreaShape_Area"]).all()
+    np.testing.assert_allclose(cells["Cytoplasm_AreaShape_Area"],
+                               cells["Cells_AreaShape_Area"] - cells["Nuclei_AreaShape_Area"])
+    assert row.loc[0, "Metadata_Object_Count"] == 2
+    assert "Cells_Intensity_MeanIntensity_Actin__mean" in row
+    assert sorted(cells["Metadata_Location_Center_X"].round()) == [16, 40]
+    blank = _FakeSample(np.zeros((2, 64, 64), np.uint8), ("DNA", "Actin"))
+    cells0, row0 = extract_sample(blank, FeatureConfig(preset="minimal"))
+    assert len(cells0) == 0 and row0.loc[0, "Metadata_Object_Count"] == 0
+
+
+def test_whole_object_mode_measures_one_cell():
+    yy, xx = np.mgrid[:64, :64]
+    disk = ((yy - 32) ** 2 + (xx - 30) ** 2 <= 400).astype(np.uint8) * 180
+    sample = _FakeSample(np.stack([disk, disk // 2]), ("C1", "C2"))
+    cells, row = extract_sample(sample, FeatureConfig(preset="minimal", whole_object=True))
+    assert len(cells) == 1 and row.loc[0, "Metadata_Object_Count"] == 1
+    assert cells.loc[0, "Cells_AreaShape_Area"] == pytest.approx(np.pi * 400, rel=0.03)
+    assert not any(c.startswith("Nuclei_") for c in cells.columns)
+    assert cells.loc[0, "Metadata_Location_Center_X"] == pytest.approx(30, abs=0.5)
+
+
+@pytest.mark.parametrize("scale,levels", [(1, 8), (3, 256), (5, 64)])
+def test_sparse_texture_equals_cp_measure(scale, levels):
+    from cp_measure.core.measuretexture import get_texture as reference
+
+    from features.texture import get_texture
+
+    labels, image = _two_objects(size=56, seed=scale)
+    labels[50:53, 2:40] = 4                          # thin object: NaN at larger scales
+    ours = get_texture(labels, image[0], scale, levels)
+    ref = reference(labels, image[0], scale, levels)
+    assert list(ours) == list(ref)
+    for key in ref:
+        np.testing.assert_allclose(ours[key], ref[key], rtol=1e-6, atol=1e-12, equal_nan=True,
+                                   err_msg=key)
+    assert np.isnan(ours[f"Contrast_{scale}_02_{levels}"][2]) == (scale > 2)
+
+
+def test_costes_equals_cp_measure():
+    from cp_measure.core.measurecolocalization import get_correlation_costes as reference
+
+    from features.costes import get_correlation_costes
+
+    labels, image = _two_objects(size=64, seed=3)
+    image[1] = 0.6 * image[0] + 0.4 * image[1]       # correlated channels: defined thresholds
+    labels[labels == 3] = 2                           # cp_measure wants labels 1..N here
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = reference(image[0], image[1], labels, scale_max=255)
+    ours = get_correlation_costes(image[0], image[1], labels, scale_max=255)
+    for key in ref:
+        np.testing.assert_allclose(ours[key], ref[key], rtol=1e-6, equal_nan=True, err_msg=key)
+    assert len(ours["Correlation_Costes_1"]) == 2 and np.isfinite(ours["Correlation_Costes_1"]).all()
