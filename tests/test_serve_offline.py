@@ -1,0 +1,193 @@
+"""serve/: MODEL_DIR export/load, offline predict CSV, safe renaming and undo."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from skimage.draw import disk
+
+import serve
+from datasets import Sample
+from features import FeatureConfig, extract_sample
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def disk_image(radius: int, seed: int, channels: int = 1) -> np.ndarray:
+    """uint16 (C, 64, 64): noise plus a bright disk of ``radius``."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 500, (channels, 64, 64)).astype(np.uint16)
+    rr, cc = disk((32, 32), radius, shape=(64, 64))
+    img[:, rr, cc] += 30000
+    return img
+
+
+def train_classical(out: Path, classes=("big", "small")) -> Path:
+    """Fit an SVM on whole-object features of disks (big radius 20, small radius 8)."""
+    import classical
+    cfg = FeatureConfig(preset="minimal", whole_object=True)
+    rows, y = [], []
+    for i in range(12):
+        label = classes[i % 2]
+        s = Sample(id=f"s{i}", image=disk_image(20 if i % 2 == 0 else 8, i),
+                   metadata={"channel_names": ["Gray"]})
+        rows.append(extract_sample(s, cfg)[1])
+        y.append(label)
+    X = pd.concat(rows, ignore_index=True)
+    est = classical.make_classifier("svm", tune=False).fit(X, np.array(y))
+    return serve.export_model(est, out, channels=["Gray"], feature_config=cfg, dtype="uint16")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return train_classical(tmp_path_factory.mktemp("model") / "m")
+
+
+def write_inputs(folder: Path) -> dict[str, str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    truth = {}
+    for i, (radius, label) in enumerate([(20, "big"), (8, "small"), (19, "big"), (9, "small")]):
+        name = f"embryo_{i:03d}.tif"
+        tifffile.imwrite(folder / name, disk_image(radius, 100 + i)[0])
+        truth[name] = label
+    return truth
+
+
+def test_serve_json_records_kind_classes_and_input(model_dir):
+    meta = json.loads((model_dir / "serve.json").read_text())
+    assert meta["kind"] == "classical"
+    assert meta["classes"] == ["big", "small"]
+    assert meta["input"]["channels"] == ["Gray"]
+    assert meta["feature_config"]["whole_object"] is True
+
+
+def test_missing_serve_json_is_a_model_dir_error(tmp_path):
+    with pytest.raises(serve.ModelDirError, match="serve.json"):
+        serve.load_predictor(tmp_path)
+
+
+def test_predict_inputs_ranks_true_class_first_and_reports_bad_file(model_dir, tmp_path):
+    truth = write_inputs(tmp_path / "in")
+    (tmp_path / "in" / "broken.tif").write_bytes(b"not a tiff at all")
+    rows = serve.predict_inputs(serve.load_predictor(model_dir), [str(tmp_path / "in")], k=2)
+    by_name = {Path(r.path).name: r for r in rows}
+    assert "TiffFileError" in by_name["broken.tif"].error or "decode" in by_name["broken.tif"].error
+    for name, label in truth.items():
+        assert by_name[name].error == ""
+        assert by_name[name].top[0][0] == label
+        assert sum(p for _, p in by_name[name].top) == pytest.approx(1.0)
+
+
+def test_wrong_channel_count_is_an_error_row(model_dir, tmp_path):
+    tifffile.imwrite(tmp_path / "two.tif", disk_image(20, 0, channels=2))
+    rows = serve.predict_inputs(serve.load_predictor(model_dir), [str(tmp_path / "two.tif")])
+    assert "2 channel(s)" in rows[0].error and rows[0].top == ()
+
+
+@pytest.mark.parametrize("name, expected", [("../../etc", "etc"), ("a/b\\c", "a-b-c"),
+                                            ("st\x00age\n4", "st-age-4"), ("..", "class")])
+def test_sanitize_removes_path_tricks(name, expected):
+    assert serve.sanitize(name) == expected
+
+
+def test_new_name_appends_top3():
+    top = [("stage4", 0.811), ("stage5", 0.12), ("stage3", 0.04)]
+    assert serve.new_name(Path("embryo_017.tif"), top) == \
+        "embryo_017__stage4-0.81_stage5-0.12_stage3-0.04.tif"
+
+
+def test_plan_skips_existing_target(tmp_path):
+    (tmp_path / "a.tif").write_bytes(b"x")
+    (tmp_path / "a__c-1.00.tif").write_bytes(b"y")
+    rows = [serve.PredictionRow(str(tmp_path / "a.tif"), (("c", 1.0),))]
+    assert serve.plan_renames(rows) == []
+
+
+def test_cli_predict_rename_and_undo_round_trip(tmp_path):
+    model = train_classical(tmp_path / "m", classes=("../up", "a/b"))
+    truth = write_inputs(tmp_path / "in")
+    before = sorted(p.name for p in (tmp_path / "in").iterdir())
+    cmd = [sys.executable, "-m", "serve", "predict", str(model), str(tmp_path / "in" / "*.tif"),
+           "--out", str(tmp_path / "p.csv"), "--rename"]
+    dry = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
+    assert "dry run" in dry.stdout
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == before
+    subprocess.run(cmd + ["--yes"], cwd=ROOT, capture_output=True, text=True, check=True)
+    after = sorted(p.name for p in (tmp_path / "in").iterdir())
+    assert len(after) == len(truth) and not set(after) & set(before)
+    assert all("__up-" in n or "__a-b-" in n for n in after)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "m", "p.csv", "p.undo.json"]
+    with open(tmp_path / "p.csv") as fh:
+        table = list(csv.DictReader(fh))
+    assert [r["top1_class"] for r in table] == [("../up" if v == "big" else "a/b") for v in
+                                                 (truth[k] for k in sorted(truth))]
+    subprocess.run([sys.executable, "-m", "serve", "undo", str(tmp_path / "p.undo.json")],
+                   cwd=ROOT, capture_output=True, text=True, check=True)
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == before
+
+
+def test_undo_refuses_to_overwrite(tmp_path):
+    (tmp_path / "new.tif").write_bytes(b"n")
+    (tmp_path / "old.tif").write_bytes(b"o")
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"renames": [{"old": str(tmp_path / "old.tif"),
+                                                 "new": str(tmp_path / "new.tif")}]}))
+    restored, problems = serve.undo(manifest)
+    assert restored == 0 and "not overwriting" in problems[0]
+    assert (tmp_path / "old.tif").read_bytes() == b"o"
+
+
+def test_deep_model_round_trip_matches_in_memory_prediction(tmp_path):
+    deep = pytest.importorskip("deep")
+    config = deep.DeepConfig(arch="smallcnn", weights="none", image_size=32, epochs=1,
+                             batch_size=8, device="cpu", amp=False, progress=False,
+                             val_fraction=0.0)
+    images = [disk_image(20 if i % 2 else 8, i) for i in range(8)]
+    clf = deep.DeepClassifier(config).fit(images, ["big" if i % 2 else "small" for i in range(8)])
+    model = serve.export_model(clf, tmp_path / "m", channels=["Gray"], dtype="uint16")
+    tifffile.imwrite(tmp_path / "a.tif", images[0][0])
+    row = serve.predict_inputs(serve.load_predictor(model), [str(tmp_path / "a.tif")], k=2)[0]
+    expected = clf.predict_proba([images[0]])[0]
+    assert row.error == ""
+    assert dict(row.top) == pytest.approx(dict(zip(clf.classes_, expected)))
+
+
+def test_class_folder_layout_and_missing_file_give_one_row_each(model_dir, tmp_path):
+    for label, radius in (("a", 20), ("b", 8)):
+        (tmp_path / "ds" / label).mkdir(parents=True)
+        for i in range(2):
+            tifffile.imwrite(tmp_path / "ds" / label / f"{label}{i}.tif", disk_image(radius, i)[0])
+    rows = serve.predict_inputs(serve.load_predictor(model_dir),
+                                [str(tmp_path / "ds"), str(tmp_path / "nope.tif")])
+    assert [Path(r.path).name for r in rows] == ["a0.tif", "a1.tif", "b0.tif", "b1.tif", "nope.tif"]
+    assert [r.top[0][0] for r in rows[:4]] == ["big", "big", "small", "small"]
+    assert "does not exist" in rows[4].error
+
+
+def test_empty_folder_is_an_error_row(model_dir, tmp_path):
+    (tmp_path / "empty").mkdir()
+    rows = serve.predict_inputs(serve.load_predictor(model_dir), [str(tmp_path / "empty")])
+    assert len(rows) == 1 and rows[0].error and rows[0].top == ()
+
+
+def test_cell_granularity_model_averages_cells_per_image(tmp_path):
+    import classical
+    cfg = FeatureConfig(preset="minimal", whole_object=True)
+    cells = pd.concat([extract_sample(Sample(id=f"s{i}", image=disk_image(20 if i % 2 else 8, i)),
+                                      cfg, image_number=i + 1)[0] for i in range(12)],
+                      ignore_index=True)
+    y = np.where(cells["Metadata_sample_id"].str[1:].astype(int) % 2 == 1, "big", "small")
+    est = classical.make_classifier("svm", granularity="cell", tune=False).fit(cells, y)
+    model = serve.export_model(est, tmp_path / "m", channels=["C1"], feature_config=cfg)
+    query = [Sample(id="q", image=disk_image(20, 50)), Sample(id="r", image=disk_image(8, 51))]
+    classes, proba = serve.load_predictor(model).predict_proba(query)
+    table = pd.concat([extract_sample(s, cfg, image_number=i + 1)[0] for i, s in enumerate(query)])
+    ids, direct = est.predict_image_proba(table)
+    assert classes == ("big", "small") and list(ids) == ["q", "r"]
+    np.testing.assert_allclose(proba, direct)
