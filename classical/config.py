@@ -1,0 +1,54 @@
+"""Configuration of a classical model as a frozen dataclass (YAML-loadable)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from classical.estimator import TableClassifier, make_classifier
+
+
+@dataclass(frozen=True)
+class ClassicalConfig:
+    """Everything :func:`classical.make_classifier` needs; defaults run.
+
+    Examples
+    --------
+    >>> ClassicalConfig.from_dict({"name": "xgboost", "params": {"max_depth": 4}}).build().model
+    'xgboost'
+    """
+
+    name: str = "svm"
+    granularity: str = "image"
+    normalize: str = "standard"
+    tune: bool = False
+    tune_budget: int = 8
+    tune_seconds: float | None = None
+    inner_folds: int = 3
+    corr_threshold: float | None = 0.9
+    mi_top_k: int | None = None
+    random_state: int = 0
+    n_jobs: int = 1
+    params: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ClassicalConfig":
+        """Build from a mapping, rejecting unknown keys with their names."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown classical config key(s) {unknown}; expected some of {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "ClassicalConfig":
+        """Load from a YAML file holding one mapping."""
+        return cls.from_dict(yaml.safe_load(Path(path).read_text()) or {})
+
+    def build(self) -> TableClassifier:
+        """Return the unfitted estimator."""
+        kwargs = asdict(self)
+        params = kwargs.pop("params")
+        return make_classifier(kwargs.pop("name"), **kwargs, **params)

@@ -1,0 +1,137 @@
+"""Model persistence (joblib + JSON sidecar) and the top-k helper."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from importlib import metadata
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from classical.errors import FeatureMismatchError
+from classical.tables import feature_columns, table_sha256
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.joblib"
+SIDECAR_FILE = "model.json"
+_PACKAGES = ("scikit-learn", "xgboost", "numpy", "pandas", "joblib")
+_DISTRIBUTIONS = {"xgboost": ("xgboost", "xgboost-cpu")}  # the CPU wheel has its own name
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        out[name] = None
+        for dist in _DISTRIBUTIONS.get(name, (name,)):
+            try:
+                out[name] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    return out
+
+
+def save_model(est, directory: str | Path, *, train_table: pd.DataFrame | None = None) -> Path:
+    """Write ``est`` to ``directory/model.joblib`` and a JSON sidecar ``model.json``.
+
+    The sidecar records the feature names, classes, chosen parameters, package versions and
+    the sha256 of the training table (when given).
+
+    Returns
+    -------
+    pathlib.Path
+        The directory written.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    joblib.dump(est, directory / MODEL_FILE)
+    sidecar = {
+        "estimator": type(est).__name__,
+        "params": {k: v for k, v in est.get_params().items() if _is_json(v)},
+        "feature_names": [str(c) for c in est.feature_names_in_],
+        "classes": [str(c) for c in est.classes_],
+        "best_params": {k: v for k, v in getattr(est, "best_params_", {}).items() if _is_json(v)},
+        "versions": _versions(),
+        "train_table_sha256": None if train_table is None else table_sha256(train_table),
+        "train_table_shape": None if train_table is None else list(train_table.shape),
+    }
+    (directory / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=2))
+    logger.info("saved %s to %s", type(est).__name__, directory)
+    return directory
+
+
+def _is_json(value) -> bool:
+    try:
+        json.dumps(value)
+    except TypeError:
+        return False
+    return True
+
+
+def load_model(directory: str | Path, expect_columns=None):
+    """Load a model written by :func:`save_model`.
+
+    Parameters
+    ----------
+    directory : str or Path
+        Directory holding ``model.joblib`` and ``model.json``.
+    expect_columns : sequence of str or pandas.DataFrame, optional
+        Columns of the table the model will be applied to (``Metadata_*`` ignored).
+
+    Raises
+    ------
+    FeatureMismatchError
+        When ``expect_columns`` lacks model features or has features the model does not know.
+    FileNotFoundError
+        When either file is missing.
+    """
+    directory = Path(directory)
+    for name in (MODEL_FILE, SIDECAR_FILE):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"{directory / name} not found; expected a save_model directory")
+    sidecar = json.loads((directory / SIDECAR_FILE).read_text())
+    if expect_columns is not None:
+        if isinstance(expect_columns, pd.DataFrame):
+            expect_columns = expect_columns.columns
+        columns = [str(c) for c in expect_columns]
+        have = feature_columns(pd.DataFrame(columns=columns))
+        want = sidecar["feature_names"]
+        missing = [c for c in want if c not in set(have)]
+        extra = [c for c in have if c not in set(want)]
+        if missing or extra:
+            raise FeatureMismatchError(missing, extra, where=f"table for model {directory}")
+    now = _versions()
+    stale = {k: (v, now.get(k)) for k, v in sidecar["versions"].items() if now.get(k) != v}
+    if stale:
+        logger.warning("model %s was saved with other package versions (saved, now): %s", directory, stale)
+    return joblib.load(directory / MODEL_FILE)
+
+
+def top_k(proba: np.ndarray, classes, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Return the ``k`` most probable classes per row and their probabilities.
+
+    Parameters
+    ----------
+    proba : ndarray, shape (n_rows, n_classes)
+    classes : sequence of str, length n_classes
+    k : int
+        Clipped to ``n_classes``.
+
+    Returns
+    -------
+    labels : ndarray of str, shape (n_rows, k)
+    probabilities : ndarray, shape (n_rows, k)
+        Descending per row; ties keep the ``classes`` order.
+    """
+    proba = np.asarray(proba, dtype=float)
+    classes = np.asarray(classes, dtype=object)
+    if proba.ndim != 2 or proba.shape[1] != len(classes):
+        raise ValueError(f"proba has shape {proba.shape}; expected (n_rows, {len(classes)})")
+    k = min(int(k), len(classes))
+    order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+    return classes[order], np.take_along_axis(proba, order, axis=1)
