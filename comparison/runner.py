@@ -1,0 +1,307 @@
+"""``run(config)``: dataset -> features -> folds -> every (model, fold) unit -> results -> report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import shutil
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from tqdm.auto import tqdm
+
+from comparison.config import CompareConfig, ModelSpec
+from comparison.metrics import METRIC_NAMES, compute_metrics
+from comparison.models import FoldData, build_adapter, model_kind
+from comparison.results import (comparisons, environment, model_summary, summary_frame, write_json,
+                                write_parquet)
+from comparison.splits import HOLDOUT, folds_for
+
+__all__ = ["run", "prepare_dataset", "run_units", "MEMORY_METHOD", "UnitError"]
+
+log = logging.getLogger(__name__)
+#: How ``peak_memory_mb`` is measured (also written to metrics.json).
+MEMORY_METHOD = ("tracemalloc peak of Python-heap allocations during fit + predict (numpy buffers "
+                 "included; torch/xgboost native allocations are not seen)")
+
+
+class UnitError(ValueError):
+    """A (model, fold) unit failed; the message names both. Finished units are kept (rerun resumes)."""
+
+
+def prepare_dataset(config: CompareConfig):
+    """Open the configured dataset, writing the synthetic one first when asked and absent."""
+    from datasets import open_dataset
+
+    section = config.dataset
+    root = Path(section.path)
+    if not root.exists() and section.synth is not None:
+        synth = section.synth
+        log.info("writing the synthetic %s dataset into %s", synth.kind, root)
+        from datasets import synth as synth_mod
+
+        if synth.kind == "cellpainting":
+            synth_mod.make_cellpainting(root, classes=synth.classes, per_class=synth.per_class,
+                                        seed=synth.seed, size=synth.size, plates=synth.plates)
+        else:
+            synth_mod.make_stages(root, classes=synth.classes, per_class=synth.per_class,
+                                  seed=synth.seed, size=(synth.size, synth.size))
+    return open_dataset(root, section.layout, include_classes=section.include_classes,
+                        exclude_classes=section.exclude_classes, on_error=section.on_error,
+                        **section.options)
+
+
+def _features(config: CompareConfig, ds, out: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Run (or resume) the feature extraction; tables restricted to the dataset's images."""
+    from features import FeatureConfig, load_table, run_extraction
+
+    params = dict(config.features)
+    if config.dataset.channels is not None:
+        params.setdefault("channels", list(config.dataset.channels))
+    fconfig = FeatureConfig.from_dict(params)
+    folder = out / "features"
+    _check_manifest(folder / "manifest.json", fconfig.to_dict())
+    run_extraction(config.dataset.path, folder, fconfig, jobs=config.jobs)
+    ids = set(map(str, ds.ids))
+    tables = []
+    for level in ("image", "cell"):
+        table = load_table(folder, level=level)
+        tables.append(table[table["Metadata_sample_id"].astype(str).isin(ids)].reset_index(drop=True))
+    images, cells = tables
+    n_features = sum(not c.startswith("Metadata_") and not c.endswith("__mean") for c in images.columns)
+    counts = (images["Metadata_Object_Count"] if "Metadata_Object_Count" in images
+              else pd.Series([0]))
+    info = {"preset": fconfig.preset, "n_features": int(n_features),
+            "n_cell_features": int(sum(not c.startswith("Metadata_") for c in cells.columns)),
+            "cells_per_image": {"median": float(counts.median()), "min": int(counts.min()),
+                                "max": int(counts.max())}}
+    return images, cells, info
+
+
+def _check_manifest(path: Path, wanted: dict) -> None:
+    """Refuse to resume an extraction made with other feature settings (tables would mix)."""
+    if not path.is_file():
+        return
+    saved = json.loads(path.read_text()).get("config", {})
+    wanted = json.loads(json.dumps(wanted, default=str))
+    differ = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+    if differ:
+        from comparison.config import ConfigError
+
+        raise ConfigError(f"{path.parent} holds features extracted with other settings (keys "
+                          f"{differ} differ); delete that folder or set another output")
+
+
+def _fold_data(folds: pd.DataFrame, ids: np.ndarray, classes: tuple[str, ...], ds,
+               images: pd.DataFrame | None, cells: pd.DataFrame | None) -> FoldData:
+    rows = folds.set_index("sample_id").loc[ids]
+    return FoldData(sample_ids=np.asarray(ids, dtype=str), y=rows["label"].to_numpy(dtype=str),
+                    groups=rows["group"].to_numpy(dtype=str), dataset=ds, image_table=images,
+                    cell_table=cells, classes=classes)
+
+
+def _unit_paths(out: Path, label: str, fold: int) -> tuple[Path, Path]:
+    stem = f"{label}__fold{fold}"
+    return out / "units" / f"{stem}.json", out / "units" / f"{stem}.parquet"
+
+
+def _run_unit(spec: ModelSpec, fold: int, folds: pd.DataFrame, context: dict, config: CompareConfig):
+    from comparison.splits import fold_ids
+
+    params = dict(spec.params)
+    if model_kind(spec.name) == "deep" and context.get("channel_index") is not None:
+        params.setdefault("channels", context["channel_index"])
+    adapter = build_adapter(spec.name, granularity=spec.granularity, params=params, seed=config.seed)
+    train_ids, test_ids = fold_ids(folds, fold)
+    train, test = (_fold_data(folds, ids, context["classes"], context["dataset"], context["images"],
+                              context["cells"]) for ids in (train_ids, test_ids))
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tracemalloc.start()
+    start = time.perf_counter()
+    adapter.fit(train)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    proba = adapter.predict_proba(test)
+    predict_s = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    rss_delta = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
+    record = {"model": spec.label, "name": spec.name, "kind": adapter.kind, "fold": fold,
+              **compute_metrics(test.y, proba, context["classes"], config.top_k),
+              "fit_seconds": fit_s, "predict_seconds": predict_s, "peak_memory_mb": peak,
+              "max_rss_increase_mb": rss_delta, "chosen_params": adapter.chosen_params(),
+              "weights": adapter.weights, "notes": list(adapter.notes),
+              "n_train": len(train), "n_test": len(test)}
+    preds = pd.DataFrame({"sample_id": test.sample_ids, "fold": fold, "model": spec.label,
+                          "true_label": test.y})
+    for j, c in enumerate(context["classes"]):
+        preds[f"proba_{c}"] = proba[:, j]
+    importance = None
+    if config.feature_importance != "none" and spec.name == "xgboost":
+        importance = adapter.feature_importance(test, config.feature_importance == "permutation")
+    return record, preds, importance
+
+
+def _spec_key(spec: ModelSpec, config: CompareConfig) -> dict:
+    """What a finished unit depends on besides the folds (checked on resume)."""
+    return json.loads(json.dumps({"name": spec.name, "granularity": spec.granularity,
+                                  "params": spec.params, "seed": config.seed, "top_k": config.top_k,
+                                  "features": config.features}, default=str))
+
+
+def run_units(config: CompareConfig, folds: pd.DataFrame, context: dict, out: Path) -> list[dict]:
+    """Run every unfinished (model, fold) unit; finished ones are read back (resume)."""
+    (out / "units").mkdir(parents=True, exist_ok=True)
+    fold_list = sorted(k for k in folds.fold.unique() if k >= 0)
+    if (folds.fold == HOLDOUT).any():
+        fold_list.append(HOLDOUT)
+    units = [(spec, k) for spec in config.models for k in fold_list]
+    records = []
+    for spec, k in tqdm(units, desc="units", unit="unit", disable=None):
+        json_path, pred_path = _unit_paths(out, spec.label, k)
+        if json_path.exists() and pred_path.exists():
+            done = json.loads(json_path.read_text())
+            if done.get("spec") == _spec_key(spec, config):
+                log.info("skipping finished unit %s fold %d", spec.label, k)
+                records.append(done)
+                continue
+            log.warning("unit %s fold %d was run with other settings; running it again", spec.label, k)
+        log.info("fitting %s on fold %d", spec.label, k)
+        try:
+            record, preds, importance = _run_unit(spec, k, folds, context, config)
+        except ValueError as exc:
+            raise UnitError(f"model {spec.label!r} ({spec.name}) failed on fold {k}: "
+                            f"{type(exc).__name__}: {exc}") from exc
+        write_parquet(preds, pred_path)
+        if importance is not None:
+            imp = importance.assign(model=spec.label, fold=k)
+            write_parquet(imp, out / "units" / f"{spec.label}__fold{k}.importance.parquet")
+        record["spec"] = _spec_key(spec, config)
+        write_json(record, json_path)  # written last: its presence marks the unit finished
+        records.append(record)
+    return records
+
+
+def _collect(config: CompareConfig, records: list[dict], out: Path, context: dict) -> dict:
+    models: dict[str, Any] = {}
+    for spec in config.models:
+        mine = sorted((r for r in records if r["model"] == spec.label), key=lambda r: r["fold"])
+        cv = [r for r in mine if r["fold"] >= 0]
+        weights = next((r.get("weights") for r in mine if r.get("weights")), None)
+        notes = sorted({n for r in mine for n in r.get("notes", [])})
+        models[spec.label] = {"name": spec.name, "kind": model_kind(spec.name),
+                              "granularity": spec.granularity, "params": spec.params,
+                              "weights": weights, "notes": notes, "folds": mine,
+                              "summary": model_summary(cv)}
+    preds = pd.concat([pd.read_parquet(_unit_paths(out, r["model"], r["fold"])[1]) for r in records],
+                      ignore_index=True)
+    write_parquet(preds, out / "predictions.parquet")
+    return {"models": models,
+            "comparisons": comparisons(models, preds, list(context["classes"]))}
+
+
+def _write_importance(out: Path) -> None:
+    parts = sorted((out / "units").glob("*.importance.parquet"))
+    if not parts:
+        return
+    table = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    cols = ["model", "fold", "feature", "family", "gain", "permutation"]
+    table = table[[c for c in cols if c in table.columns]]
+    tmp = out / ".feature_importance.csv.tmp"
+    table.to_csv(tmp, index=False)
+    tmp.replace(out / "feature_importance.csv")
+
+
+def _dataset_info(ds, config: CompareConfig, out: Path) -> dict:
+    try:
+        from datasets.explore import summarize
+
+        summary = summarize(ds)
+    except ImportError:
+        summary = {"root": str(ds.root), "layout": ds.layout, "n_images": len(ds),
+                   "channels": list(ds.channel_names), "skipped": []}
+    write_json(summary, out / "dataset_summary.json")
+    index_labels = pd.Series(ds.labels).astype(str)
+    dropped = sorted(set(config.dataset.exclude_classes))
+    return {"root": str(ds.root), "layout": ds.layout, "n_images": int(len(ds)),
+            "channels": list(ds.channel_names),
+            "class_counts": {str(k): int(v) for k, v in index_labels.value_counts().sort_index().items()},
+            "group_counts": summary.get("group_counts", {}), "dropped_classes": dropped,
+            "skipped": [{"path": s.path, "reason": s.reason} for s in ds.skipped]}
+
+
+def _channel_index(ds, config: CompareConfig) -> list[int] | None:
+    wanted = config.dataset.channels
+    if wanted is None:
+        return None
+    names = list(ds.channel_names)
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        from comparison.config import ConfigError
+
+        raise ConfigError(f"dataset.channels names {missing} that {ds.root} does not have; "
+                          f"its channels are {names}")
+    return [names.index(c) for c in wanted]
+
+
+def run(config: CompareConfig) -> Path:
+    """Run the whole comparison and return the results directory.
+
+    Parameters
+    ----------
+    config : CompareConfig
+        From :func:`comparison.load_config`.
+
+    Returns
+    -------
+    Path
+        The results directory (``config.output``), laid out as in docs/CONTRACTS.md.
+    """
+    out = Path(config.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    ds = prepare_dataset(config)
+    dataset_info = _dataset_info(ds, config, out)
+    classes = tuple(str(c) for c in ds.classes)
+    needs_features = any(model_kind(m.name) != "deep" for m in config.models)
+    images = cells = None
+    feature_info: dict[str, Any] = {"preset": None, "n_features": 0, "cells_per_image": {}}
+    if needs_features:
+        images, cells, feature_info = _features(config, ds, out)
+    folds = folds_for(out / "folds.csv", ds.index, config.folds, config.seed)
+    context = {"classes": classes, "dataset": ds, "images": images, "cells": cells,
+               "channel_index": _channel_index(ds, config)}
+    records = run_units(config, folds, context, out)
+    collected = _collect(config, records, out, context)
+    metrics = {"top_k": config.top_k, "metric_names": METRIC_NAMES, "classes": list(classes),
+               "dataset": dataset_info,
+               "folds": {"n_splits": config.folds.n_splits, "group_column": config.folds.group_column,
+                         "seed": config.seed, "holdout_fraction": config.folds.holdout_fraction},
+               "environment": environment(), "memory_method": MEMORY_METHOD,
+               "features": feature_info, **collected}
+    write_json(metrics, out / "metrics.json")
+    summary_frame(collected["models"]).to_csv(out / "summary.csv", index=False)
+    _write_importance(out)
+    source = Path(config.dataset.path) / "class_differences.json"
+    if source.is_file():
+        shutil.copyfile(source, out / "class_differences.json")
+    _report(out, config)
+    return out
+
+
+def _report(out: Path, config: CompareConfig) -> None:
+    if not config.report:
+        return
+    try:
+        from reports import build_report
+    except ImportError as exc:
+        log.warning("reports/ is not importable (%s); no HTML report written, results are in %s", exc, out)
+        return
+    path = build_report(out)
+    log.info("report written to %s", path)

@@ -1,0 +1,111 @@
+"""The runner: resumable units (fake model) and one end-to-end run on a tiny synthetic dataset."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from comparison import load_config, register_model, run
+from comparison.models import ModelAdapter
+
+datasets_synth = pytest.importorskip("datasets.synth")
+
+
+class CountingModel(ModelAdapter):
+    """Predicts the training class frequencies; counts fit calls (needs no features)."""
+
+    kind = "deep"
+    fits = 0
+
+    def fit(self, train):
+        type(self).fits += 1
+        self.prior_ = np.array([(train.y == c).mean() for c in train.classes])
+        return self
+
+    def predict_proba(self, test):
+        return np.tile(self.prior_, (len(test), 1))
+
+
+def _write_config(tmp_path, models, name="results", **extra):
+    config = {"dataset": {"path": str(tmp_path / "data"), "layout": "rxrx1",
+                          "synth": {"classes": 3, "per_class": 6, "size": 96, "plates": 3}},
+              "features": {"preset": "minimal", "dna_channel": "DNA", "cyto_channel": "Actin"},
+              "models": models, "folds": {"n_splits": 3}, "top_k": 2, "seed": 0,
+              "output": str(tmp_path / name), **extra}
+    path = tmp_path / f"{name}.json"  # JSON is YAML
+    path.write_text(json.dumps(config))
+    return load_config(path)
+
+
+def test_rerun_skips_finished_units(tmp_path):
+    register_model("counting", CountingModel)
+    config = _write_config(tmp_path, [{"name": "counting"}], report=False)
+    CountingModel.fits = 0
+    out = run(config)
+    assert CountingModel.fits == 3
+    (out / "units" / "counting__fold1.json").unlink()  # as if the run died during fold 1
+    run(config)
+    assert CountingModel.fits == 4
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [f["fold"] for f in metrics["models"]["counting"]["folds"]] == [0, 1, 2]
+    preds = pd.read_parquet(out / "predictions.parquet")
+    assert len(preds) == 18 and preds.sample_id.is_unique
+    changed = _write_config(tmp_path, [{"name": "counting", "params": {"alpha": 1}}], report=False)
+    run(changed)  # other settings: every unit runs again
+    assert CountingModel.fits == 7
+
+
+@pytest.mark.slow
+def test_end_to_end_separates_classes_on_identical_folds(tmp_path):
+    pytest.importorskip("features")
+    pytest.importorskip("classical")
+    pytest.importorskip("deep")
+    cnn = {"name": "smallcnn", "params": {"weights": "none", "image_size": 32, "epochs": 1,
+                                          "batch_size": 8, "amp": False, "progress": False,
+                                          "device": "cpu"}}
+    out = run(_write_config(tmp_path, ["svm", "xgboost", cnn]))
+    folds = pd.read_csv(out / "folds.csv", dtype={"sample_id": str})
+    preds = pd.read_parquet(out / "predictions.parquet")
+    expected = folds.set_index("sample_id").fold
+    for model, rows in preds.groupby("model"):
+        assert sorted(rows.sample_id) == sorted(folds.sample_id), model
+        assert (rows.set_index("sample_id").fold == expected.loc[rows.sample_id]).all(), model
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"svm", "xgboost", "smallcnn"}
+    best = max(metrics["models"][m]["summary"]["accuracy"]["mean"] for m in ("svm", "xgboost"))
+    assert best >= 0.75  # chance is 1/3
+    assert metrics["models"]["smallcnn"]["weights"]["source"] == "none"
+    assert len(metrics["comparisons"]) == 3 * len(metrics["metric_names"])
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary.model) == ["svm", "xgboost", "smallcnn"]
+    assert (out / "feature_importance.csv").exists() and (out / "class_differences.json").exists()
+
+    again = run(_write_config(tmp_path, ["svm", "xgboost"], name="rerun", report=False))
+    assert (pd.read_csv(again / "folds.csv", dtype={"sample_id": str}).equals(folds))
+    second = json.loads((again / "metrics.json").read_text())
+    for model in ("svm", "xgboost"):
+        for a, b in zip(metrics["models"][model]["folds"], second["models"][model]["folds"]):
+            for key in ("accuracy", "balanced_accuracy", "macro_f1", "log_loss", "confusion_matrix"):
+                assert a[key] == b[key], (model, key)
+
+
+def test_features_of_other_settings_are_not_mixed(tmp_path):
+    from comparison.config import ConfigError
+    from comparison.runner import _check_manifest
+
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"config": {"preset": "standard", "min_area": 30}}))
+    _check_manifest(path, {"preset": "standard", "min_area": 30})
+    with pytest.raises(ConfigError, match=r"\['preset'\] differ"):
+        _check_manifest(path, {"preset": "minimal", "min_area": 30})
+
+
+def test_missing_imagenet_weights_are_said_not_silent(monkeypatch, tmp_path):
+    deep = pytest.importorskip("deep")
+    from comparison.models import DeepModel
+
+    monkeypatch.setattr(deep, "imagenet_weights_path", lambda: tmp_path / "absent.pth")
+    adapter = DeepModel("resnet18", params={"weights": "auto", "epochs": 1})
+    assert adapter._config().weights == "none"
+    assert "not cached" in adapter.notes[0]
