@@ -11,7 +11,8 @@ from classical.tables import feature_family
 
 
 def feature_importance(est, X_test: pd.DataFrame, y_test, *, n_repeats: int = 3,
-                       max_rows: int | None = 5000, random_state: int | None = 0) -> pd.DataFrame:
+                       max_rows: int | None = 5000, random_state: int | None = 0,
+                       permutation: bool = True) -> pd.DataFrame:
     """Return one row per input feature: ``feature``, ``family``, ``gain``, ``permutation``.
 
     Parameters
@@ -26,16 +27,32 @@ def feature_importance(est, X_test: pd.DataFrame, y_test, *, n_repeats: int = 3,
         Held-out rows subsampled (seeded) to bound the ``n_features * n_repeats`` predictions.
     random_state : int or None
         Seed of the shuffles.
+    permutation : bool
+        Compute permutation importance. ``False`` skips it entirely (no scoring of
+        ``X_test``; the labels are still validated): ``permutation`` is NaN and only ``gain``
+        is filled, which is instant where the permutation loop would score the pipeline
+        ``n_features * n_repeats`` times.
 
     Returns
     -------
     pandas.DataFrame
-        Sorted by ``permutation`` then ``gain``, descending. ``gain`` is the XGBoost total gain
-        (0 for features dropped by selection; NaN for SVMs).
+        Sorted by ``permutation`` then ``gain``, descending (by ``gain`` alone when
+        ``permutation=False``). ``gain`` is the XGBoost total gain (0 for features dropped by
+        selection; NaN for SVMs).
     """
     check_is_fitted(est, "pipeline_")
     y_test = est.check_labels(y_test)
     features = list(est.feature_names_in_)
+    drops = (_permutation_drops(est, X_test, y_test, features, n_repeats, max_rows, random_state)
+             if permutation else np.full(len(features), np.nan))
+    table = pd.DataFrame({"feature": features, "family": [feature_family(f) for f in features],
+                          "gain": _gain(est, features), "permutation": drops})
+    return table.sort_values(["permutation", "gain"], ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _permutation_drops(est, X_test: pd.DataFrame, y_test: np.ndarray, features: list[str],
+                       n_repeats: int, max_rows: int | None, random_state: int | None) -> np.ndarray:
+    """Mean accuracy drop per feature when its held-out column is shuffled ``n_repeats`` times."""
     rng = np.random.default_rng(random_state)
     if max_rows is not None and len(X_test) > max_rows:
         rows = np.sort(rng.choice(len(X_test), max_rows, replace=False))
@@ -49,9 +66,7 @@ def feature_importance(est, X_test: pd.DataFrame, y_test, *, n_repeats: int = 3,
             shuffled[name] = X_test[name].to_numpy()[rng.permutation(len(X_test))]
             scores.append(est.score(shuffled, y_test))
         drops[j] = baseline - np.mean(scores)
-    table = pd.DataFrame({"feature": features, "family": [feature_family(f) for f in features],
-                          "gain": _gain(est, features), "permutation": drops})
-    return table.sort_values(["permutation", "gain"], ascending=False, kind="stable").reset_index(drop=True)
+    return drops
 
 
 def _gain(est, features: list[str]) -> np.ndarray:

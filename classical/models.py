@@ -137,13 +137,16 @@ class EarlyStoppingXGB(ClassifierMixin, BaseEstimator):
         n_val = max(int(round(self.validation_fraction * len(y))), len(self.classes_))  # >= 1 per class
         split = StratifiedShuffleSplit(1, test_size=n_val, random_state=self.random_state)
         train, val = next(split.split(X, y))
+        # multi:softprob needs num_class >= 3 in xgboost; two classes are the binary objective
+        binary = len(self.classes_) == 2
         self.booster_ = XGBClassifier(
-            tree_method="hist", objective="multi:softprob", device=self.device_,
+            tree_method="hist", objective="binary:logistic" if binary else "multi:softprob",
+            device=self.device_,
             n_estimators=self.n_estimators, max_depth=self.max_depth,
             learning_rate=self.learning_rate, subsample=self.subsample,
             colsample_bytree=self.colsample_bytree, max_bin=self.max_bin,
             early_stopping_rounds=self.early_stopping_rounds,
-            eval_metric="mlogloss", n_jobs=self.n_jobs, random_state=self.random_state or 0,
+            eval_metric="logloss" if binary else "mlogloss", n_jobs=self.n_jobs, random_state=self.random_state or 0,
         )
         self.booster_.fit(X[train], y[train], eval_set=[(X[val], y[val])], verbose=False)
         self.best_iteration_ = int(self.booster_.best_iteration)

@@ -247,9 +247,9 @@ DEMO_CONFIG: dict[str, Any] = {
                           "plates": 3, "seed": 0}},
     "features": {"preset": "minimal", "dna_channel": "DNA", "cyto_channel": "Actin"},
     "models": [
-        {"name": "svm", "params": {"normalize": "plate_robust"}},
+        {"name": "svm", "params": {"normalize": "plate_robust", "mi_top_k": 20}},
         {"name": "xgboost", "params": {"normalize": "plate_robust"}},
-        {"name": "resnet18", "params": {"weights": "auto", "image_size": 128, "epochs": 8,
+        {"name": "resnet18", "params": {"weights": "auto", "image_size": 128, "epochs": 15,
                                         "batch_size": 16, "lr": 3e-3, "patience": 12,
                                         "amp": False, "progress": False}},
         {"name": "smallcnn", "params": {"weights": "none", "image_size": 128, "epochs": 12,

@@ -154,12 +154,10 @@ class ClassicalModel(ModelAdapter):
     def feature_importance(self, test: FoldData, permutation: bool = True) -> pd.DataFrame | None:
         """``classical.feature_importance`` on the test rows (image granularity only).
 
-        ``permutation=False`` asks for zero shuffles: gain only, ``permutation`` is NaN (the
+        ``permutation=False`` skips the permutation part: gain only, ``permutation`` is NaN (the
         permutation loop scores the whole pipeline once per feature per repeat, minutes for
         thousands of features).
         """
-        import warnings
-
         from classical import feature_importance
 
         if self.granularity != "image":
@@ -168,13 +166,8 @@ class ClassicalModel(ModelAdapter):
         label_of = dict(zip(map(str, test.sample_ids), map(str, test.y)))
         y = table["Metadata_sample_id"].astype(str).map(label_of).to_numpy()
         seen = np.isin(y, self.estimator_.classes_)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # mean of zero shuffles
-            table = feature_importance(self.estimator_, table[seen].reset_index(drop=True), y[seen],
-                                       n_repeats=3 if permutation else 0, random_state=self.seed)
-        if not permutation:
-            table["permutation"] = np.nan
-        return table
+        return feature_importance(self.estimator_, table[seen].reset_index(drop=True), y[seen],
+                                  n_repeats=3, random_state=self.seed, permutation=permutation)
 
 
 class LazyImages:

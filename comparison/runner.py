@@ -52,13 +52,19 @@ def prepare_dataset(config: CompareConfig):
         else:
             synth_mod.make_stages(root, classes=synth.classes, per_class=synth.per_class,
                                   seed=synth.seed, size=(synth.size, synth.size))
-    return open_dataset(root, section.layout, include_classes=section.include_classes,
-                        exclude_classes=section.exclude_classes, on_error=section.on_error,
-                        **section.options)
+    return open_dataset(root, **_dataset_options(config))
 
 
-def _features(config: CompareConfig, ds, out: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Run (or resume) the feature extraction; tables restricted to the dataset's images."""
+def _dataset_options(config: CompareConfig) -> dict[str, Any]:
+    """The ``open_dataset`` keyword arguments of the dataset section (also given to features)."""
+    section = config.dataset
+    return {"layout": section.layout, "include_classes": section.include_classes,
+            "exclude_classes": section.exclude_classes, "on_error": section.on_error,
+            **section.options}
+
+
+def _features(config: CompareConfig, out: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Run (or resume) the feature extraction on the dataset opened with the section's options."""
     from features import FeatureConfig, load_table, run_extraction
 
     params = dict(config.features)
@@ -66,14 +72,10 @@ def _features(config: CompareConfig, ds, out: Path) -> tuple[pd.DataFrame, pd.Da
         params.setdefault("channels", list(config.dataset.channels))
     fconfig = FeatureConfig.from_dict(params)
     folder = out / "features"
-    _check_manifest(folder / "manifest.json", fconfig.to_dict())
-    run_extraction(config.dataset.path, folder, fconfig, jobs=config.jobs)
-    ids = set(map(str, ds.ids))
-    tables = []
-    for level in ("image", "cell"):
-        table = load_table(folder, level=level)
-        tables.append(table[table["Metadata_sample_id"].astype(str).isin(ids)].reset_index(drop=True))
-    images, cells = tables
+    options = _dataset_options(config)
+    _check_manifest(folder / "manifest.json", fconfig.to_dict(), options)
+    run_extraction(config.dataset.path, folder, fconfig, jobs=config.jobs, dataset_options=options)
+    images, cells = (load_table(folder, level=level) for level in ("image", "cell"))
     n_features = sum(not c.startswith("Metadata_") and not c.endswith("__mean") for c in images.columns)
     counts = (images["Metadata_Object_Count"] if "Metadata_Object_Count" in images
               else pd.Series([0]))
@@ -84,13 +86,24 @@ def _features(config: CompareConfig, ds, out: Path) -> tuple[pd.DataFrame, pd.Da
     return images, cells, info
 
 
-def _check_manifest(path: Path, wanted: dict) -> None:
-    """Refuse to resume an extraction made with other feature settings (tables would mix)."""
+def _check_manifest(path: Path, wanted: dict, dataset_options: dict | None = None) -> None:
+    """Refuse to resume an extraction made with other feature settings (tables would mix).
+
+    ``dataset_options`` (when given) are compared with the manifest's ``dataset_options`` as
+    :func:`features.batch.dataset_options_conflict` does; differing keys are reported as
+    ``dataset_options.<key>``.
+    """
     if not path.is_file():
         return
-    saved = json.loads(path.read_text()).get("config", {})
+    manifest = json.loads(path.read_text())
+    saved = manifest.get("config", {})
     wanted = json.loads(json.dumps(wanted, default=str))
     differ = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+    if dataset_options is not None:
+        from features.batch import dataset_options_conflict
+
+        differ += [f"dataset_options.{k}" for k in
+                   dataset_options_conflict(manifest.get("dataset_options", {}), dataset_options)]
     if differ:
         from comparison.config import ConfigError
 
@@ -273,7 +286,7 @@ def run(config: CompareConfig) -> Path:
     images = cells = None
     feature_info: dict[str, Any] = {"preset": None, "n_features": 0, "cells_per_image": {}}
     if needs_features:
-        images, cells, feature_info = _features(config, ds, out)
+        images, cells, feature_info = _features(config, out)
     folds = folds_for(out / "folds.csv", ds.index, config.folds, config.seed)
     context = {"classes": classes, "dataset": ds, "images": images, "cells": cells,
                "channel_index": _channel_index(ds, config)}

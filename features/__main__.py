@@ -1,4 +1,8 @@
-"""``python -m features extract DATASET_DIR --out OUT_DIR [--preset P] [--jobs N] [--scheduler A]``."""
+"""``python -m features extract DATASET_DIR --out OUT_DIR [--preset P] [--jobs N] [--scheduler A]``.
+
+Dataset selection: ``[--layout L] [--include-class C ...] [--exclude-class C ...]
+[--on-error {skip,raise}]`` (``--include-class`` / ``--exclude-class`` may be repeated).
+"""
 
 from __future__ import annotations
 
@@ -21,12 +25,22 @@ def main(argv: list[str] | None = None) -> int:
     ext.add_argument("--config", default=None, help="YAML file of FeatureConfig fields")
     ext.add_argument("--jobs", type=int, default=1)
     ext.add_argument("--scheduler", default=None, help="Dask scheduler address")
+    ext.add_argument("--layout", default="auto", choices=["auto", "rxrx1", "folders", "channelsets"])
+    ext.add_argument("--include-class", action="append", default=None, dest="include_classes",
+                     metavar="CLASS", help="extract only this class (repeatable)")
+    ext.add_argument("--exclude-class", action="append", default=[], dest="exclude_classes",
+                     metavar="CLASS", help="leave this class out (repeatable)")
+    ext.add_argument("--on-error", default="skip", choices=["skip", "raise"],
+                     help="unreadable inputs: list them in errors.csv (skip) or stop (raise)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = FeatureConfig.from_yaml(args.config) if args.config else FeatureConfig()
     if args.preset:
         config = FeatureConfig.from_dict({**config.to_dict(), "preset": args.preset})
-    out = run_extraction(args.dataset_dir, args.out, config, jobs=args.jobs, scheduler=args.scheduler)
+    options = {"layout": args.layout, "include_classes": args.include_classes,
+               "exclude_classes": args.exclude_classes, "on_error": args.on_error}
+    out = run_extraction(args.dataset_dir, args.out, config, jobs=args.jobs, scheduler=args.scheduler,
+                         dataset_options=options)
     print(out)
     return 0
 

@@ -4,8 +4,9 @@ Layout of ``out_dir``: ``cells/{n:06d}.parquet`` and ``image/{n:06d}.parquet`` p
 image (``n`` = ImageNumber), ``manifest.json``, ``errors.csv`` and ``qc/{sample_id}.npz``.
 An image is done when its ``image`` part exists; parts are written to a temporary name and
 moved with ``os.replace``, so a killed job never leaves a half-written part and a restart skips
-finished images. Workers open the dataset themselves and read one image each, so memory
-stays bounded by ``jobs`` images.
+finished images. Workers open the dataset themselves (with the same ``dataset_options``) and
+read one image each, so memory stays bounded by ``jobs`` images. ``manifest.json`` records the
+dataset options; resuming into a folder made with options that select other images is refused.
 """
 
 from __future__ import annotations
@@ -30,6 +31,47 @@ from .extract import _channel_names, extract_sample, segment_sample
 
 log = logging.getLogger(__name__)
 PACKAGES = ("numpy", "scipy", "scikit-image", "pandas", "pyarrow", "cp-measure", "joblib")
+#: ``open_dataset`` arguments used when ``dataset_options`` leaves them out.
+DEFAULT_DATASET_OPTIONS = {"layout": "auto", "include_classes": None, "exclude_classes": [],
+                           "on_error": "skip"}
+
+
+class DatasetOptionsMismatchError(ValueError):
+    """``out_dir`` holds parts extracted with dataset options that select other images."""
+
+
+def normalize_dataset_options(options: dict | None) -> dict:
+    """Return ``options`` as plain JSON values, sorted class lists, defaults left out.
+
+    Parameters
+    ----------
+    options : dict or None
+        Keyword arguments of :func:`datasets.open_dataset` (``layout``, ``include_classes``,
+        ``exclude_classes``, ``on_error`` and reader options).
+
+    Returns
+    -------
+    dict
+        Sorted keys; entries equal to :data:`DEFAULT_DATASET_OPTIONS` dropped, so ``None``,
+        ``{}`` and the explicit defaults compare equal (and equal to manifests written before
+        the options were recorded).
+    """
+    out = json.loads(json.dumps(dict(options or {}), default=str))
+    for key in ("include_classes", "exclude_classes"):
+        if out.get(key) is not None:
+            out[key] = sorted(map(str, out[key]))
+    return {k: out[k] for k in sorted(out) if k not in DEFAULT_DATASET_OPTIONS
+            or out[k] != DEFAULT_DATASET_OPTIONS[k]}
+
+
+def dataset_options_conflict(saved: dict | None, wanted: dict | None) -> list[str]:
+    """Option keys whose values differ in a way that selects or orders other images.
+
+    ``on_error`` is ignored: a dataset that opens under ``"raise"`` indexes the same images as
+    under ``"skip"``, so changing it never mixes parts of different images.
+    """
+    a, b = normalize_dataset_options(saved), normalize_dataset_options(wanted)
+    return sorted(k for k in set(a) | set(b) if k != "on_error" and a.get(k) != b.get(k))
 
 
 def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
@@ -43,18 +85,21 @@ def _part(out: Path, level: str, number: int) -> Path:
 
 
 @functools.lru_cache(maxsize=2)
-def _open(dataset_dir: str):
-    """Open a dataset once per worker process (probing headers is not free)."""
+def _open(dataset_dir: str, options_json: str = "{}"):
+    """Open a dataset once per worker process (probing headers is not free).
+
+    ``options_json`` is the normalized ``dataset_options`` as JSON (hashable for the cache).
+    """
     from datasets import open_dataset
 
-    return open_dataset(dataset_dir, on_error="skip")
+    return open_dataset(dataset_dir, **{**DEFAULT_DATASET_OPTIONS, **json.loads(options_json)})
 
 
 def process_one(dataset_dir: str, out_dir: str, index: int, config: FeatureConfig,
-                write_qc: bool) -> dict | None:
+                write_qc: bool, dataset_options: dict | None = None) -> dict | None:
     """Extract image ``index`` of the dataset and write its parts; return an error record or None."""
     out = Path(out_dir)
-    ds = _open(dataset_dir)
+    ds = _open(dataset_dir, json.dumps(normalize_dataset_options(dataset_options)))
     sid, path = str(ds.ids[index]), ""
     try:
         sample = ds[index]
@@ -87,12 +132,27 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _write_manifest(out: Path, dataset_dir: str, ds, config: FeatureConfig) -> None:
+def _check_resume(out: Path, options: dict) -> None:
+    """Refuse to add parts to a folder whose finished parts come from other dataset options."""
+    path = out / "manifest.json"
+    if not path.is_file() or not any((out / "image").glob("*.parquet")):
+        return
+    saved = json.loads(path.read_text()).get("dataset_options", {})
+    differ = dataset_options_conflict(saved, options)
+    if differ:
+        raise DatasetOptionsMismatchError(
+            f"{out} holds features extracted with other dataset options (keys {differ} differ: "
+            f"manifest.json has {saved}, asked for {options}); image numbers would not match, "
+            f"delete that folder or set another output")
+
+
+def _write_manifest(out: Path, dataset_dir: str, ds, config: FeatureConfig, options: dict) -> None:
     files = []
     for path in sorted({p for e in getattr(ds, "_entries", []) for p in e.paths}):
         files.append({"path": str(path), "bytes": os.path.getsize(path) if os.path.exists(path) else None})
-    manifest = {"dataset_dir": str(dataset_dir), "n_images": len(ds), "config": config.to_dict(),
-                "channel_names": list(ds.channel_names), "packages": _versions(), "files": files}
+    manifest = {"dataset_dir": str(dataset_dir), "dataset_options": options, "n_images": len(ds),
+                "config": config.to_dict(), "channel_names": list(ds.channel_names),
+                "packages": _versions(), "files": files}
     tmp = out / ".manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2))
     os.replace(tmp, out / "manifest.json")
@@ -130,7 +190,8 @@ def _run_dask(scheduler: str, tasks: list, bar: tqdm, out: Path) -> list:
 
 
 def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: FeatureConfig | None = None,
-                   jobs: int = 1, scheduler: str | None = None) -> Path:
+                   jobs: int = 1, scheduler: str | None = None, *,
+                   dataset_options: dict | None = None) -> Path:
     """Extract features for every image of a dataset, resumably.
 
     Parameters
@@ -145,23 +206,37 @@ def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: Feature
         joblib worker processes (ignored when ``scheduler`` is given).
     scheduler : str, optional
         Address of a Dask distributed scheduler to run the images on.
+    dataset_options : dict, optional
+        Keyword arguments of :func:`datasets.open_dataset` (``layout``, ``include_classes``,
+        ``exclude_classes``, ``on_error`` and reader options such as ``group_by``,
+        ``label_column``, ``group_pattern``, ``suffixes``). Left-out keys default to
+        :data:`DEFAULT_DATASET_OPTIONS` (note ``on_error="skip"``: unreadable images go to
+        ``errors.csv``). Recorded in ``manifest.json``.
 
     Returns
     -------
     Path
         ``out_dir``.
+
+    Raises
+    ------
+    DatasetOptionsMismatchError
+        ``out_dir`` already holds parts extracted with options that select other images
+        (``on_error`` may change between runs).
     """
     config = config or FeatureConfig()
     out = Path(out_dir)
+    options = normalize_dataset_options(dataset_options)
+    _check_resume(out, options)
     for sub in ("cells", "image"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    ds = _open(str(dataset_dir))
-    _write_manifest(out, str(dataset_dir), ds, config)
+    ds = _open(str(dataset_dir), json.dumps(options))
+    _write_manifest(out, str(dataset_dir), ds, config, options)
     skipped = [{"sample_id": "", "path": str(r.path), "reason": str(r.reason)} for r in ds.skipped]
     _append_errors(out, skipped)
     todo = [i for i in range(len(ds)) if not _part(out, "image", i + 1).exists()]
     log.info("%d of %d images to extract into %s", len(todo), len(ds), out)
-    tasks = [(str(dataset_dir), str(out), i, config, i < config.qc_samples) for i in todo]
+    tasks = [(str(dataset_dir), str(out), i, config, i < config.qc_samples, options) for i in todo]
     bar = tqdm(total=len(todo), desc="features", unit="img", disable=None)
     start = time.perf_counter()
     if scheduler:

@@ -69,6 +69,24 @@ def test_informative_feature_ranked_first(name):
         assert table["gain"].isna().all()
 
 
+def test_importance_without_permutation_gives_gain_and_never_predicts(monkeypatch):
+    X, y = make_table(seed=0)
+    X_test, y_test = make_table(seed=1)
+    est = make_classifier("xgboost", random_state=0, n_estimators=50).fit(X, y)
+    calls = []
+    for target in (est, est.pipeline_):
+        for method in ("predict", "predict_proba", "score"):
+            if hasattr(target, method):
+                monkeypatch.setattr(target, method,
+                                    lambda *a, _m=method, **k: calls.append(_m))
+    table = feature_importance(est, X_test, y_test, permutation=False)
+    assert calls == []
+    assert table["permutation"].isna().all()
+    assert len(table) == len(est.feature_names_in_)
+    assert table.loc[0, "feature"] == INFORMATIVE and table.loc[0, "gain"] > 0
+    assert table["gain"].is_monotonic_decreasing
+
+
 @pytest.mark.parametrize("name", ["svm", "xgboost"])
 def test_same_seed_gives_identical_probabilities(name):
     X, y = make_table(seed=0)
@@ -152,3 +170,17 @@ def test_xgboost_stops_early_and_picks_cpu_without_cuda(monkeypatch):
     model = est.pipeline_.named_steps["model"]
     assert model.device_ == "cpu"
     assert model.best_iteration_ < 200  # validation log-loss stops improving long before 400
+
+
+@pytest.mark.parametrize("name", ["svm", "xgboost"])
+def test_two_classes_use_the_binary_path(name):
+    X, y = make_table(seed=0)
+    keep = y != "drugB"
+    X_test, y_test = make_table(seed=1)
+    keep_test = y_test != "drugB"
+    params = {"n_estimators": 50} if name == "xgboost" else {}
+    est = make_classifier(name, random_state=0, **params).fit(X[keep], y[keep])
+    assert list(est.classes_) == ["ctrl", "drugA"]
+    proba = est.predict_proba(X_test[keep_test])
+    assert proba.shape == (int(keep_test.sum()), 2)
+    assert est.score(X_test[keep_test], y_test[keep_test]) > 0.85

@@ -108,6 +108,42 @@ def test_dask_local_cluster_gives_same_table(dataset, tmp_path):
     pd.testing.assert_frame_equal(load_table(out, level="cell"), load_table(reference, level="cell"))
 
 
+def test_excluded_class_is_not_extracted_and_resume_with_other_options_refused(dataset, tmp_path):
+    from features.batch import DatasetOptionsMismatchError
+
+    options = {"layout": "rxrx1", "exclude_classes": ["siRNA_0002"], "on_error": "raise"}
+    out = run_extraction(dataset, tmp_path / "out", MINIMAL, dataset_options=options)
+    images = load_table(out, level="image")
+    assert list(images["Metadata_sample_id"]) == ["HEPG2-01_1_B02_1", "HEPG2-01_1_B03_1"]
+    assert set(load_table(out, level="cell")["Metadata_sample_id"]) == set(images["Metadata_sample_id"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["n_images"] == 2
+    assert manifest["dataset_options"] == {"exclude_classes": ["siRNA_0002"], "layout": "rxrx1",
+                                           "on_error": "raise"}
+    wells = {Path(f["path"]).name.split("_")[0] for f in manifest["files"]}
+    assert wells == {"B02", "B03"} and len(manifest["files"]) == 12
+    with pytest.raises(DatasetOptionsMismatchError, match=r"\['exclude_classes'\] differ"):
+        run_extraction(dataset, out, MINIMAL, dataset_options={"layout": "rxrx1"})
+    # on_error alone selects the same images: resuming is allowed and nothing is redone
+    before = sorted(p.stat().st_mtime_ns for p in (out / "image").glob("*.parquet"))
+    run_extraction(dataset, out, MINIMAL, dataset_options={**options, "on_error": "skip"})
+    assert sorted(p.stat().st_mtime_ns for p in (out / "image").glob("*.parquet")) == before
+
+
+def test_cli_passes_dataset_options(monkeypatch, tmp_path):
+    import features.__main__ as cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "run_extraction", lambda *a, **k: seen.update(k) or Path(a[1]))
+    cli.main(["extract", "data", "--out", str(tmp_path), "--layout", "folders", "--include-class",
+              "a", "--include-class", "b", "--exclude-class", "c", "--on-error", "raise"])
+    assert seen["dataset_options"] == {"layout": "folders", "include_classes": ["a", "b"],
+                                       "exclude_classes": ["c"], "on_error": "raise"}
+    cli.main(["extract", "data", "--out", str(tmp_path)])
+    assert seen["dataset_options"] == {"layout": "auto", "include_classes": None,
+                                       "exclude_classes": [], "on_error": "skip"}
+
+
 def test_load_table_errors(tmp_path):
     with pytest.raises(ValueError, match="level"):
         load_table(tmp_path, level="well")
