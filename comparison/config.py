@@ -174,6 +174,7 @@ class CompareConfig:
     jobs: int = 1
     feature_importance: str = "gain"
     report: bool = True
+    export_models: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -189,6 +190,10 @@ class CompareConfig:
                               f"found {self.feature_importance!r}")
         if self.jobs < 1:
             raise ConfigError(f"jobs must be >= 1, found {self.jobs}")
+        unknown = [x for x in self.export_models if x not in labels]
+        if unknown:
+            raise ConfigError(f"export_models: {unknown} name no configured model; valid labels "
+                              f"are {labels}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "CompareConfig":
@@ -207,6 +212,8 @@ class CompareConfig:
                                    for i, m in enumerate(data["models"]))
         if "output" in data:
             data["output"] = str(data["output"])
+        if "export_models" in data:
+            data["export_models"] = _tuple(data["export_models"], "export_models") or ()
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -261,6 +268,7 @@ DEMO_CONFIG: dict[str, Any] = {
     "seed": 0,
     "jobs": 2,
     "output": "results/demo",
+    "export_models": ["xgboost"],
 }
 
 
@@ -271,7 +279,8 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> CompareConf
     ----------
     path : str or Path, optional
         YAML file with the keys of :class:`CompareConfig` (``dataset``, ``features``, ``models``,
-        ``folds``, ``top_k``, ``seed``, ``output``...). Missing keys take the demo's values.
+        ``folds``, ``top_k``, ``seed``, ``output``...). Missing keys take the demo's values,
+        except ``export_models`` when the file lists its own ``models`` (then none).
     **overrides
         Top-level keys replacing the file's (e.g. ``output=``).
 
@@ -295,6 +304,8 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> CompareConf
         data.update(loaded)
         if "dataset" in loaded and "synth" not in (loaded["dataset"] or {}):
             data["dataset"] = dict(loaded["dataset"] or {})  # no demo synth for a user's dataset
+        if "models" in loaded and "export_models" not in loaded:
+            data["export_models"] = []  # the demo's exports name the demo's models
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return CompareConfig.from_dict(data)

@@ -17,8 +17,9 @@ import yaml
 from tqdm.auto import tqdm
 
 from comparison.config import CompareConfig, ModelSpec
+from comparison.export import export_models, make_adapter
 from comparison.metrics import METRIC_NAMES, compute_metrics
-from comparison.models import FoldData, build_adapter, model_kind
+from comparison.models import FoldData, model_kind
 from comparison.results import (comparisons, environment, model_summary, summary_frame, write_json,
                                 write_parquet)
 from comparison.splits import HOLDOUT, folds_for
@@ -65,12 +66,9 @@ def _dataset_options(config: CompareConfig) -> dict[str, Any]:
 
 def _features(config: CompareConfig, out: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Run (or resume) the feature extraction on the dataset opened with the section's options."""
-    from features import FeatureConfig, load_table, run_extraction
+    from features import load_table, run_extraction
 
-    params = dict(config.features)
-    if config.dataset.channels is not None:
-        params.setdefault("channels", list(config.dataset.channels))
-    fconfig = FeatureConfig.from_dict(params)
+    fconfig = _feature_config(config)
     folder = out / "features"
     options = _dataset_options(config)
     _check_manifest(folder / "manifest.json", fconfig.to_dict(), options)
@@ -84,6 +82,16 @@ def _features(config: CompareConfig, out: Path) -> tuple[pd.DataFrame, pd.DataFr
             "cells_per_image": {"median": float(counts.median()), "min": int(counts.min()),
                                 "max": int(counts.max())}}
     return images, cells, info
+
+
+def _feature_config(config: CompareConfig):
+    """The ``features.FeatureConfig`` of the run (``dataset.channels`` selects its channels)."""
+    from features import FeatureConfig
+
+    params = dict(config.features)
+    if config.dataset.channels is not None:
+        params.setdefault("channels", list(config.dataset.channels))
+    return FeatureConfig.from_dict(params)
 
 
 def _check_manifest(path: Path, wanted: dict, dataset_options: dict | None = None) -> None:
@@ -127,10 +135,7 @@ def _unit_paths(out: Path, label: str, fold: int) -> tuple[Path, Path]:
 def _run_unit(spec: ModelSpec, fold: int, folds: pd.DataFrame, context: dict, config: CompareConfig):
     from comparison.splits import fold_ids
 
-    params = dict(spec.params)
-    if model_kind(spec.name) == "deep" and context.get("channel_index") is not None:
-        params.setdefault("channels", context["channel_index"])
-    adapter = build_adapter(spec.name, granularity=spec.granularity, params=params, seed=config.seed)
+    adapter = make_adapter(spec, context, config)
     train_ids, test_ids = fold_ids(folds, fold)
     train, test = (_fold_data(folds, ids, context["classes"], context["dataset"], context["images"],
                               context["cells"]) for ids in (train_ids, test_ids))
@@ -289,9 +294,12 @@ def run(config: CompareConfig) -> Path:
         images, cells, feature_info = _features(config, out)
     folds = folds_for(out / "folds.csv", ds.index, config.folds, config.seed)
     context = {"classes": classes, "dataset": ds, "images": images, "cells": cells,
-               "channel_index": _channel_index(ds, config)}
+               "channel_index": _channel_index(ds, config),
+               "feature_config": _feature_config(config) if needs_features else None}
     records = run_units(config, folds, context, out)
     collected = _collect(config, records, out, context)
+    if config.export_models:
+        collected["exported_models"] = export_models(config, folds, context, out)
     metrics = {"top_k": config.top_k, "metric_names": METRIC_NAMES, "classes": list(classes),
                "dataset": dataset_info,
                "folds": {"n_splits": config.folds.n_splits, "group_column": config.folds.group_column,

@@ -109,3 +109,43 @@ def test_missing_imagenet_weights_are_said_not_silent(monkeypatch, tmp_path):
     adapter = DeepModel("resnet18", params={"weights": "auto", "epochs": 1})
     assert adapter._config().weights == "none"
     assert "not cached" in adapter.notes[0]
+
+
+def test_export_models_names_a_configured_label(tmp_path):
+    from comparison.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"export_models: \['resnet'\].*\['svm', 'fast'\]"):
+        _write_config(tmp_path, ["svm", {"name": "xgboost", "label": "fast"}], export_models=["resnet"])
+    config = _write_config(tmp_path, ["svm"], export_models="svm")
+    assert config.export_models == ("svm",)
+    assert _write_config(tmp_path, ["svm"]).export_models == ()
+
+
+@pytest.mark.slow
+def test_exported_model_serves_the_run_classes(tmp_path, caplog):
+    pytest.importorskip("features")
+    pytest.importorskip("classical")
+    serve = pytest.importorskip("serve")
+    from datasets import open_dataset
+
+    xgb = {"name": "xgboost", "params": {"n_estimators": 20}}
+    config = _write_config(tmp_path, [xgb], export_models=["xgboost"], report=False, jobs=1,
+                           feature_importance="none")
+    out = run(config)
+    metrics = json.loads((out / "metrics.json").read_text())
+    model_dir = out / "models" / "xgboost"
+    assert metrics["exported_models"] == {"xgboost": str(model_dir)}
+    stamp = json.loads((model_dir / "export.json").read_text())
+    assert stamp["n_train"] == 18 and len(stamp["settings_sha256"]) == 64
+
+    ds = open_dataset(tmp_path / "data", layout="rxrx1")
+    sample = ds.get(str(ds.ids[0]))
+    classes, proba = serve.load_predictor(model_dir).predict_proba([sample])
+    assert classes == tuple(metrics["classes"]) and len(classes) == 3
+    assert proba.shape == (1, 3) and np.isclose(proba.sum(), 1.0) and (proba >= 0).all()
+
+    written = (model_dir / "serve.json").stat().st_mtime_ns
+    with caplog.at_level("INFO", logger="comparison.export"):
+        run(config)  # same settings: the export is not redone
+    assert (model_dir / "serve.json").stat().st_mtime_ns == written
+    assert "already exported" in caplog.text
