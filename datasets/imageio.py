@@ -6,7 +6,6 @@ colour map), PNG and JPEG through Pillow.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -68,12 +67,25 @@ def _tiff_meta(tif: tifffile.TiffFile) -> tuple[np.ndarray | None, str]:
     return (page.colormap if palette else None), tif.series[0].axes
 
 
+def _check_extents(tif: tifffile.TiffFile, path: Path) -> None:
+    """Raise when a page's pixel data runs past the end of the file (a truncated TIFF).
+
+    tifffile only warns on some truncations; a warnings filter would be process-global state
+    (not thread-safe in a server), so the strip/tile extents are checked explicitly instead.
+    """
+    size = path.stat().st_size
+    for index, page in enumerate(tif.pages):
+        for offset, count in zip(page.dataoffsets, page.databytecounts):
+            if offset + count > size:
+                raise OSError(f"page {index} pixel data ends at byte {offset + count}, "
+                              f"but the file has only {size} bytes (truncated)")
+
+
 def _read_tiff(path: Path) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # tifffile only warns on some truncations
-        with tifffile.TiffFile(path) as tif:
-            colormap, axes = _tiff_meta(tif)
-            array = tif.series[0].asarray()
+    with tifffile.TiffFile(path) as tif:
+        _check_extents(tif, path)
+        colormap, axes = _tiff_meta(tif)
+        array = tif.series[0].asarray()
     if colormap is not None:
         array = _apply_colormap(array, colormap)
         axes = axes if array.ndim == len(axes) else axes + "S"
