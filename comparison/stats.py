@@ -51,10 +51,17 @@ def paired_tests(a: Sequence[float], b: Sequence[float]) -> dict[str, dict[str, 
         out["t_test"] = {"statistic": 0.0, "pvalue": 1.0}
         out["wilcoxon"] = {"statistic": 0.0, "pvalue": 1.0}
         return out
+    if np.ptp(d) <= 1e-12 * max(1.0, float(np.abs(d).max())):
+        # equal non-zero differences in every fold: the t statistic is infinite and its
+        # p = 0 would be an artefact, not evidence; leave the test undefined and say so
+        out["t_test"] = {"statistic": None, "pvalue": None, "note": "constant non-zero differences"}
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t = sps.ttest_rel(a, b)
+        out["t_test"] = {"statistic": _clean(t.statistic), "pvalue": _clean(t.pvalue)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        t = sps.ttest_rel(a, b)
-        out["t_test"] = {"statistic": _clean(t.statistic), "pvalue": _clean(t.pvalue)}
         try:
             w = sps.wilcoxon(a, b, zero_method="wilcox")
             out["wilcoxon"] = {"statistic": _clean(w.statistic), "pvalue": _clean(w.pvalue)}
@@ -91,9 +98,14 @@ def verdict(model_a: str, model_b: str, metric: str, mean_difference: float | No
     if mean_difference is None:
         return f"{model_a} and {model_b} could not be compared on {metric} (no paired folds)."
     size = f"mean {metric} difference {mean_difference:+.3f} over {n_folds} folds"
-    if n_folds < MIN_FOLDS_FOR_TESTS or pvalue is None:
+    if n_folds < MIN_FOLDS_FOR_TESTS:
         return (f"{model_a} and {model_b} are not distinguishable on {metric}: too few folds "
                 f"({n_folds}) for a paired test ({size}).")
+    if pvalue is None:
+        extra = (f"; McNemar on the pooled predictions p = {mcnemar_p:.3g}" if mcnemar_p is not None else "")
+        return (f"{model_a} and {model_b} cannot be told apart by a paired t-test on {metric}: the "
+                f"difference is the same in every fold ({size}), which leaves the test undefined"
+                f"{extra}.")
     if pvalue >= ALPHA:
         extra = (f"; McNemar on the pooled predictions p = {mcnemar_p:.3g}" if mcnemar_p is not None else "")
         return (f"{model_a} and {model_b} are not distinguishable on {metric} "

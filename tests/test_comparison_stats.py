@@ -97,3 +97,13 @@ def test_bad_config_names_the_key(tmp_path, text, match):
     path.write_text(text)
     with pytest.raises(ConfigError, match=match):
         load_config(path)
+
+
+def test_constant_fold_differences_leave_the_t_test_undefined():
+    # resnet18 at chance scores the same top-2 accuracy in every fold: t would be infinite, p = 0
+    out = compare_models("svm", "resnet18", "top_k_accuracy", [1.0, 1.0, 1.0], [0.5, 0.5, 0.5],
+                         [True] * 12, [False] * 12)
+    assert out["t_test"]["pvalue"] is None
+    assert out["differences"] == [0.5, 0.5, 0.5]
+    assert "same in every fold" in out["verdict"] and "p = 0)" not in out["verdict"]
+    assert "McNemar on the pooled predictions p = 0.000488" in out["verdict"]  # 2 * 0.5**12
