@@ -83,7 +83,9 @@ class DeepConfig:
     hub cache, never downloaded), ``"none"`` (random initialisation) or a path to a state dict
     whose file name carries its sha256 prefix (``name-<hex>.pth``). ``num_workers=None`` picks
     ``min(8, cpu count)`` on CUDA and 0 on CPU. ``tta`` is one of ``none``, ``flip``, ``rot90``,
-    ``d4`` (all 8 rotations/flips).
+    ``d4`` (all 8 rotations/flips). ``precise_bn`` re-estimates the BatchNorm running statistics
+    on up to ``precise_bn_batches`` training batches after every epoch, before validation (see
+    :func:`deep.train.recalibrate_batchnorm`).
     """
 
     arch: str = "resnet18"
@@ -105,6 +107,8 @@ class DeepConfig:
     num_workers: int | None = None
     amp: bool = True
     compile: bool = False
+    precise_bn: bool = True
+    precise_bn_batches: int = 50
     seed: int = 0
     tune: TuneConfig = field(default_factory=TuneConfig)
     checkpoint_dir: str | None = None

@@ -144,6 +144,48 @@ def predict_probabilities(model: nn.Module, loader: DataLoader, device: torch.de
 
 
 @torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, loader: DataLoader, device: torch.device, *,
+                          amp: bool, max_batches: int) -> int:
+    """Re-estimate BatchNorm running statistics as a plain average over training batches.
+
+    With few optimisation steps per epoch (small data sets, CPU runs), the exponential moving
+    averages that BatchNorm keeps trail far behind the weights, so evaluation-mode outputs collapse
+    onto one class while training-mode accuracy is high. Averaging the batch statistics of the
+    current weights ("precise BN", Wu & Johnson 2021) removes that mismatch; the random number
+    streams are restored so training itself is unchanged.
+
+    Returns
+    -------
+    int
+        Number of batches used (0 when the model has no BatchNorm layer).
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or max_batches < 1:
+        return 0
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: every batch counts equally
+    was_training = model.training
+    model.train()
+    used = 0
+    generator_state = loader.generator.get_state() if loader.generator is not None else None
+    with torch.random.fork_rng(devices=[]):
+        for images, _ in loader:
+            with _autocast(device, amp):
+                model(_to_device(images, device))
+            used += 1
+            if used >= max_batches:
+                break
+    if generator_state is not None:
+        loader.generator.set_state(generator_state)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.train(was_training)
+    return used
+
+
+@torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module, device: torch.device, *,
              amp: bool) -> dict[str, float]:
     """Mean loss and accuracy on ``loader``."""
@@ -249,6 +291,9 @@ def fit_model(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, confi
         record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
         record.update(train_one_epoch(step_model, train_loader, criterion, optimizer, scheduler, device,
                                       amp=config.amp, epoch=epoch + 1, progress=config.progress))
+        if config.precise_bn:
+            recalibrate_batchnorm(model, train_loader, device, amp=config.amp,
+                                  max_batches=config.precise_bn_batches)
         if val_loader is not None:
             record.update(evaluate(step_model, val_loader, criterion, device, amp=config.amp))
         state.epoch = epoch + 1
