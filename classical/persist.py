@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import platform
-from importlib import metadata
 from pathlib import Path
 
 import joblib
@@ -14,26 +13,17 @@ import pandas as pd
 
 from classical.errors import FeatureMismatchError
 from classical.tables import feature_columns, table_sha256
+from datasets.provenance import package_versions
 
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.joblib"
 SIDECAR_FILE = "model.json"
 _PACKAGES = ("scikit-learn", "xgboost", "numpy", "pandas", "joblib")
-_DISTRIBUTIONS = {"xgboost": ("xgboost", "xgboost-cpu")}  # the CPU wheel has its own name
 
 
 def _versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        out[name] = None
-        for dist in _DISTRIBUTIONS.get(name, (name,)):
-            try:
-                out[name] = metadata.version(dist)
-                break
-            except metadata.PackageNotFoundError:
-                continue
-    return out
+    return {"python": platform.python_version(), **package_versions(_PACKAGES)}
 
 
 def save_model(est, directory: str | Path, *, train_table: pd.DataFrame | None = None) -> Path:

@@ -7,13 +7,13 @@ import json
 import os
 import platform
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from datasets.provenance import package_versions
 from comparison.metrics import LOWER_IS_BETTER, METRIC_NAMES
 from comparison.stats import compare_models, mean_std
 
@@ -22,7 +22,6 @@ __all__ = ["write_json", "write_parquet", "environment", "model_summary", "summa
 
 PACKAGES = ["numpy", "scipy", "pandas", "scikit-learn", "scikit-image", "xgboost", "torch",
             "torchvision", "cp-measure", "pyarrow"]
-_ALIASES = {"xgboost": ("xgboost", "xgboost-cpu"), "cp-measure": ("cp-measure", "cp_measure")}
 
 
 def write_json(obj: Any, path: Path) -> Path:
@@ -73,15 +72,7 @@ def _cpu() -> str:
 
 def environment() -> dict[str, Any]:
     """Python, package versions, CPU model and CUDA device name (None without a GPU)."""
-    packages = {}
-    for name in PACKAGES:
-        packages[name] = None
-        for dist in _ALIASES.get(name, (name,)):
-            try:
-                packages[name] = metadata.version(dist)
-                break
-            except metadata.PackageNotFoundError:
-                continue
+    packages = package_versions(PACKAGES)
     gpu = None
     try:
         import torch

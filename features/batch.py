@@ -18,13 +18,14 @@ import logging
 import os
 import platform
 import time
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
+
+from datasets.provenance import package_versions
 
 from .config import FeatureConfig
 from .extract import _channel_names, extract_sample, segment_sample
@@ -123,13 +124,7 @@ def process_one(dataset_dir: str, out_dir: str, index: int, config: FeatureConfi
 
 
 def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            out[name] = "absent"
-    return out
+    return {"python": platform.python_version(), **package_versions(PACKAGES, missing="absent")}
 
 
 def _check_resume(out: Path, options: dict) -> None:
