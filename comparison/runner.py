@@ -103,13 +103,11 @@ def _check_manifest(path: Path, wanted: dict, dataset_options: dict | None = Non
     """
     if not path.is_file():
         return
-    manifest = json.loads(path.read_text())
-    saved = manifest.get("config", {})
-    wanted = json.loads(json.dumps(wanted, default=str))
-    differ = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
-    if dataset_options is not None:
-        from features.batch import dataset_options_conflict
+    from features.batch import config_conflict, dataset_options_conflict
 
+    manifest = json.loads(path.read_text())
+    differ = config_conflict(manifest.get("config"), wanted)
+    if dataset_options is not None:
         differ += [f"dataset_options.{k}" for k in
                    dataset_options_conflict(manifest.get("dataset_options", {}), dataset_options)]
     if differ:

@@ -41,6 +41,10 @@ class DatasetOptionsMismatchError(ValueError):
     """``out_dir`` holds parts extracted with dataset options that select other images."""
 
 
+class FeatureConfigMismatchError(ValueError):
+    """``out_dir`` holds parts extracted with other feature settings (tables would mix)."""
+
+
 def normalize_dataset_options(options: dict | None) -> dict:
     """Return ``options`` as plain JSON values, sorted class lists, defaults left out.
 
@@ -127,18 +131,32 @@ def _versions() -> dict[str, str]:
     return {"python": platform.python_version(), **package_versions(PACKAGES, missing="absent")}
 
 
-def _check_resume(out: Path, options: dict) -> None:
-    """Refuse to add parts to a folder whose finished parts come from other dataset options."""
+def config_conflict(saved: dict | None, wanted: dict) -> list[str]:
+    """Feature-config keys whose values differ between a manifest and ``wanted`` (JSON-compared)."""
+    saved = saved or {}
+    wanted = json.loads(json.dumps(wanted, default=str))
+    return sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+
+
+def _check_resume(out: Path, options: dict, config: FeatureConfig) -> None:
+    """Refuse to add parts to a folder whose finished parts come from other options or settings."""
     path = out / "manifest.json"
     if not path.is_file() or not any((out / "image").glob("*.parquet")):
         return
-    saved = json.loads(path.read_text()).get("dataset_options", {})
+    manifest = json.loads(path.read_text())
+    saved = manifest.get("dataset_options", {})
     differ = dataset_options_conflict(saved, options)
     if differ:
         raise DatasetOptionsMismatchError(
             f"{out} holds features extracted with other dataset options (keys {differ} differ: "
             f"manifest.json has {saved}, asked for {options}); image numbers would not match, "
             f"delete that folder or set another output")
+    differ = config_conflict(manifest.get("config"), config.to_dict())
+    if differ:
+        raise FeatureConfigMismatchError(
+            f"{out} holds features extracted with other feature settings (keys {differ} differ); "
+            f"finished images would be skipped and the tables would mix, delete that folder or "
+            f"set another output")
 
 
 def _write_manifest(out: Path, dataset_dir: str, ds, config: FeatureConfig, options: dict) -> None:
@@ -218,11 +236,13 @@ def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: Feature
     DatasetOptionsMismatchError
         ``out_dir`` already holds parts extracted with options that select other images
         (``on_error`` may change between runs).
+    FeatureConfigMismatchError
+        ``out_dir`` already holds parts extracted with other feature settings.
     """
     config = config or FeatureConfig()
     out = Path(out_dir)
     options = normalize_dataset_options(dataset_options)
-    _check_resume(out, options)
+    _check_resume(out, options, config)
     for sub in ("cells", "image"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     ds = _open(str(dataset_dir), json.dumps(options))

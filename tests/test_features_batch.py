@@ -130,6 +130,20 @@ def test_excluded_class_is_not_extracted_and_resume_with_other_options_refused(d
     assert sorted(p.stat().st_mtime_ns for p in (out / "image").glob("*.parquet")) == before
 
 
+def test_resume_with_other_feature_settings_is_refused(dataset, tmp_path):
+    from features.batch import FeatureConfigMismatchError
+
+    out = run_extraction(dataset, tmp_path / "out", MINIMAL)
+    before = sorted(p.stat().st_mtime_ns for p in (out / "image").glob("*.parquet"))
+    other = FeatureConfig.from_dict({**MINIMAL.to_dict(), "min_area": MINIMAL.min_area + 5})
+    with pytest.raises(FeatureConfigMismatchError, match=r"\['min_area'\] differ"):
+        run_extraction(dataset, out, other)
+    # nothing already computed is touched, and the same settings still resume
+    assert sorted(p.stat().st_mtime_ns for p in (out / "image").glob("*.parquet")) == before
+    run_extraction(dataset, out, MINIMAL)
+    assert sorted(p.stat().st_mtime_ns for p in (out / "image").glob("*.parquet")) == before
+
+
 def test_cli_passes_dataset_options(monkeypatch, tmp_path):
     import features.__main__ as cli
 
