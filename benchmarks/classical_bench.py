@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from classical import make_classifier
+from cellcompare.classical import make_classifier
 
 GOAL_SECONDS = 600.0
 logger = logging.getLogger("classical_bench")

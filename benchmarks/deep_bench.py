@@ -27,11 +27,11 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from deep.augment import build_augmentation  # noqa: E402
-from deep.config import AugmentConfig, DeepConfig  # noqa: E402
-from deep.data import ImageDataset  # noqa: E402
-from deep.models import build_model  # noqa: E402
-from deep.train import build_optimizer, make_loader, resolve_device  # noqa: E402
+from cellcompare.deep.augment import build_augmentation  # noqa: E402
+from cellcompare.deep.config import AugmentConfig, DeepConfig  # noqa: E402
+from cellcompare.deep.data import ImageDataset  # noqa: E402
+from cellcompare.deep.models import build_model  # noqa: E402
+from cellcompare.deep.train import build_optimizer, make_loader, resolve_device  # noqa: E402
 
 logger = logging.getLogger("deep_bench")
 

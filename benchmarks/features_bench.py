@@ -21,10 +21,10 @@ from cp_measure.featurizer import featurize, make_featurizer_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from datasets import open_dataset  # noqa: E402
-from datasets.synth import make_cellpainting  # noqa: E402
-from features import FeatureConfig, run_extraction  # noqa: E402
-from features.extract import _channel_names, measure_sample, segment_sample  # noqa: E402
+from cellcompare.datasets import open_dataset  # noqa: E402
+from cellcompare.datasets.synth import make_cellpainting  # noqa: E402
+from cellcompare.features import FeatureConfig, run_extraction  # noqa: E402
+from cellcompare.features.extract import _channel_names, measure_sample, segment_sample  # noqa: E402
 
 RXRX1_SITES = 125_510
 

@@ -6,10 +6,11 @@ import pytest
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
-import classical
-import classical.estimator as estimator_module
-from classical import feature_importance, make_classifier
-from classical.preprocess import TableCleaner
+from cellcompare import classical
+import cellcompare.classical.estimator as estimator_module
+from cellcompare.config import UnknownKeyError
+from cellcompare.classical import feature_importance, make_classifier
+from cellcompare.classical.preprocess import TableCleaner
 
 INFORMATIVE = "Cells_Texture_Contrast_ER_3_00_256"
 CLASSES = ["ctrl", "drugA", "drugB"]
@@ -157,14 +158,13 @@ def test_config_from_dict_builds_estimator(tmp_path):
     path.write_text("name: xgboost\nnormalize: plate_robust\nparams: {max_depth: 3}\n")
     est = classical.ClassicalConfig.from_yaml(path).build()
     assert (est.model, est.normalize, est.model_params) == ("xgboost", "plate_robust", {"max_depth": 3})
-    with pytest.raises(ValueError, match="unknown classical config key"):
+    with pytest.raises(UnknownKeyError, match="unknown key 'nme'"):
         classical.ClassicalConfig.from_dict({"nme": "svm"})
 
 
 def test_xgboost_stops_early_and_picks_cpu_without_cuda(monkeypatch):
-    import classical.models
-
-    monkeypatch.setattr(classical.models, "cuda_available", lambda: False)
+    from cellcompare.classical import models
+    monkeypatch.setattr(models, "cuda_available", lambda: False)
     X, y = make_table(seed=0, n_noise=2)
     est = make_classifier("xgboost", n_estimators=400, early_stopping_rounds=5, random_state=0).fit(X, y)
     model = est.pipeline_.named_steps["model"]

@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 
-import classical
-from classical import load_model, make_classifier, save_model, top_k
-from classical.preprocess import FeatureSelector, TableCleaner, TableScaler
+from cellcompare import classical
+from cellcompare.classical import load_model, make_classifier, save_model
+from cellcompare.proba import top_k
+from cellcompare.classical.preprocess import FeatureSelector, TableCleaner, TableScaler
 
 from test_classical_estimators import CLASSES, INFORMATIVE, make_table
 
@@ -25,7 +26,7 @@ def _one_blas_thread():
 def test_cleaner_drops_nan_and_constant_columns_and_reports(caplog):
     X = pd.DataFrame({"Metadata_group": ["a"] * 4, "A_B_nan": [np.nan] * 4, "A_B_const": [2.0] * 4,
                       "A_B_x": [1.0, np.inf, np.nan, 3.0], "A_B_y": [0.0, 1.0, 2.0, -np.inf]})
-    with caplog.at_level(logging.INFO, logger="classical.preprocess"):
+    with caplog.at_level(logging.INFO, logger="cellcompare.classical.preprocess"):
         cleaner = TableCleaner().fit(X)
     r = cleaner.report_
     assert (r["n_all_nan"], r["n_constant"], r["n_kept"]) == (1, 1, 2)

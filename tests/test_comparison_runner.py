@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from comparison import load_config, register_model, run
-from comparison.models import ModelAdapter
+from cellcompare.comparison import load_config, register_model, run
+from cellcompare.comparison.models import ModelAdapter
 
-datasets_synth = pytest.importorskip("datasets.synth")
+datasets_synth = pytest.importorskip("cellcompare.datasets.synth")
 
 
 class CountingModel(ModelAdapter):
@@ -58,9 +58,9 @@ def test_rerun_skips_finished_units(tmp_path):
 
 @pytest.mark.slow
 def test_end_to_end_separates_classes_on_identical_folds(tmp_path):
-    pytest.importorskip("features")
-    pytest.importorskip("classical")
-    pytest.importorskip("deep")
+    pytest.importorskip("cellcompare.features")
+    pytest.importorskip("cellcompare.classical")
+    pytest.importorskip("cellcompare.deep")
     cnn = {"name": "smallcnn", "params": {"weights": "none", "image_size": 32, "epochs": 1,
                                           "batch_size": 8, "amp": False, "progress": False,
                                           "device": "cpu"}}
@@ -91,8 +91,8 @@ def test_end_to_end_separates_classes_on_identical_folds(tmp_path):
 
 
 def test_features_of_other_settings_are_not_mixed(tmp_path):
-    from comparison.config import ConfigError
-    from comparison.runner import _check_manifest
+    from cellcompare.comparison.config import ConfigError
+    from cellcompare.comparison.runner import _check_manifest
 
     path = tmp_path / "manifest.json"
     path.write_text(json.dumps({"config": {"preset": "standard", "min_area": 30}}))
@@ -102,8 +102,8 @@ def test_features_of_other_settings_are_not_mixed(tmp_path):
 
 
 def test_missing_imagenet_weights_are_said_not_silent(monkeypatch, tmp_path):
-    deep = pytest.importorskip("deep")
-    from comparison.models import DeepModel
+    deep = pytest.importorskip("cellcompare.deep")
+    from cellcompare.comparison.models import DeepModel
 
     monkeypatch.setattr(deep, "imagenet_weights_path", lambda: tmp_path / "absent.pth")
     adapter = DeepModel("resnet18", params={"weights": "auto", "epochs": 1})
@@ -112,7 +112,7 @@ def test_missing_imagenet_weights_are_said_not_silent(monkeypatch, tmp_path):
 
 
 def test_export_models_names_a_configured_label(tmp_path):
-    from comparison.config import ConfigError
+    from cellcompare.comparison.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"export_models: \['resnet'\].*\['svm', 'fast'\]"):
         _write_config(tmp_path, ["svm", {"name": "xgboost", "label": "fast"}], export_models=["resnet"])
@@ -123,10 +123,10 @@ def test_export_models_names_a_configured_label(tmp_path):
 
 @pytest.mark.slow
 def test_exported_model_serves_the_run_classes(tmp_path, caplog):
-    pytest.importorskip("features")
-    pytest.importorskip("classical")
-    serve = pytest.importorskip("serve")
-    from datasets import open_dataset
+    pytest.importorskip("cellcompare.features")
+    pytest.importorskip("cellcompare.classical")
+    serve = pytest.importorskip("cellcompare.serve")
+    from cellcompare.datasets import open_dataset
 
     xgb = {"name": "xgboost", "params": {"n_estimators": 20}}
     config = _write_config(tmp_path, [xgb], export_models=["xgboost"], report=False, jobs=1,
@@ -145,7 +145,7 @@ def test_exported_model_serves_the_run_classes(tmp_path, caplog):
     assert proba.shape == (1, 3) and np.isclose(proba.sum(), 1.0) and (proba >= 0).all()
 
     written = (model_dir / "serve.json").stat().st_mtime_ns
-    with caplog.at_level("INFO", logger="comparison.export"):
+    with caplog.at_level("INFO", logger="cellcompare.comparison.export"):
         run(config)  # same settings: the export is not redone
     assert (model_dir / "serve.json").stat().st_mtime_ns == written
     assert "already exported" in caplog.text

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from comparison.config import FoldsConfig
-from comparison.splits import (FoldError, FoldMismatchError, LeakageError, cell_folds,
+from cellcompare.comparison.config import FoldsConfig
+from cellcompare.comparison.splits import (FoldError, FoldMismatchError, LeakageError, cell_folds,
                                check_no_leakage, folds_for, load_folds, make_folds, save_folds)
 
 

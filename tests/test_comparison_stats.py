@@ -2,14 +2,17 @@
 
 import math
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from comparison.config import ConfigError, load_config
-from comparison.metrics import compute_metrics, top_k_accuracy
-from comparison.stats import cohens_dz, compare_models, mcnemar, mean_std
+from cellcompare.comparison.config import ConfigError, load_config
+from cellcompare.comparison.metrics import compute_metrics, top_k_accuracy
+from cellcompare.comparison.stats import cohens_dz, compare_models, mcnemar, mean_std
 
 CLASSES = ["a", "b", "c"]
+DEMO_YAML = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 
 def test_metrics_match_hand_computed_values():
@@ -79,24 +82,39 @@ def test_mean_std_and_effect_size():
 
 
 def test_demo_config_loads_and_validates():
-    config = load_config()
+    config = load_config(DEMO_YAML)
     assert [m.name for m in config.models] == ["svm", "xgboost", "resnet18", "smallcnn"]
     assert config.folds.group_column == "group"
+    assert config.dataset.synth is not None and config.dataset.synth.plates == 3
+    assert config.export_models == ("xgboost",)
+
+
+def test_keys_a_file_leaves_out_take_the_defaults(tmp_path):
+    path = tmp_path / "small.yaml"
+    path.write_text("dataset: {path: data}\n")
+    config = load_config(path)
+    assert config.dataset.path == "data" and config.dataset.synth is None
+    assert [m.name for m in config.models] == ["svm", "xgboost", "resnet18"]
+    assert (config.top_k, config.folds.n_splits, config.export_models) == (3, 5, ())
 
 
 @pytest.mark.parametrize("text, match", [
     ("models: [{name: randomforest}]", r"models\[0\].*'randomforest'.*valid names.*svm"),
     ("folds: {n_splits: 1}", "folds.n_splits"),
-    ("folds: {nsplits: 3}", r"folds: unknown keys \['nsplits'\]"),
+    ("folds: {nsplits: 3}", r"bad.yaml: unknown key 'folds.nsplits'"),
+    ("dataset: {path: x, synth: {clases: 2}}", r"unknown key 'dataset.synth.clases'"),
+    ("features: {preset: minimal, colour: red}", r"unknown key 'features.colour'"),
+    ("modells: [svm]", r"unknown key 'modells'"),
     ("dataset: {path: x, layout: zarr}", "dataset.layout"),
     ("top_k: 0", "top_k"),
     ("models: [svm, svm]", "appear twice"),
 ])
-def test_bad_config_names_the_key(tmp_path, text, match):
+def test_bad_config_names_the_key_and_the_file(tmp_path, text, match):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    with pytest.raises(ConfigError, match=match):
+    with pytest.raises(ConfigError, match=match) as info:
         load_config(path)
+    assert str(path) in str(info.value)
 
 
 def test_constant_fold_differences_leave_the_t_test_undefined():

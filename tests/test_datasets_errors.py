@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import tifffile
 
-from datasets import (
+from cellcompare.datasets import (
     ChannelShapeError,
     DatasetError,
     EmptyClassError,

@@ -1,4 +1,4 @@
-"""Exploration summary and the ``python -m datasets`` command line."""
+"""Exploration summary and the ``python -m cellcompare.datasets`` command line."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-from datasets import open_dataset
-from datasets.__main__ import main
-from datasets.explore import image_table, summarize, write_summary
+from cellcompare.datasets import open_dataset
+from cellcompare.cli import main
+from cellcompare.datasets.explore import image_table, summarize, write_summary
 from test_datasets_readers import ramp, write_png
 
 

@@ -10,7 +10,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from datasets import (
+from cellcompare.datasets import (
     ChannelSetDataset,
     ClassFolderDataset,
     DatasetError,
@@ -208,11 +208,12 @@ def test_dataset_config_from_yaml(tmp_path):
     for cls in ("a", "b"):
         write_png(tmp_path / "data" / cls / "b1_0.png", ramp((4, 4), np.uint8))
     (tmp_path / "c.yaml").write_text(
-        f"dataset:\n  root: {tmp_path / 'data'}\n  exclude_classes: [b]\n"
+        f"dataset:\n  path: {tmp_path / 'data'}\n  exclude_classes: [b]\n"
         "  options: {group_pattern: '^(b[0-9])_'}\n")
-    from datasets import DatasetConfig
+    from cellcompare.config import UnknownKeyError
+    from cellcompare.datasets import DatasetConfig
 
     ds = DatasetConfig.from_yaml(tmp_path / "c.yaml").open()
     assert ds.classes == ("a",) and list(ds.groups) == ["b1"]
-    with pytest.raises(ValueError, match="rooot"):
+    with pytest.raises(UnknownKeyError, match="unknown key 'dataset.rooot'"):
         DatasetConfig.from_dict({"rooot": "x"})

@@ -10,8 +10,8 @@ import pytest
 from skimage.measure import regionprops
 from skimage.segmentation import clear_border
 
-from datasets import open_dataset
-from datasets.synth import (
+from cellcompare.datasets import open_dataset
+from cellcompare.datasets.synth import (
     STAGES_GROUP_PATTERN,
     cellpainting_classes,
     make_cellpainting,

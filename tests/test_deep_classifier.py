@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from deep import ConfigError, DeepClassifier, DeepConfig, ImageInputError, NotFittedError, inner_split
+from cellcompare.config import UnknownKeyError
+from cellcompare.deep import ConfigError, DeepClassifier, DeepConfig, ImageInputError, NotFittedError, inner_split
 
 torch.set_num_threads(2)
 
@@ -142,52 +143,55 @@ def test_input_errors():
 def test_config_from_dict_rejects_unknown_keys():
     config = DeepConfig.from_dict({"arch": "smallcnn", "weights": "none", "augment": {"angle_step": 30}})
     assert config.augment.angle_step == 30 and config.augment.flips
-    with pytest.raises(ConfigError, match="augment.rotate"):
+    with pytest.raises(UnknownKeyError, match="'augment.rotate'"):
         DeepConfig.from_dict({"augment": {"rotate": True}})
     with pytest.raises(ConfigError, match="optimizer"):
         DeepConfig(optimizer="adam")
 
 
 def test_interrupted_run_resumes_to_the_same_model(data, tmp_path, monkeypatch):
-    import deep.train
-
+    from cellcompare.deep import train
     (x, y), (x_test, _) = data
     reference = DeepClassifier(small_config()).fit(x, y)
     config = small_config(checkpoint_dir=str(tmp_path))
-    original = deep.train.train_one_epoch
+    original = train.train_one_epoch
 
     def crash_in_epoch_two(*args, epoch, **kwargs):
         if epoch == 2:
             raise KeyboardInterrupt
         return original(*args, epoch=epoch, **kwargs)
 
-    monkeypatch.setattr(deep.train, "train_one_epoch", crash_in_epoch_two)
+    monkeypatch.setattr(train, "train_one_epoch", crash_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         DeepClassifier(config).fit(x, y)
-    monkeypatch.setattr(deep.train, "train_one_epoch", original)
+    monkeypatch.setattr(train, "train_one_epoch", original)
     resumed = DeepClassifier(config).fit(x, y)
     assert [r["train_loss"] for r in resumed.history_] == [r["train_loss"] for r in reference.history_]
     np.testing.assert_array_equal(resumed.predict_proba(x_test), reference.predict_proba(x_test))
 
 
-def test_float_images_reads_samples_on_access():
+def test_sample_images_read_samples_on_access_with_the_channel_subset():
     from types import SimpleNamespace
 
-    from deep import FloatImages
+    from cellcompare.deep import SampleImages
 
     reads = []
 
     class FakeDataset:
-        def __len__(self):
-            return 3
+        ids = ("a", "b", "c")
 
-        def __getitem__(self, i):
-            reads.append(i)
-            return SimpleNamespace(float_image=np.full((2, 4, 4), i, dtype=np.float32))
+        def get(self, sample_id):
+            reads.append(sample_id)
+            value = self.ids.index(sample_id)
+            return SimpleNamespace(id=sample_id, float_image=np.stack(
+                [np.full((4, 4), value + 10 * c, dtype=np.float32) for c in range(3)]))
 
-    view = FloatImages(FakeDataset(), [2, 0])
+    view = SampleImages(FakeDataset(), ["c", "a"], channels=[2, 0])
     assert len(view) == 2 and reads == []
-    assert view[0][0, 0, 0] == 2 and reads == [2]
+    first = view[0]
+    assert reads == ["c"] and first.shape == (2, 4, 4)
+    assert (first[0, 0, 0], first[1, 0, 0]) == (22.0, 2.0)
+    assert len(SampleImages(FakeDataset())) == 3
 
 
 @pytest.mark.parametrize("changes", [{"optimizer": "sgd", "label_smoothing": 0.1}, {"optimizer": "adamw"}])
@@ -198,7 +202,7 @@ def test_optimizers_and_label_smoothing_train(data, changes):
 
 
 def test_warmup_then_cosine_schedule():
-    from deep.train import warmup_cosine
+    from cellcompare.deep.train import warmup_cosine
 
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     scheduler = warmup_cosine(optimizer, warmup_steps=3, total_steps=13)
@@ -213,13 +217,12 @@ def test_warmup_then_cosine_schedule():
 
 
 def test_fit_predict_on_real_channelset_samples(example_fly):
-    """datasets.Sample.float_image read lazily through FloatImages (3 ExampleFly sites, D/F/R)."""
-    from datasets import open_dataset
-
-    from deep import FloatImages
+    """datasets.Sample.float_image read lazily through SampleImages (3 ExampleFly sites, D/F/R)."""
+    from cellcompare.datasets import open_dataset
+    from cellcompare.deep import SampleImages
 
     ds = open_dataset(example_fly, layout="channelsets")
-    images = FloatImages(ds)
+    images = SampleImages(ds)
     clf = DeepClassifier(small_config(epochs=1, val_fraction=0.0)).fit(images, ["a", "b", "a"][:len(ds)])
     expected_mean = np.mean([ds[i].float_image.mean(axis=(1, 2)) for i in range(len(ds))], axis=0)
     np.testing.assert_allclose(clf.channel_mean_, expected_mean, rtol=1e-4)
@@ -236,7 +239,7 @@ def test_config_from_yaml(tmp_path):
 
 
 def test_missing_imagenet_weights_fail_before_reading_images(tmp_path, monkeypatch):
-    from deep import WeightsUnavailableError
+    from cellcompare.deep import WeightsUnavailableError
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     reads = []

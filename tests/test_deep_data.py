@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from deep import AugmentConfig, ImageInputError
-from deep.augment import (ChannelJitter, MaskBackground, RandomRot90, RandomStepRotation, build_augmentation,
+from cellcompare.deep import AugmentConfig, ImageInputError
+from cellcompare.deep.augment import (ChannelJitter, MaskBackground, RandomRot90, RandomStepRotation, build_augmentation,
                           foreground_mask, otsu_threshold, tta_views)
-from deep.data import ImageDataset, channel_stats, resize_crop
+from cellcompare.deep.data import ImageDataset, channel_stats, resize_crop
 
 torch.set_num_threads(2)
 

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
-from deep import ConfigError, DeepConfig, WeightsChecksumError, WeightsUnavailableError
-from deep.models import (SmallCNN, adapt_first_conv, build_model, file_sha256, imagenet_weights_path,
+from cellcompare.deep import ConfigError, DeepConfig, WeightsChecksumError, WeightsUnavailableError
+from cellcompare.deep.models import (SmallCNN, adapt_first_conv, build_model, file_sha256, imagenet_weights_path,
                          resolve_weights, verify_weights_file)
 
 torch.set_num_threads(2)
@@ -110,7 +110,7 @@ def test_imagenet_cache_file_is_checksummed(fake_weights, tmp_path, monkeypatch)
 
 def test_imagenet_source_recorded_when_cache_file_matches(fake_weights, tmp_path, monkeypatch):
     # the real file name carries the real hash; emulate it with the fake file's own hash
-    monkeypatch.setattr("deep.models.imagenet_weights_path", lambda: fake_weights)
+    monkeypatch.setattr("cellcompare.deep.models.imagenet_weights_path", lambda: fake_weights)
     state, info = resolve_weights("imagenet")
     assert info == {"source": "imagenet", "path": str(fake_weights), "sha256": file_sha256(fake_weights)}
     assert set(state) == set(resnet18(weights=None).state_dict())

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from deep.train import recalibrate_batchnorm
+from cellcompare.deep.train import recalibrate_batchnorm
 
 
 def _model_and_loader():

@@ -7,16 +7,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from features import FeatureConfig, load_table, run_extraction
+from cellcompare.features import FeatureConfig, load_table, run_extraction
 
-synth = pytest.importorskip("datasets.synth")
+synth = pytest.importorskip("cellcompare.datasets.synth")
 MINIMAL = FeatureConfig(preset="minimal", objects=("Nuclei", "Cells"), qc_samples=2)
 
 
@@ -76,27 +75,49 @@ def test_bad_and_empty_images_are_listed_and_job_continues(dataset, tmp_path):
     assert len(zero) == 1 and zero["Nuclei_AreaShape_Area"].isna().all()
 
 
-def test_resume_after_kill_equals_uninterrupted_run(dataset, tmp_path):
+# Run in a child process: the CLI, with DataFrame.to_parquet patched to SIGKILL the process
+# half-way through writing the image part of image KILL_AT (a deterministic "kill mid-write").
+_KILLING_RUN = """
+import os, signal, sys
+import pandas as pd
+from cellcompare.cli import main
+
+KILL_AT = int(os.environ["KILL_AT"])
+original = pd.DataFrame.to_parquet
+written = []
+
+def to_parquet(self, path, *args, **kwargs):
+    if os.path.basename(os.path.dirname(path)) == "image":
+        if len(written) + 1 == KILL_AT:
+            with open(path, "wb") as fh:
+                fh.write(b"PAR1 half a file")
+            os.kill(os.getpid(), signal.SIGKILL)
+        written.append(path)
+    return original(self, path, *args, **kwargs)
+
+pd.DataFrame.to_parquet = to_parquet
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_resume_after_kill_mid_write_equals_uninterrupted_run(dataset, tmp_path):
     reference = run_extraction(dataset, tmp_path / "ref", MINIMAL, jobs=1)
     cfg = tmp_path / "f.yaml"
     cfg.write_text("preset: minimal\nobjects: [Nuclei, Cells]\nqc_samples: 2\n")
     out = tmp_path / "resumed"
-    cmd = [sys.executable, "-m", "features", "extract", str(dataset), "--out", str(out),
-           "--config", str(cfg)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline and not list((out / "image").glob("0*.parquet")):
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done_before = len(list((out / "image").glob("0*.parquet")))
-    assert 1 <= done_before < 4, "the kill should land mid-run"
-    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    args = ["extract", str(dataset), "--out", str(out), "--config", str(cfg)]
+    killed = subprocess.run([sys.executable, "-c", _KILLING_RUN, *args], capture_output=True,
+                            env={**os.environ, "KILL_AT": "3"}, timeout=120)
+    assert killed.returncode == -signal.SIGKILL
+    assert sorted(p.name for p in (out / "image").glob("0*.parquet")) == ["000001.parquet",
+                                                                         "000002.parquet"]
+    assert len(list((out / "image").glob(".*.tmp"))) == 1  # the half-written part
+    subprocess.run([sys.executable, "-m", "cellcompare", *args], check=True, capture_output=True,
+                   timeout=120)
     for level in ("cell", "image"):
         pd.testing.assert_frame_equal(load_table(out, level=level),
                                       load_table(reference, level=level))
     assert not list(out.rglob("*.tmp"))
-
 
 def test_dask_local_cluster_gives_same_table(dataset, tmp_path):
     distributed = pytest.importorskip("distributed")
@@ -109,7 +130,7 @@ def test_dask_local_cluster_gives_same_table(dataset, tmp_path):
 
 
 def test_excluded_class_is_not_extracted_and_resume_with_other_options_refused(dataset, tmp_path):
-    from features.batch import DatasetOptionsMismatchError
+    from cellcompare.features.batch import DatasetOptionsMismatchError
 
     options = {"layout": "rxrx1", "exclude_classes": ["siRNA_0002"], "on_error": "raise"}
     out = run_extraction(dataset, tmp_path / "out", MINIMAL, dataset_options=options)
@@ -131,7 +152,7 @@ def test_excluded_class_is_not_extracted_and_resume_with_other_options_refused(d
 
 
 def test_resume_with_other_feature_settings_is_refused(dataset, tmp_path):
-    from features.batch import FeatureConfigMismatchError
+    from cellcompare.features.batch import FeatureConfigMismatchError
 
     out = run_extraction(dataset, tmp_path / "out", MINIMAL)
     before = sorted(p.stat().st_mtime_ns for p in (out / "image").glob("*.parquet"))
@@ -145,10 +166,10 @@ def test_resume_with_other_feature_settings_is_refused(dataset, tmp_path):
 
 
 def test_cli_passes_dataset_options(monkeypatch, tmp_path):
-    import features.__main__ as cli
-
+    from cellcompare import cli
+    from cellcompare.features import cli as features_cli
     seen = {}
-    monkeypatch.setattr(cli, "run_extraction", lambda *a, **k: seen.update(k) or Path(a[1]))
+    monkeypatch.setattr(features_cli, "run_extraction", lambda *a, **k: seen.update(k) or Path(a[1]))
     cli.main(["extract", "data", "--out", str(tmp_path), "--layout", "folders", "--include-class",
               "a", "--include-class", "b", "--exclude-class", "c", "--on-error", "raise"])
     assert seen["dataset_options"] == {"layout": "folders", "include_classes": ["a", "b"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from features import (
+from cellcompare.features import (
     SegmentationError,
     cytoplasm,
     segment_cells,
@@ -92,9 +92,9 @@ def _iou_matches(truth: np.ndarray, pred: np.ndarray) -> list[float]:
 
 
 def test_synthetic_cellpainting_matches_truth(tmp_path):
-    synth = pytest.importorskip("datasets.synth")
-    from datasets import open_dataset
-    from datasets.synth.cellpainting import read_truth
+    synth = pytest.importorskip("cellcompare.datasets.synth")
+    from cellcompare.datasets import open_dataset
+    from cellcompare.datasets.synth.cellpainting import read_truth
 
     root = synth.make_cellpainting(tmp_path / "cp", classes=2, per_class=2, size=192, plates=1)
     ds = open_dataset(root)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from test_reports_build import make_results_dir
 
-from reports import build_report
+from cellcompare.reports import build_report
 
 CHROMIUM = next((p for p in (os.environ.get("CHROMIUM"), "/usr/bin/chromium",
                              shutil.which("chromium"), shutil.which("chromium-browser")) if p

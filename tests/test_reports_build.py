@@ -14,9 +14,10 @@ from bs4 import BeautifulSoup
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score,
                              log_loss, recall_score, top_k_accuracy_score)
 
-import reports
-from reports import build_report, load_results
-from reports.__main__ import main
+from cellcompare import reports
+from cellcompare.reports import build_report, load_results
+from cellcompare.cli import main
+from cellcompare.config import UnknownKeyError
 
 MODELS = ("svm", "xgboost", "resnet18")
 SKILL = {"svm": 1.2, "xgboost": 1.8, "resnet18": 0.9}   # logit boost of the true class
@@ -274,12 +275,12 @@ def test_montage_and_overlay_use_dataset_pixels(results_dir, monkeypatch):
 
 
 def test_cli_build_prints_path(results_dir, capsys):
-    assert main(["build", str(results_dir)]) == 0
+    assert main(["report", str(results_dir)]) == 0
     assert capsys.readouterr().out.strip() == str(results_dir / "report.html")
 
 
 def test_cli_reports_missing_metrics(tmp_path, capsys):
-    assert main(["build", str(tmp_path)]) == 2
+    assert main(["report", str(tmp_path)]) == 2
     assert "no metrics.json" in capsys.readouterr().err
 
 
@@ -292,11 +293,11 @@ def test_load_rejects_wrong_confusion_shape(results_dir):
 
 
 def test_report_on_synthetic_cellpainting_dataset(tmp_path):
-    synth = pytest.importorskip("datasets.synth", reason="datasets package not importable")
+    synth = pytest.importorskip("cellcompare.datasets.synth", reason="datasets package not importable")
     from PIL import Image
 
     data = synth.make_cellpainting(tmp_path / "data", classes=3, per_class=2, size=96, plates=2)
-    from datasets import open_dataset
+    from cellcompare.datasets import open_dataset
 
     ds = open_dataset(data)
     root = make_results_dir(tmp_path / "results", classes=list(ds.classes), dataset_root=data,
@@ -322,5 +323,5 @@ def test_options_switch_to_top_confusions_and_reject_unknown_keys(results_dir):
     soup = BeautifulSoup(build_report(results_dir, options=options).read_text(), "html.parser")
     assert all(len(b.select("tbody tr")) <= 3 for b in soup.select(".top-confusions"))
     assert len(soup.select(".top-confusions")) == len(MODELS)
-    with pytest.raises(ValueError, match="unknown report options"):
+    with pytest.raises(UnknownKeyError, match="'report.heatmap_classes'"):
         reports.ReportOptions.from_dict({"heatmap_classes": 2})

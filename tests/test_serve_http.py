@@ -5,6 +5,8 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
+from typing import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,8 +15,8 @@ import numpy as np
 import pytest
 import tifffile
 
-import serve
-from datasets import Sample
+from cellcompare import serve
+from cellcompare.datasets import Sample
 from tests.test_serve_offline import disk_image, train_classical
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,16 +35,16 @@ def tiff_bytes(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    model = train_classical(tmp_path_factory.mktemp("http") / "m")
+@contextmanager
+def running_server(model: Path, *extra: str) -> Iterator[str]:
+    """``cellcompare serve MODEL`` as a subprocess on 127.0.0.1; yields its base URL."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "serve", "http", str(model), "--host", HOST,
-                             "--port", str(port), "--max-mb", "1"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "cellcompare", "serve", str(model), "--host", HOST,
+                             "--port", str(port), *extra], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://{HOST}:{port}"
     try:
-        for _ in range(200):
+        for _ in range(300):
             if proc.poll() is not None:
                 pytest.fail(f"server exited: {proc.stderr.read().decode()[-2000:]}")
             try:
@@ -50,10 +52,19 @@ def server(tmp_path_factory):
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
-        yield url, model
+        else:
+            pytest.fail("server did not answer /health within 30 s")
+        yield url
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    model = train_classical(tmp_path_factory.mktemp("http") / "m")
+    with running_server(model, "--max-mb", "1") as url:
+        yield url, model
 
 
 def post(url: str, data: bytes, name: str = "x.tif") -> httpx.Response:

@@ -12,9 +12,9 @@ import pytest
 import tifffile
 from skimage.draw import disk
 
-import serve
-from datasets import Sample
-from features import FeatureConfig, extract_sample
+from cellcompare import serve
+from cellcompare.datasets import Sample
+from cellcompare.features import FeatureConfig, extract_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def disk_image(radius: int, seed: int, channels: int = 1) -> np.ndarray:
 
 def train_classical(out: Path, classes=("big", "small")) -> Path:
     """Fit an SVM on whole-object features of disks (big radius 20, small radius 8)."""
-    import classical
+    from cellcompare import classical
     cfg = FeatureConfig(preset="minimal", whole_object=True)
     rows, y = [], []
     for i in range(12):
@@ -113,7 +113,7 @@ def test_cli_predict_rename_and_undo_round_trip(tmp_path):
     model = train_classical(tmp_path / "m", classes=("../up", "a/b"))
     truth = write_inputs(tmp_path / "in")
     before = sorted(p.name for p in (tmp_path / "in").iterdir())
-    cmd = [sys.executable, "-m", "serve", "predict", str(model), str(tmp_path / "in" / "*.tif"),
+    cmd = [sys.executable, "-m", "cellcompare", "predict", str(model), str(tmp_path / "in" / "*.tif"),
            "--out", str(tmp_path / "p.csv"), "--rename"]
     dry = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
     assert "dry run" in dry.stdout
@@ -127,7 +127,7 @@ def test_cli_predict_rename_and_undo_round_trip(tmp_path):
         table = list(csv.DictReader(fh))
     assert [r["top1_class"] for r in table] == [("../up" if v == "big" else "a/b") for v in
                                                  (truth[k] for k in sorted(truth))]
-    subprocess.run([sys.executable, "-m", "serve", "undo", str(tmp_path / "p.undo.json")],
+    subprocess.run([sys.executable, "-m", "cellcompare", "undo", str(tmp_path / "p.undo.json")],
                    cwd=ROOT, capture_output=True, text=True, check=True)
     assert sorted(p.name for p in (tmp_path / "in").iterdir()) == before
 
@@ -143,20 +143,41 @@ def test_undo_refuses_to_overwrite(tmp_path):
     assert (tmp_path / "old.tif").read_bytes() == b"o"
 
 
-def test_deep_model_round_trip_matches_in_memory_prediction(tmp_path):
-    deep = pytest.importorskip("deep")
-    config = deep.DeepConfig(arch="smallcnn", weights="none", image_size=32, epochs=1,
-                             batch_size=8, device="cpu", amp=False, progress=False,
-                             val_fraction=0.0)
-    images = [disk_image(20 if i % 2 else 8, i) for i in range(8)]
-    clf = deep.DeepClassifier(config).fit(images, ["big" if i % 2 else "small" for i in range(8)])
-    model = serve.export_model(clf, tmp_path / "m", channels=["Gray"], dtype="uint16")
-    tifffile.imwrite(tmp_path / "a.tif", images[0][0])
-    row = serve.predict_inputs(serve.load_predictor(model), [str(tmp_path / "a.tif")], k=2)[0]
-    expected = clf.predict_proba([images[0]])[0]
-    assert row.error == ""
-    assert dict(row.top) == pytest.approx(dict(zip(clf.classes_, expected)))
+def _small_deep_config():
+    from cellcompare import deep
+    return deep.DeepConfig(arch="smallcnn", weights="none", image_size=32, epochs=1, batch_size=8,
+                           device="cpu", amp=False, progress=False, val_fraction=0.0)
 
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_served_deep_model_gets_the_scaled_image_it_was_trained_on(tmp_path, dtype):
+    from cellcompare import deep
+    scale = np.iinfo(dtype).max / np.iinfo(np.uint16).max
+    raw = [(disk_image(20 if i % 2 else 8, i) * scale).astype(dtype) for i in range(8)]
+    inputs = [deep.sample_input(Sample(id=f"s{i}", image=im)) for i, im in enumerate(raw)]
+    assert max(float(x.max()) for x in inputs) <= 1.0  # trained on [0, 1], as comparison does
+    clf = deep.DeepClassifier(_small_deep_config()).fit(inputs, ["big" if i % 2 else "small" for i in range(8)])
+    model = serve.export_model(clf, tmp_path / "m", channels=["Gray"], dtype=np.dtype(dtype).name)
+    tifffile.imwrite(tmp_path / "a.tif", raw[0][0])
+    row = serve.predict_inputs(serve.load_predictor(model), [str(tmp_path / "a.tif")], k=2)[0]
+    expected = clf.predict_proba([inputs[0]])[0]
+    raw_proba = clf.predict_proba([raw[0].astype(np.float32)])[0]  # what serving raw pixels gave
+    assert row.error == ""
+    assert dict(row.top) == pytest.approx(dict(zip(clf.classes_, expected)), abs=1e-6)
+    assert not np.allclose(expected, raw_proba, atol=1e-3)
+
+
+def test_served_deep_model_uses_its_channel_subset(tmp_path):
+    from cellcompare import deep
+    raw = [np.concatenate([disk_image(4, 50 + i), disk_image(20 if i % 2 else 8, i)]) for i in range(8)]
+    inputs = [deep.sample_input(Sample(id=f"s{i}", image=im), [1]) for i, im in enumerate(raw)]
+    clf = deep.DeepClassifier(_small_deep_config()).fit(inputs, ["big" if i % 2 else "small" for i in range(8)])
+    model = serve.export_model(clf, tmp_path / "m", channels=["Marker", "Gray"], channel_index=[1])
+    assert json.loads((model / "serve.json").read_text())["channel_index"] == [1]
+    classes, proba = serve.load_predictor(model).predict_proba([Sample(id="q", image=raw[3])])
+    np.testing.assert_allclose(proba[0], clf.predict_proba([inputs[3]])[0], atol=1e-6)
+    with pytest.raises(serve.ModelDirError, match="channel_index"):
+        serve.export_model(clf, tmp_path / "bad", channels=["Gray"], channel_index=[1])
 
 def test_class_folder_layout_and_missing_file_give_one_row_each(model_dir, tmp_path):
     for label, radius in (("a", 20), ("b", 8)):
@@ -177,7 +198,7 @@ def test_empty_folder_is_an_error_row(model_dir, tmp_path):
 
 
 def test_cell_granularity_model_averages_cells_per_image(tmp_path):
-    import classical
+    from cellcompare import classical
     cfg = FeatureConfig(preset="minimal", whole_object=True)
     cells = pd.concat([extract_sample(Sample(id=f"s{i}", image=disk_image(20 if i % 2 else 8, i)),
                                       cfg, image_number=i + 1)[0] for i in range(12)],

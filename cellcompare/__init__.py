@@ -1,0 +1,14 @@
+"""cellcompare: CellProfiler-style features + SVM/XGBoost against ResNet18, on the same folds.
+
+The data path is the package layout::
+
+    cellcompare.datasets -> cellcompare.features -> cellcompare.classical
+    cellcompare.datasets -> cellcompare.deep
+    both -> cellcompare.comparison -> cellcompare.reports;   cellcompare.serve applies a model
+
+``cellcompare.config`` (the one configuration loader), ``cellcompare.atomic`` (the one atomic
+write) and ``cellcompare.proba`` (class-probability tables: ``top_k``, column alignment) are
+shared by every step.
+"""
+
+__version__ = "0.1.0"

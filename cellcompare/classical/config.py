@@ -1,0 +1,49 @@
+"""Configuration of a classical model as a frozen dataclass (YAML-loadable)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from cellcompare.config import build, load_yaml
+from cellcompare.classical.estimator import TableClassifier, make_classifier
+
+
+@dataclass(frozen=True)
+class ClassicalConfig:
+    """Everything :func:`classical.make_classifier` needs; defaults run.
+
+    Examples
+    --------
+    >>> ClassicalConfig.from_dict({"name": "xgboost", "params": {"max_depth": 4}}).build().model
+    'xgboost'
+    """
+
+    name: str = "svm"
+    granularity: str = "image"
+    normalize: str = "standard"
+    tune: bool = False
+    tune_budget: int = 8
+    tune_seconds: float | None = None
+    inner_folds: int = 3
+    corr_threshold: float | None = 0.9
+    mi_top_k: int | None = None
+    random_state: int = 0
+    n_jobs: int = 1
+    params: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict, *, source: str | Path | None = None) -> "ClassicalConfig":
+        """Build from a mapping; unknown keys raise ``UnknownKeyError`` naming them."""
+        return build(cls, data, source=source)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "ClassicalConfig":
+        """Load from a YAML file holding one mapping."""
+        return load_yaml(cls, path)
+
+    def build(self) -> TableClassifier:
+        """Return the unfitted estimator."""
+        kwargs = asdict(self)
+        params = kwargs.pop("params")
+        return make_classifier(kwargs.pop("name"), **kwargs, **params)

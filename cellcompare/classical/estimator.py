@@ -1,0 +1,225 @@
+"""``TableClassifier``: cleaning, selection, scaling and an SVM / XGBoost, as one estimator."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.validation import check_is_fitted
+
+from cellcompare.classical.errors import FeatureMismatchError, MissingMetadataError, UnseenLabelError
+from cellcompare.classical.models import MODEL_NAMES, SEARCH_SPACES, build_model
+from cellcompare.classical.preprocess import FeatureSelector, TableCleaner, TableScaler
+from cellcompare.classical.tables import SAMPLE_COLUMN, validate_features, validate_labels
+from cellcompare.classical.tuning import inner_splits, search
+
+logger = logging.getLogger(__name__)
+
+
+class TableClassifier(ClassifierMixin, BaseEstimator):
+    """A scikit-learn classifier on CellProfiler feature tables (see docs/CONTRACTS.md).
+
+    ``X`` is a DataFrame whose ``Metadata_*`` columns are metadata (``Metadata_group`` feeds
+    per-plate normalisation, ``Metadata_sample_id`` groups cells into images) and whose other
+    columns are numeric features. Labels may be strings; ``classes_`` holds them sorted.
+
+    Parameters
+    ----------
+    model : {"svm", "linear_svm", "xgboost"}
+        Final estimator.
+    granularity : {"image", "cell"}
+        ``cell`` models are fitted on cell rows and offer :meth:`predict_image_proba`.
+    normalize : {"standard", "plate_robust"}
+        Scaling fitted on training rows (plate_robust: median/MAD per ``Metadata_group``).
+    tune : bool
+        Search ``SEARCH_SPACES[model]`` by inner stratified CV within the training rows.
+    tune_budget : int
+        Most candidates evaluated.
+    tune_seconds : float or None
+        Wall-clock budget of the search (checked between candidates).
+    inner_folds : int
+        Folds of the search (grouped by plate, or by image for cell models, when possible).
+    variance_threshold, corr_threshold, mi_top_k : float, float or None, int or None
+        Feature selection (see :class:`classical.preprocess.FeatureSelector`).
+    large_table_rows : int
+        Above this many training rows ``svm`` uses a Nystroem approximation instead of exact SVC.
+    unseen_groups : {"self", "global"}
+        How plate_robust treats plates absent from training.
+    device : {"auto", "cpu", "cuda"}
+        XGBoost device.
+    random_state : int or None
+        Seed of every random step.
+    n_jobs : int
+        Threads of XGBoost.
+    model_params : dict or None
+        Fixed parameters of the final estimator (e.g. ``{"C": 10}``).
+    """
+
+    def __init__(self, model: str = "svm", granularity: str = "image", normalize: str = "standard",
+                 tune: bool = False, tune_budget: int = 8, tune_seconds: float | None = None,
+                 inner_folds: int = 3, variance_threshold: float = 0.0,
+                 corr_threshold: float | None = 0.9, mi_top_k: int | None = None,
+                 large_table_rows: int = 20000, unseen_groups: str = "self", device: str = "auto",
+                 random_state: int | None = 0, n_jobs: int = 1, model_params: dict | None = None):
+        self.model = model
+        self.granularity = granularity
+        self.normalize = normalize
+        self.tune = tune
+        self.tune_budget = tune_budget
+        self.tune_seconds = tune_seconds
+        self.inner_folds = inner_folds
+        self.variance_threshold = variance_threshold
+        self.corr_threshold = corr_threshold
+        self.mi_top_k = mi_top_k
+        self.large_table_rows = large_table_rows
+        self.unseen_groups = unseen_groups
+        self.device = device
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.model_params = model_params
+
+    def _pipeline(self, n_rows: int) -> Pipeline:
+        final = build_model(self.model, large=n_rows > self.large_table_rows, n_jobs=self.n_jobs,
+                            random_state=self.random_state, device=self.device,
+                            **(self.model_params or {}))
+        return Pipeline([
+            ("clean", TableCleaner()),
+            ("select", FeatureSelector(self.variance_threshold, self.corr_threshold, self.mi_top_k,
+                                       random_state=self.random_state)),
+            ("scale", TableScaler(self.normalize, self.unseen_groups)),
+            ("model", final),
+        ])
+
+    def _min_members(self) -> int:
+        need = 2 if self.model == "xgboost" else 3  # inner validation split / calibration folds
+        return max(need, self.inner_folds if self.tune else 0)
+
+    def _inner_groups(self, X: pd.DataFrame, groups) -> np.ndarray | None:
+        if groups is not None:
+            return np.asarray(groups)
+        if self.granularity == "cell" and SAMPLE_COLUMN in X.columns:
+            return X[SAMPLE_COLUMN].astype(str).to_numpy()  # keep an image's cells together
+        return None
+
+    def fit(self, X: pd.DataFrame, y, groups=None) -> "TableClassifier":
+        """Fit on training rows ``X`` (DataFrame) with labels ``y``; ``groups`` for inner folds."""
+        if self.granularity not in ("image", "cell"):
+            raise ValueError(f"granularity must be 'image' or 'cell', found {self.granularity!r}")
+        cols = validate_features(X, where="training table")
+        y = np.asarray(y)
+        if len(y) != len(X):
+            raise ValueError(f"training table has {len(X)} rows but y has {len(y)} labels")
+        if self.granularity == "cell" and SAMPLE_COLUMN in X.columns:
+            # inner folds keep an image's cells together, so count images, not cells
+            images = pd.DataFrame({"s": X[SAMPLE_COLUMN].to_numpy(), "y": y}).drop_duplicates()
+            validate_labels(images["y"].to_numpy(), min_members=self._min_members())
+        else:
+            validate_labels(y, min_members=self._min_members())
+        self._encoder = LabelEncoder().fit(y)
+        self.classes_ = self._encoder.classes_
+        self.feature_names_in_ = np.asarray(cols, dtype=object)
+        self.n_features_in_ = len(cols)
+        encoded = self._encoder.transform(y)
+        X = X.reset_index(drop=True)
+        pipeline = self._pipeline(len(X))
+        space = SEARCH_SPACES[self.model]
+        results: list[dict] = []
+        if self.tune:
+            splits = inner_splits(encoded, self._inner_groups(X, groups), self.inner_folds,
+                                  self.random_state)
+            best, results = search(pipeline, X, encoded, space=space, n_candidates=self.tune_budget,
+                                   seconds=self.tune_seconds, splits=splits,
+                                   random_state=self.random_state)
+            pipeline.set_params(**{f"model__{k}": v for k, v in best.items()})
+        model_params = pipeline.named_steps["model"].get_params()
+        self.best_params_ = {k: model_params[k] for k in space if k in model_params}
+        self.pipeline_ = pipeline.fit(X, encoded)
+        self.report_ = {
+            "cleaning": self.pipeline_.named_steps["clean"].report_,
+            "selection": self.pipeline_.named_steps["select"].report_,
+            "tuning": results, "best_params": self.best_params_, "n_train_rows": len(X),
+            "final_estimator": type(self.pipeline_.named_steps["model"]).__name__,
+        }
+        logger.info("%s fitted on %d rows x %d features; params %s", self.model, len(X), len(cols),
+                    self.best_params_)
+        return self
+
+    def _check_table(self, X: pd.DataFrame) -> None:
+        check_is_fitted(self, "pipeline_")
+        cols = validate_features(X, where="prediction table")
+        expected = set(self.feature_names_in_)
+        missing = [c for c in self.feature_names_in_ if c not in set(cols)]
+        extra = [c for c in cols if c not in expected]
+        if missing or extra:
+            raise FeatureMismatchError(missing, extra, where="prediction table")
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Return ``(n_rows, n_classes)`` probabilities in ``classes_`` order."""
+        self._check_table(X)
+        return self.pipeline_.predict_proba(X.reset_index(drop=True))
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Return the most probable label of each row."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def predict_image_proba(self, X_cells: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Average the cells' probabilities per ``Metadata_sample_id``.
+
+        Returns
+        -------
+        sample_ids : ndarray of str, shape (n_images,)
+            Sorted image ids.
+        proba : ndarray, shape (n_images, n_classes)
+            Mean cell probability per image, in ``classes_`` order.
+        """
+        if SAMPLE_COLUMN not in X_cells.columns:
+            raise MissingMetadataError(
+                f"predict_image_proba needs a '{SAMPLE_COLUMN}' column in the cell table")
+        proba = pd.DataFrame(self.predict_proba(X_cells))
+        proba["sample"] = X_cells[SAMPLE_COLUMN].astype(str).to_numpy()
+        means = proba.groupby("sample", sort=True).mean()
+        return means.index.to_numpy(dtype=object), means.to_numpy(dtype=float)
+
+    def check_labels(self, y) -> np.ndarray:
+        """Return ``y`` as an array, raising :class:`UnseenLabelError` for labels not in ``classes_``."""
+        check_is_fitted(self, "classes_")
+        y = np.asarray(y)
+        unseen = sorted(set(map(str, np.unique(y))) - set(map(str, self.classes_)))
+        if unseen:
+            raise UnseenLabelError(
+                f"labels {unseen} were not seen while fitting; model classes are {list(self.classes_)}")
+        return y
+
+    def score(self, X: pd.DataFrame, y, sample_weight=None) -> float:
+        """Accuracy on ``X``; labels unseen while fitting raise :class:`UnseenLabelError`."""
+        y = self.check_labels(y)
+        return float(np.average(self.predict(X) == y, weights=sample_weight))
+
+
+def make_classifier(name: str, granularity: str = "image", normalize: str = "standard",
+                    tune: bool = False, tune_budget: int = 8, random_state: int | None = 0,
+                    n_jobs: int = 1, **params) -> TableClassifier:
+    """Build a :class:`TableClassifier` for ``name`` in ``{"svm", "linear_svm", "xgboost"}``.
+
+    Keyword arguments naming a ``TableClassifier`` parameter (``tune_seconds``, ``mi_top_k``,
+    ``device``...) set it; any other goes to the final estimator (``C=10``, ``max_depth=4``).
+
+    Examples
+    --------
+    >>> est = make_classifier("xgboost", normalize="plate_robust", max_depth=4)
+    >>> est.model_params
+    {'max_depth': 4}
+    """
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown classifier {name!r}; expected one of {MODEL_NAMES}")
+    own = set(TableClassifier().get_params())
+    table_params = {k: v for k, v in params.items() if k in own}
+    model_params = {k: v for k, v in params.items() if k not in own}
+    model_params.update(table_params.pop("model_params", None) or {})
+    return TableClassifier(model=name, granularity=granularity, normalize=normalize, tune=tune,
+                           tune_budget=tune_budget, random_state=random_state, n_jobs=n_jobs,
+                           model_params=model_params or None, **table_params)

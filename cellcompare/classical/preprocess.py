@@ -1,0 +1,236 @@
+"""Table transformers: cleaning, pycytominer-style feature selection, scaling.
+
+Each transformer takes a DataFrame (feature columns plus ``Metadata_*`` columns, which pass
+through untouched) so that per-plate scaling can read ``Metadata_group`` inside a ``Pipeline``.
+The scaler is the last table step and returns a plain ``(n_rows, n_features)`` float array.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.feature_selection import mutual_info_classif
+from sklearn.utils.validation import check_is_fitted
+
+from cellcompare.classical.errors import EmptyFeatureTableError, FeatureMismatchError, MissingMetadataError
+from cellcompare.classical.tables import GROUP_COLUMN, METADATA_PREFIX, feature_columns
+
+logger = logging.getLogger(__name__)
+
+MAD_TO_SD = 1.4826  # MAD of a normal distribution times this equals its standard deviation
+
+
+def _metadata(X: pd.DataFrame) -> pd.DataFrame:
+    return X[[c for c in X.columns if str(c).startswith(METADATA_PREFIX)]]
+
+
+def _values(X: pd.DataFrame, cols: list[str], where: str) -> np.ndarray:
+    missing = [c for c in cols if c not in X.columns]
+    if missing:
+        extra = sorted(set(feature_columns(X)) - set(cols))
+        raise FeatureMismatchError(missing, extra, where=where)
+    return X[cols].to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _frame(values: np.ndarray, cols: list[str], X: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame(values, columns=cols, index=X.index)
+    return pd.concat([out, _metadata(X)], axis=1)
+
+
+class TableCleaner(TransformerMixin, BaseEstimator):
+    """Drop all-NaN and constant columns, clip infinities, impute NaN with training medians.
+
+    Every action is logged and counted in ``report_`` (never silent).
+
+    Attributes
+    ----------
+    columns_ : list of str
+        Feature columns kept.
+    report_ : dict
+        ``n_input``, ``n_all_nan``, ``n_constant``, ``n_kept``, ``n_inf_clipped``, ``n_imputed``
+        (cell counts on the training rows) and the dropped column names.
+    """
+
+    def fit(self, X: pd.DataFrame, y=None) -> "TableCleaner":
+        cols = feature_columns(X)
+        values = _values(X, cols, "training table")
+        finite = np.where(np.isfinite(values), values, np.nan)
+        all_nan = np.isnan(finite).all(axis=0)
+        filled = np.where(all_nan, 0.0, finite)  # avoids all-NaN warnings; dropped below
+        lo, hi = np.nanmin(filled, axis=0), np.nanmax(filled, axis=0)
+        constant = ~all_nan & (lo == hi)
+        keep = ~all_nan & ~constant
+        if not keep.any():
+            raise EmptyFeatureTableError(
+                f"training table: all {len(cols)} feature columns are NaN ({int(all_nan.sum())}) "
+                f"or constant ({int(constant.sum())}); nothing left to learn from"
+            )
+        self.columns_ = [c for c, k in zip(cols, keep) if k]
+        self.low_, self.high_ = lo[keep], hi[keep]
+        kept = values[:, keep]
+        self.medians_ = np.nanmedian(np.where(np.isfinite(kept), kept, np.nan), axis=0)
+        self.report_ = {
+            "n_input": len(cols), "n_all_nan": int(all_nan.sum()), "n_constant": int(constant.sum()),
+            "n_kept": int(keep.sum()), "n_inf_clipped": int(np.isinf(kept).sum()),
+            "n_imputed": int(np.isnan(kept).sum()),
+            "dropped_all_nan": [c for c, d in zip(cols, all_nan) if d],
+            "dropped_constant": [c for c, d in zip(cols, constant) if d],
+        }
+        r = self.report_
+        logger.info("cleaning: %d features in, dropped %d all-NaN and %d constant, kept %d; "
+                    "clipped %d inf and imputed %d NaN values (training rows)", r["n_input"],
+                    r["n_all_nan"], r["n_constant"], r["n_kept"], r["n_inf_clipped"], r["n_imputed"])
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        check_is_fitted(self, "columns_")
+        values = _values(X, self.columns_, "table")
+        n_inf, n_nan = int(np.isinf(values).sum()), int(np.isnan(values).sum())
+        if n_inf or n_nan:
+            logger.info("cleaning: clipped %d inf and imputed %d NaN values in %d rows",
+                        n_inf, n_nan, len(values))
+        values = np.where(np.isposinf(values), self.high_, values)  # inf -> training max
+        values = np.where(np.isneginf(values), self.low_, values)
+        values = np.where(np.isnan(values), self.medians_, values)
+        return _frame(values, self.columns_, X)
+
+
+class FeatureSelector(TransformerMixin, BaseEstimator):
+    """Feature selection in the pycytominer spirit, fitted on training rows only.
+
+    Parameters
+    ----------
+    variance_threshold : float
+        Drop features whose training variance is at most this value.
+    corr_threshold : float or None
+        Greedy correlation filter: walking the columns in order, drop a feature whose absolute
+        Pearson correlation with an already kept feature exceeds this value.
+    mi_top_k : int or None
+        Keep only the ``k`` features with the highest mutual information with the labels.
+    max_rows : int
+        Rows subsampled (seeded) to estimate correlations and mutual information.
+    random_state : int or None
+        Seed of the subsample and of the mutual-information estimator.
+    """
+
+    def __init__(self, variance_threshold: float = 0.0, corr_threshold: float | None = 0.9,
+                 mi_top_k: int | None = None, max_rows: int = 20000, random_state: int | None = 0):
+        self.variance_threshold = variance_threshold
+        self.corr_threshold = corr_threshold
+        self.mi_top_k = mi_top_k
+        self.max_rows = max_rows
+        self.random_state = random_state
+
+    def fit(self, X: pd.DataFrame, y=None) -> "FeatureSelector":
+        cols = feature_columns(X)
+        values = _values(X, cols, "training table")
+        rng = np.random.default_rng(self.random_state)
+        rows = np.arange(len(values))
+        if len(rows) > self.max_rows:
+            rows = np.sort(rng.choice(rows, self.max_rows, replace=False))
+        keep = np.nanvar(values, axis=0) > self.variance_threshold
+        n_var = int((~keep).sum())
+        if self.corr_threshold is not None and keep.sum() > 1:
+            keep = self._correlation_filter(values[rows], keep)
+        n_corr = len(cols) - n_var - int(keep.sum())
+        if self.mi_top_k is not None and y is not None and keep.sum() > self.mi_top_k:
+            idx = np.flatnonzero(keep)
+            mi = mutual_info_classif(values[np.ix_(rows, idx)], np.asarray(y)[rows],
+                                     random_state=self.random_state)
+            keep = np.zeros_like(keep)
+            keep[idx[np.argsort(-mi, kind="stable")[: self.mi_top_k]]] = True
+        if not keep.any():
+            raise EmptyFeatureTableError(f"feature selection removed all {len(cols)} features")
+        self.columns_ = [c for c, k in zip(cols, keep) if k]
+        self.report_ = {"n_input": len(cols), "n_low_variance": n_var, "n_correlated": n_corr,
+                        "n_kept": len(self.columns_)}
+        logger.info("selection: %d features in, dropped %d low-variance and %d correlated, kept %d",
+                    len(cols), n_var, n_corr, len(self.columns_))
+        return self
+
+    def _correlation_filter(self, values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        idx = np.flatnonzero(keep)
+        with np.errstate(all="ignore"):
+            corr = np.abs(np.nan_to_num(np.corrcoef(values[:, idx], rowvar=False)))
+        kept: list[int] = []
+        for j in range(len(idx)):
+            if not kept or corr[j, kept].max() <= self.corr_threshold:
+                kept.append(j)
+        out = np.zeros_like(keep)
+        out[idx[kept]] = True
+        return out
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        check_is_fitted(self, "columns_")
+        return _frame(_values(X, self.columns_, "table"), self.columns_, X)
+
+
+class TableScaler(TransformerMixin, BaseEstimator):
+    """Standard scaling, or per-plate robust normalisation (median / MAD per ``Metadata_group``).
+
+    Parameters
+    ----------
+    method : {"standard", "plate_robust"}
+        ``plate_robust`` subtracts each plate's median and divides by its MAD (times 1.4826).
+    unseen_groups : {"self", "global"}
+        For a plate absent from training (the usual case with plate-grouped folds): ``self``
+        normalises it by its own rows' median/MAD (features only, never labels, as pycytominer
+        normalises each plate by its own samples); ``global`` uses the pooled training statistics.
+    eps : float
+        Floor on the scale so constant features do not divide by zero.
+
+    Returns (transform)
+    -------------------
+    ndarray of shape (n_rows, n_features)
+    """
+
+    def __init__(self, method: str = "standard", unseen_groups: str = "self", eps: float = 1e-6):
+        self.method = method
+        self.unseen_groups = unseen_groups
+        self.eps = eps
+
+    def fit(self, X: pd.DataFrame, y=None) -> "TableScaler":
+        if self.method not in ("standard", "plate_robust"):
+            raise ValueError(f"normalize must be 'standard' or 'plate_robust', found {self.method!r}")
+        self.columns_ = feature_columns(X)
+        values = _values(X, self.columns_, "training table")
+        if self.method == "standard":
+            self.center_, self.scale_ = values.mean(axis=0), values.std(axis=0)
+            return self
+        groups = self._groups(X)
+        self.center_, self.scale_ = self._robust(values)
+        self.group_stats_ = {g: self._robust(values[groups == g]) for g in np.unique(groups)}
+        return self
+
+    def _groups(self, X: pd.DataFrame) -> np.ndarray:
+        if GROUP_COLUMN not in X.columns:
+            raise MissingMetadataError(
+                f"normalize='plate_robust' needs a '{GROUP_COLUMN}' column; table has "
+                f"{[c for c in X.columns if str(c).startswith(METADATA_PREFIX)]}"
+            )
+        return X[GROUP_COLUMN].astype(str).to_numpy()
+
+    def _robust(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        median = np.median(values, axis=0)
+        return median, MAD_TO_SD * np.median(np.abs(values - median), axis=0)
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "center_")
+        values = _values(X, self.columns_, "table")
+        if self.method == "standard":
+            return (values - self.center_) / np.maximum(self.scale_, self.eps)
+        groups = self._groups(X)
+        out = np.empty_like(values)
+        for g in np.unique(groups):
+            rows = groups == g
+            if g in self.group_stats_:
+                center, scale = self.group_stats_[g]
+            elif self.unseen_groups == "self":
+                center, scale = self._robust(values[rows])
+            else:
+                center, scale = self.center_, self.scale_
+            out[rows] = (values[rows] - center) / np.maximum(scale, self.eps)
+        return out

@@ -1,0 +1,188 @@
+"""The whole comparison run's configuration: frozen dataclasses built by ``cellcompare.config``.
+
+``load_config(path)`` reads a YAML file; ``configs/demo.yaml`` is the embedded demo. Keys a file
+leaves out take the dataclass defaults, which run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from cellcompare.config import ConfigError, build, read_yaml, to_plain
+from cellcompare.datasets.config import DatasetConfig
+
+__all__ = ["ConfigError", "CompareConfig", "FoldsConfig", "ModelSpec", "load_config"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of the comparison.
+
+    Attributes
+    ----------
+    name : str
+        A name of the model registry (``comparison.models.registered_names()``).
+    label : str
+        Name in the results (defaults to ``name``; set it to run one model twice).
+    granularity : str
+        ``image`` or ``cell`` (classical models only).
+    params : dict
+        Passed to ``classical.make_classifier`` or ``deep.DeepConfig.from_dict``. For deep
+        models ``weights: auto`` means ImageNet when cached, else ``none`` (logged and reported).
+    """
+
+    name: str
+    label: str = ""
+    granularity: str = "image"
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | str, where: str = "models[]", *,
+                  source: str | Path | None = None) -> "ModelSpec":
+        """Build from ``{name: svm, granularity: image, params: {...}}`` or a bare name.
+
+        Keys other than ``name``, ``label``, ``granularity`` and ``params`` are taken as params.
+        """
+        from cellcompare.comparison.models import registered_names
+
+        prefix = f"{source}: " if source is not None else ""
+        if isinstance(data, str):
+            data = {"name": data}
+        if not isinstance(data, Mapping) or "name" not in data:
+            raise ConfigError(f"{prefix}{where}: each model needs a 'name' (one of {registered_names()})")
+        data = dict(data)
+        name = str(data.pop("name"))
+        if name not in registered_names():
+            raise ConfigError(f"{prefix}{where}: unknown model name {name!r}; valid names are {registered_names()}")
+        label = str(data.pop("label", "") or name)
+        granularity = str(data.pop("granularity", "image"))
+        if granularity not in ("image", "cell"):
+            raise ConfigError(f"{prefix}{where}.granularity must be 'image' or 'cell', found {granularity!r}")
+        params = dict(data.pop("params", None) or {})
+        params.update(data)
+        return cls(name=name, label=label, granularity=granularity, params=params)
+
+
+#: Models of a configuration that lists none: both approaches, default settings.
+DEFAULT_MODELS: tuple[ModelSpec, ...] = (ModelSpec("svm", "svm"), ModelSpec("xgboost", "xgboost"),
+                                         ModelSpec("resnet18", "resnet18"))
+
+
+@dataclass(frozen=True)
+class FoldsConfig:
+    """Cross-validation: ``n_splits`` folds, optionally grouped, and an optional hold-out."""
+
+    n_splits: int = 5
+    group_column: str | None = None
+    holdout_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.n_splits < 2:
+            raise ConfigError(f"folds.n_splits must be >= 2, found {self.n_splits}")
+        if not 0.0 <= self.holdout_fraction < 0.5:
+            raise ConfigError(f"folds.holdout_fraction must be in [0, 0.5), found {self.holdout_fraction}")
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """Everything a comparison run needs (see ``configs/*.yaml``)."""
+
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    features: dict[str, Any] = field(default_factory=lambda: {"preset": "standard"})
+    models: tuple[ModelSpec, ...] = DEFAULT_MODELS
+    folds: FoldsConfig = field(default_factory=FoldsConfig)
+    top_k: int = 3
+    seed: int = 0
+    output: str = "results/demo"
+    jobs: int = 1
+    feature_importance: str = "gain"
+    report: bool = True
+    export_models: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ConfigError("models: at least one model is needed")
+        labels = [m.label for m in self.models]
+        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        if dupes:
+            raise ConfigError(f"models: labels {dupes} appear twice; give each a distinct 'label'")
+        if self.top_k < 1:
+            raise ConfigError(f"top_k must be >= 1, found {self.top_k}")
+        if self.feature_importance not in ("gain", "permutation", "none"):
+            raise ConfigError(f"feature_importance must be 'gain', 'permutation' or 'none', "
+                              f"found {self.feature_importance!r}")
+        if self.jobs < 1:
+            raise ConfigError(f"jobs must be >= 1, found {self.jobs}")
+        unknown = [x for x in self.export_models if x not in labels]
+        if unknown:
+            raise ConfigError(f"export_models: {unknown} name no configured model; valid labels "
+                              f"are {labels}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str | Path | None = None) -> "CompareConfig":
+        """Build and validate from a plain mapping (as loaded from YAML)."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{source or 'config'}: expected a mapping, found {type(data).__name__}")
+        data = dict(data)
+        if "dataset" in data:
+            data["dataset"] = DatasetConfig.from_dict(data["dataset"], source=source)
+        if "features" in data:
+            data["features"] = dict(_check_features(data["features"], source))
+        if "models" in data:
+            if not isinstance(data["models"], (list, tuple)):
+                raise ConfigError(f"models: expected a list, found {type(data['models']).__name__}")
+            data["models"] = tuple(ModelSpec.from_dict(m, f"models[{i}]", source=source)
+                                   for i, m in enumerate(data["models"]))
+        if "output" in data:
+            data["output"] = str(data["output"])
+        if "export_models" in data:
+            names = data["export_models"] or ()
+            data["export_models"] = (names,) if isinstance(names, str) else tuple(map(str, names))
+        return build(cls, data, source=source)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict (YAML-serialisable) form; tuples become lists."""
+        return to_plain(self)
+
+    def replace(self, **changes: Any) -> "CompareConfig":
+        """A copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+
+def _check_features(value: Any, source: str | Path | None) -> Mapping[str, Any]:
+    """Validate the ``features:`` mapping against ``features.FeatureConfig`` (kept as a mapping)."""
+    from cellcompare.features import FeatureConfig
+
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"features: expected a mapping, found {type(value).__name__}")
+    FeatureConfig.from_dict(dict(value), source=source, where="features")
+    return value
+
+
+def load_config(path: str | Path, **overrides: Any) -> CompareConfig:
+    """Load a comparison configuration from YAML.
+
+    Parameters
+    ----------
+    path : str or Path
+        YAML file with the keys of :class:`CompareConfig` (``dataset``, ``features``, ``models``,
+        ``folds``, ``top_k``, ``seed``, ``output``...); ``configs/demo.yaml`` is the demo.
+        Missing keys take the dataclass defaults.
+    **overrides
+        Top-level keys replacing the file's (e.g. ``output=``); ``None`` values are ignored.
+
+    Returns
+    -------
+    CompareConfig
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and the key that is unknown or invalid (``UnknownKeyError`` for keys).
+    """
+    data = read_yaml(path)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return CompareConfig.from_dict(data, source=path)

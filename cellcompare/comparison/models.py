@@ -1,0 +1,277 @@
+"""Model adapters: every model answers ``fit(train: FoldData)`` / ``predict_proba(test: FoldData)``.
+
+Probabilities always come back in the run's GLOBAL class order (``FoldData.classes``), with a
+zero column for a class the model never saw in training.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from cellcompare.classical.inputs import feature_rows
+from cellcompare.classical.models import MODEL_NAMES as CLASSICAL_NAMES
+from cellcompare.deep.config import ARCHS as DEEP_NAMES
+from cellcompare.deep.inputs import SampleImages
+from cellcompare.proba import align_columns
+
+__all__ = ["FoldData", "ModelAdapter", "ClassicalModel", "DeepModel", "ModelInputError",
+           "register_model", "unregister_model", "registered_names", "model_kind", "build_adapter"]
+
+log = logging.getLogger(__name__)
+
+
+class ModelInputError(ValueError):
+    """A fold lacks what a model needs (feature rows, a dataset for images)."""
+
+
+@dataclass(frozen=True)
+class FoldData:
+    """One side (train or test) of a fold.
+
+    Attributes
+    ----------
+    sample_ids, y, groups : np.ndarray
+        Aligned, one entry per image.
+    dataset : object or None
+        The opened ``datasets`` dataset (``.get(sample_id).float_image``), for image models.
+    image_table : pd.DataFrame or None
+        Per-image feature rows of these images (``Metadata_sample_id`` column), any order.
+    cell_table : pd.DataFrame or None
+        Per-cell feature rows of these images.
+    classes : tuple of str
+        Global class order of the run.
+    """
+
+    sample_ids: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray
+    dataset: Any = None
+    image_table: pd.DataFrame | None = None
+    cell_table: pd.DataFrame | None = None
+    classes: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+
+def _prior(train_y: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    counts = np.array([(train_y == c).sum() for c in classes], dtype=float)
+    return counts / counts.sum()
+
+
+class ModelAdapter:
+    """Base adapter. Subclasses set ``kind`` and implement ``fit`` / ``predict_proba``."""
+
+    kind = "abstract"
+
+    def __init__(self, name: str, granularity: str = "image", params: dict | None = None,
+                 seed: int = 0) -> None:
+        self.name = name
+        self.granularity = granularity
+        self.params = dict(params or {})
+        self.seed = seed
+        self.weights: dict | None = None
+        self.notes: list[str] = []
+
+    def fit(self, train: FoldData) -> "ModelAdapter":  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def predict_proba(self, test: FoldData) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def chosen_params(self) -> dict:
+        """Hyper-parameters the fitted model ended up with (tuned or fixed)."""
+        return {}
+
+    def feature_importance(self, test: FoldData, permutation: bool = True) -> pd.DataFrame | None:
+        """``feature, family, gain, permutation`` rows, or None for models without features."""
+        return None
+
+
+class ClassicalModel(ModelAdapter):
+    """``classical.make_classifier`` on the per-image (or per-cell) feature table."""
+
+    kind = "classical"
+
+    def rows(self, data: FoldData) -> pd.DataFrame:
+        """The model's input for ``data``: its images' feature rows (``classical.inputs``)."""
+        table = data.cell_table if self.granularity == "cell" else data.image_table
+        if table is None:
+            raise ModelInputError(f"{self.name}: the fold has no {self.granularity} feature table")
+        return feature_rows(table, data.sample_ids)
+
+    def fit(self, train: FoldData) -> "ClassicalModel":
+        """Fit on the feature rows of the training images (cells carry their image's label)."""
+        from cellcompare.classical import make_classifier
+
+        table = self.rows(train)
+        label_of = dict(zip(map(str, train.sample_ids), map(str, train.y)))
+        y = table["Metadata_sample_id"].astype(str).map(label_of).to_numpy()
+        missing = len(set(label_of) - set(table["Metadata_sample_id"].astype(str)))
+        if missing:
+            log.warning("%s: %d training images have no feature rows (failed extraction) and are "
+                        "left out of training", self.name, missing)
+        params = dict(self.params)
+        params.setdefault("random_state", self.seed)
+        self.estimator_ = make_classifier(self.name, granularity=self.granularity, **params)
+        self.estimator_.fit(table, y)
+        self.prior_ = _prior(np.asarray(train.y, dtype=str), train.classes)
+        return self
+
+    def predict_proba(self, test: FoldData) -> np.ndarray:
+        """Probabilities per test image; images without feature rows get the training prior."""
+        table = self.rows(test)
+        if self.granularity == "cell":
+            ids, proba = self.estimator_.predict_image_proba(table)
+        else:
+            ids, proba = table["Metadata_sample_id"].astype(str).to_numpy(), self.estimator_.predict_proba(table)
+        proba = align_columns(np.asarray(proba), self.estimator_.classes_, test.classes)
+        rows = pd.DataFrame(proba, index=pd.Index(map(str, ids)))
+        rows = rows[~rows.index.duplicated()]
+        out = rows.reindex([str(s) for s in test.sample_ids])
+        absent = out.isna().any(axis=1).to_numpy()
+        if absent.any():
+            msg = (f"{self.name}: {int(absent.sum())} test images have no feature rows; they get the "
+                   f"training class prior")
+            log.warning(msg)
+            self.notes.append(msg)
+            out.loc[absent] = np.tile(self.prior_, (int(absent.sum()), 1))
+        return out.to_numpy(dtype=float)
+
+    def chosen_params(self) -> dict:
+        return _jsonable(getattr(self.estimator_, "best_params_", {}) or {})
+
+    def feature_importance(self, test: FoldData, permutation: bool = True) -> pd.DataFrame | None:
+        """``classical.feature_importance`` on the test rows (image granularity only).
+
+        ``permutation=False`` skips the permutation part: gain only, ``permutation`` is NaN (the
+        permutation loop scores the whole pipeline once per feature per repeat, minutes for
+        thousands of features).
+        """
+        from cellcompare.classical import feature_importance
+
+        if self.granularity != "image":
+            return None
+        table = self.rows(test)
+        label_of = dict(zip(map(str, test.sample_ids), map(str, test.y)))
+        y = table["Metadata_sample_id"].astype(str).map(label_of).to_numpy()
+        seen = np.isin(y, self.estimator_.classes_)
+        return feature_importance(self.estimator_, table[seen].reset_index(drop=True), y[seen],
+                                  n_repeats=3, random_state=self.seed, permutation=permutation)
+
+
+class DeepModel(ModelAdapter):
+    """``deep.DeepClassifier`` on the raw images (``weights: auto`` = ImageNet when cached)."""
+
+    kind = "deep"
+
+    def _config(self):
+        from cellcompare.deep import DeepConfig, imagenet_weights_path
+
+        params = {k: v for k, v in self.params.items() if k != "channels"}
+        params.setdefault("arch", self.name)
+        params.setdefault("seed", self.seed)
+        weights = str(params.get("weights", "auto"))
+        if weights == "auto":
+            cached = imagenet_weights_path().is_file() and params["arch"] == "resnet18"
+            params["weights"] = "imagenet" if cached else "none"
+            if not cached:
+                msg = (f"{self.name}: ImageNet weights are not cached at {imagenet_weights_path()}; "
+                       f"training from random initialisation (weights: none)")
+                log.warning(msg)
+                if msg not in self.notes:
+                    self.notes.append(msg)
+        return DeepConfig.from_dict(params)
+
+    @property
+    def channel_index(self) -> list[int] | None:
+        """Positions of the dataset channels the model uses (``None``: all)."""
+        channels = self.params.get("channels")
+        return None if channels is None else [int(c) for c in channels]
+
+    def images(self, data: FoldData) -> SampleImages:
+        """The model's input for ``data``: ``deep.inputs.sample_input`` of each image, lazily."""
+        if data.dataset is None:
+            raise ModelInputError(f"{self.name}: the fold has no dataset to read images from")
+        return SampleImages(data.dataset, data.sample_ids, channels=self.channel_index)
+
+    def fit(self, train: FoldData) -> "DeepModel":
+        """Train on the training images (read lazily, one per access)."""
+        from cellcompare.deep import DeepClassifier
+
+        self.classifier_ = DeepClassifier(self._config())
+        self.classifier_.fit(self.images(train), np.asarray(train.y, dtype=str))
+        self.weights = _jsonable(dict(getattr(self.classifier_, "weights_info_", {}) or {}))
+        return self
+
+    def predict_proba(self, test: FoldData) -> np.ndarray:
+        """Probabilities per test image in the global class order."""
+        proba = self.classifier_.predict_proba(self.images(test))
+        return align_columns(np.asarray(proba), self.classifier_.classes_, test.classes)
+
+    def chosen_params(self) -> dict:
+        return _jsonable(getattr(self.classifier_, "best_params_", {}) or {})
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+Factory = Callable[..., ModelAdapter]
+#: The model registry: every name a configuration may use. The families own their names
+#: (``classical.models.MODEL_NAMES``, ``deep.config.ARCHS``); this maps each to its adapter.
+_REGISTRY: dict[str, Factory] = {**{name: ClassicalModel for name in CLASSICAL_NAMES},
+                                 **{name: DeepModel for name in DEEP_NAMES}}
+
+
+def register_model(name: str, factory: Factory) -> None:
+    """Add a model: ``factory(name, granularity=, params=, seed=) -> ModelAdapter``.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is already registered (call :func:`unregister_model` first to replace it).
+    """
+    if name in _REGISTRY:
+        raise ValueError(f"model name {name!r} is already registered; unregister_model it first")
+    _REGISTRY[name] = factory
+
+
+def unregister_model(name: str) -> None:
+    """Remove a model added with :func:`register_model` (the built-in names stay)."""
+    if name in CLASSICAL_NAMES or name in DEEP_NAMES:
+        raise ValueError(f"{name!r} is a built-in model and cannot be unregistered")
+    _REGISTRY.pop(name, None)
+
+
+def registered_names() -> list[str]:
+    """Valid model names."""
+    return sorted(_REGISTRY)
+
+
+def model_kind(name: str) -> str:
+    """``"classical"`` (needs feature tables) or ``"deep"`` (reads images) for a registered name."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model name {name!r}; valid names are {registered_names()}")
+    return str(getattr(_REGISTRY[name], "kind", "classical"))
+
+
+def build_adapter(name: str, *, granularity: str = "image", params: dict | None = None,
+                  seed: int = 0) -> ModelAdapter:
+    """Instantiate the adapter registered under ``name``."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model name {name!r}; valid names are {registered_names()}")
+    return _REGISTRY[name](name, granularity=granularity, params=params, seed=seed)

@@ -1,0 +1,127 @@
+"""Writers of the results directory (docs/CONTRACTS.md): atomic files, metrics.json, summaries."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cellcompare import atomic
+from cellcompare.datasets.provenance import package_versions
+from cellcompare.comparison.metrics import LOWER_IS_BETTER, METRIC_NAMES
+from cellcompare.comparison.stats import compare_models, mean_std
+
+__all__ = ["write_json", "write_parquet", "environment", "model_summary", "summary_frame",
+           "comparisons", "PACKAGES"]
+
+PACKAGES = ["numpy", "scipy", "pandas", "scikit-learn", "scikit-image", "xgboost", "torch",
+            "torchvision", "cp-measure", "pyarrow"]
+
+
+def write_json(obj: Any, path: Path) -> Path:
+    """Write JSON atomically (temp file + rename), so a crash never leaves half a file."""
+    return atomic.write_text(path, json.dumps(_finite(obj), indent=2, default=_default,
+                                              allow_nan=False))
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities become null (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
+    """Write Parquet atomically."""
+    with atomic.atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+    return Path(path)
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict[str, Any]:
+    """Python, package versions, CPU model and CUDA device name (None without a GPU)."""
+    packages = package_versions(PACKAGES)
+    gpu = None
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "packages": packages,
+            "cpu": _cpu(), "cpu_count": os.cpu_count(), "gpu": gpu}
+
+
+def model_summary(folds: list[dict]) -> dict[str, dict]:
+    """Mean ± std over folds of every metric, fit/predict seconds and peak memory."""
+    keys = METRIC_NAMES + ["fit_seconds", "predict_seconds", "peak_memory_mb"]
+    return {k: mean_std([f[k] for f in folds if f.get(k) is not None]) for k in keys}
+
+
+def summary_frame(models: dict[str, dict]) -> pd.DataFrame:
+    """``summary.csv``: one row per model, ``{metric}_mean`` and ``{metric}_std``."""
+    rows = []
+    for name, info in models.items():
+        row = {"model": name, "kind": info["kind"],
+               "n_folds": sum(f["fold"] >= 0 for f in info["folds"])}
+        for metric, ms in info["summary"].items():
+            row[f"{metric}_mean"], row[f"{metric}_std"] = ms["mean"], ms["std"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def comparisons(models: dict[str, dict], predictions: pd.DataFrame, classes: list[str]) -> list[dict]:
+    """Every model pair on every metric: paired per-fold tests, McNemar on pooled predictions."""
+    proba_cols = [f"proba_{c}" for c in classes]
+    correct = {}
+    for name, rows in predictions[predictions.fold >= 0].groupby("model"):
+        rows = rows.sort_values(["fold", "sample_id"])
+        pred = np.asarray(classes)[rows[proba_cols].to_numpy().argmax(axis=1)]
+        correct[name] = pd.Series(pred == rows.true_label.to_numpy(),
+                                  index=pd.MultiIndex.from_frame(rows[["fold", "sample_id"]]))
+    out = []
+    for a, b in itertools.combinations(models, 2):
+        fa = {f["fold"]: f for f in models[a]["folds"] if f["fold"] >= 0}
+        fb = {f["fold"]: f for f in models[b]["folds"] if f["fold"] >= 0}
+        common = sorted(set(fa) & set(fb))
+        ca, cb = correct.get(a), correct.get(b)
+        if ca is not None and cb is not None:
+            ca, cb = ca.align(cb, join="inner")
+        else:
+            ca = cb = pd.Series([], dtype=bool)
+        for metric in METRIC_NAMES:
+            sa = [fa[k][metric] for k in common]
+            sb = [fb[k][metric] for k in common]
+            out.append(compare_models(a, b, metric, sa, sb, ca.to_numpy(), cb.to_numpy(),
+                                      lower_is_better=metric in LOWER_IS_BETTER))
+    return out

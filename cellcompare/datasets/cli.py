@@ -1,0 +1,58 @@
+"""``cellcompare synth`` (write a synthetic dataset) and ``cellcompare summary`` (describe one)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .explore import write_summary
+from .loader import LAYOUTS, open_dataset
+from .synth import make_cellpainting, make_stages
+
+
+def _size(text: str) -> tuple[int, ...]:
+    parts = tuple(int(p) for p in text.lower().replace(",", "x").split("x"))
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"size must be N or HxW, got {text!r}")
+    return parts
+
+
+def _synth(args: argparse.Namespace) -> int:
+    options = {k: v for k, v in {"classes": args.classes, "per_class": args.per_class}.items() if v is not None}
+    if args.kind == "cellpainting":
+        size = args.size[0] if args.size else 512
+        out = make_cellpainting(args.out, seed=args.seed, size=size, plates=args.plates,
+                                sites_per_well=args.sites_per_well, **options)
+    else:
+        size = (args.size * 2)[:2] if args.size else (420, 1110)
+        out = make_stages(args.out, seed=args.seed, size=size, **options)
+    print(out)
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    options = {"group_pattern": args.group_pattern} if args.group_pattern else {}
+    dataset = open_dataset(args.root, args.layout, on_error=args.on_error, **options)
+    print(write_summary(dataset, args.out, plots=not args.no_plots))
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Add ``synth`` and ``summary`` to the ``cellcompare`` command line."""
+    synth = sub.add_parser("synth", help="write a synthetic dataset in a real layout")
+    synth.add_argument("--kind", choices=("cellpainting", "stages"), required=True)
+    synth.add_argument("--out", required=True)
+    synth.add_argument("--classes", type=int, default=None)
+    synth.add_argument("--per-class", type=int, default=None)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--size", type=_size, default=None, help="N (cellpainting) or HxW (stages)")
+    synth.add_argument("--plates", type=int, default=3, help="cellpainting plates")
+    synth.add_argument("--sites-per-well", type=int, default=1)
+    synth.set_defaults(func=_synth)
+    summary = sub.add_parser("summary", help="tables and plots describing a dataset")
+    summary.add_argument("root")
+    summary.add_argument("--out", required=True)
+    summary.add_argument("--layout", default="auto", choices=LAYOUTS)
+    summary.add_argument("--on-error", default="skip", choices=("raise", "skip"))
+    summary.add_argument("--group-pattern", default=None)
+    summary.add_argument("--no-plots", action="store_true")
+    summary.set_defaults(func=_summary)

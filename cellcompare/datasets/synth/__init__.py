@@ -1,0 +1,43 @@
+"""Synthetic datasets written in the real layouts so the readers are exercised.
+
+``make_cellpainting`` writes RxRx1-style Cell Painting sites with true nuclei and cell masks;
+``make_stages`` writes class folders of 16-bit embryo images in ordered stages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .cellpainting import CELLPAINTING_SPREAD, cellpainting_classes, make_cellpainting, read_truth
+from .cells import CellStyle
+from .stages import STAGES_GROUP_PATTERN, StageStyle, make_stages, stage_styles
+
+if TYPE_CHECKING:
+    from cellcompare.datasets.config import SynthConfig
+
+__all__ = [
+    "make_synthetic",
+    "CELLPAINTING_SPREAD",
+    "STAGES_GROUP_PATTERN",
+    "CellStyle",
+    "StageStyle",
+    "cellpainting_classes",
+    "make_cellpainting",
+    "make_stages",
+    "read_truth",
+    "stage_styles",
+]
+
+
+def make_synthetic(out: str | Path, synth: "SynthConfig") -> Path:
+    """Write the synthetic dataset a :class:`~cellcompare.datasets.SynthConfig` describes.
+
+    ``cellpainting`` writes the RxRx1 layout (``size`` px square sites over ``plates``);
+    ``stages`` writes class folders of ``size x size`` images.
+    """
+    if synth.kind == "cellpainting":
+        return make_cellpainting(out, classes=synth.classes, per_class=synth.per_class,
+                                 seed=synth.seed, size=synth.size, plates=synth.plates)
+    return make_stages(out, classes=synth.classes, per_class=synth.per_class, seed=synth.seed,
+                       size=(synth.size, synth.size))

@@ -1,0 +1,181 @@
+"""``DeepClassifier``: a torch image classifier with the scikit-learn face used by comparison/."""
+
+from __future__ import annotations
+
+from cellcompare import atomic
+from cellcompare.proba import top_k
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from .augment import build_augmentation
+from .config import DeepConfig
+from .data import ImageDataset, as_chw, channel_stats
+from .errors import ImageInputError, NotFittedError
+from .models import build_model
+from .train import fit_model, make_loader, predict_probabilities, resolve_device, seed_everything
+from .tune import random_search
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.pt"
+META_FILE = "deep_model.json"
+
+
+def inner_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified (train, validation) indices; no validation when it cannot hold every class.
+
+    Stratification needs at least 2 images per class and a validation set of at least one image
+    per class; otherwise all images are used for training (early stopping is then off).
+    """
+    indices = np.arange(len(y))
+    n_classes = len(np.unique(y))
+    n_val = int(round(fraction * len(y)))
+    counts = np.bincount(y)
+    if fraction <= 0 or n_val < n_classes or counts.min() < 2 or len(y) - n_val < n_classes:
+        if fraction > 0:
+            logger.warning("inner validation split skipped: %d images, %d classes, smallest class %d",
+                           len(y), n_classes, counts.min())
+        return indices, indices[:0]
+    train, val = train_test_split(indices, test_size=n_val, stratify=y, random_state=seed)
+    return np.sort(train), np.sort(val)
+
+
+class DeepClassifier:
+    """Image classifier (ResNet18 or a small CNN) with ``fit`` / ``predict_proba``.
+
+    Parameters
+    ----------
+    config : DeepConfig, optional
+        Model, training, augmentation and tuning settings.
+
+    Attributes
+    ----------
+    classes_ : np.ndarray
+        Sorted class labels; column order of :meth:`predict_proba`.
+    weights_info_ : dict
+        ``{"source": "imagenet"|"path"|"none", "path": ..., "sha256": ...}``.
+    best_params_ : dict
+        ``{"lr", "batch_size"}`` used for the final training (tuned or from the config).
+    tuning_trials_ : list of dict
+        Every tuning trial (empty without tuning).
+    history_ : list of dict
+        Per-epoch training record of the final training.
+    channel_mean_, channel_std_ : np.ndarray
+        Normalisation statistics ``(C,)`` computed on the training images.
+
+    Example
+    -------
+    >>> clf = DeepClassifier(DeepConfig(arch="smallcnn", weights="none", image_size=32, epochs=1))
+    >>> clf.fit(images, labels).predict_proba(test_images).shape  # doctest: +SKIP
+    (n_test, n_classes)
+    """
+
+    def __init__(self, config: DeepConfig | None = None) -> None:
+        self.config = config if config is not None else DeepConfig()
+        self.model_: torch.nn.Module | None = None
+
+    def fit(self, images: Sequence, y: Sequence) -> "DeepClassifier":
+        """Train on ``images`` (each ``(C, H, W)``, read on access) with labels ``y``."""
+        cfg = self.config
+        y = np.asarray(y)
+        if len(y) != len(images):
+            raise ImageInputError(f"got {len(images)} images but {len(y)} labels")
+        self.classes_, encoded = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ImageInputError(f"need at least 2 classes, found {list(self.classes_)}")
+        self.n_channels_ = as_chw(images[0], 0).shape[0]
+        device = resolve_device(cfg.device)
+        # weights first: a missing weight file must fail before every image is read for statistics
+        seed_everything(cfg.seed)
+        model, self.weights_info_ = build_model(cfg.arch, self.n_channels_, len(self.classes_), cfg.weights)
+        train_idx, val_idx = inner_split(encoded, cfg.val_fraction, cfg.seed)
+        self.channel_mean_, self.channel_std_ = channel_stats(images, progress=cfg.progress)
+        common = {"mean": self.channel_mean_, "std": self.channel_std_, "image_size": cfg.image_size}
+        train_ds = ImageDataset(images, encoded, indices=train_idx,
+                                transform=build_augmentation(cfg.augment), **common)
+        val_ds = ImageDataset(images, encoded, indices=val_idx, **common) if len(val_idx) else None
+        self.best_params_ = {"lr": cfg.lr, "batch_size": cfg.batch_size}
+        self.tuning_trials_: list[dict[str, Any]] = []
+        if cfg.tune.enabled:
+            self.best_params_, self.tuning_trials_ = random_search(model, train_ds, val_ds, cfg, device)
+            logger.info("tuned parameters: %s", self.best_params_)
+        seed_everything(cfg.seed)
+        start = time.perf_counter()
+        self.history_ = fit_model(model, train_ds, val_ds, cfg, lr=self.best_params_["lr"],
+                                  batch_size=min(self.best_params_["batch_size"], len(train_ds)),
+                                  epochs=cfg.epochs, device=device, checkpoint_dir=cfg.checkpoint_dir)
+        self.fit_seconds_ = time.perf_counter() - start
+        self.model_ = model.eval()
+        return self
+
+    def predict_proba(self, images: Sequence) -> np.ndarray:
+        """Class probabilities ``(n, n_classes)`` in ``classes_`` order (TTA-averaged if configured)."""
+        model = self._check_fitted()
+        cfg = self.config
+        device = next(model.parameters()).device
+        dataset = ImageDataset(images, None, mean=self.channel_mean_, std=self.channel_std_,
+                               image_size=cfg.image_size)
+        if len(dataset) == 0:
+            return np.zeros((0, len(self.classes_)), dtype=np.float32)
+        loader = make_loader(dataset, batch_size=cfg.batch_size, shuffle=False, device=device,
+                             num_workers=cfg.num_workers, seed=0)
+        return predict_probabilities(model, loader, device, amp=cfg.amp, tta=cfg.tta, progress=cfg.progress)
+
+    def predict(self, images: Sequence) -> np.ndarray:
+        """Most probable class label per image."""
+        return self.classes_[self.predict_proba(images).argmax(1)]
+
+    def top_k(self, images: Sequence, k: int = 3) -> np.ndarray:
+        """The ``k`` most probable labels per image, ``(n, k)``, most probable first."""
+        labels, _ = top_k(self.predict_proba(images), self.classes_, k)
+        return labels.astype(self.classes_.dtype)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``model.pt`` (state dict) and ``deep_model.json`` (config, classes, statistics)."""
+        model = self._check_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic.atomic_path(directory / MODEL_FILE) as tmp:
+            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+        meta = {"config": self.config.to_dict(), "classes": self.classes_.tolist(),
+                "n_channels": self.n_channels_, "channel_mean": self.channel_mean_.tolist(),
+                "channel_std": self.channel_std_.tolist(), "weights_info": self.weights_info_,
+                "best_params": self.best_params_, "tuning_trials": self.tuning_trials_,
+                "history": self.history_}
+        atomic.write_json(directory / META_FILE, meta)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str = "cpu") -> "DeepClassifier":
+        """Rebuild a classifier written by :meth:`save` (no pretrained weight file needed)."""
+        directory = Path(directory)
+        meta_path = directory / META_FILE
+        if not meta_path.is_file():
+            raise NotFittedError(f"{meta_path} not found; expected a directory written by DeepClassifier.save")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        clf = cls(DeepConfig.from_dict(meta["config"]))
+        clf.classes_ = np.asarray(meta["classes"])
+        clf.n_channels_ = meta["n_channels"]
+        clf.channel_mean_ = np.asarray(meta["channel_mean"], dtype=np.float32)
+        clf.channel_std_ = np.asarray(meta["channel_std"], dtype=np.float32)
+        clf.weights_info_ = meta["weights_info"]
+        clf.best_params_ = meta["best_params"]
+        clf.tuning_trials_ = meta["tuning_trials"]
+        clf.history_ = meta["history"]
+        model, _ = build_model(clf.config.arch, clf.n_channels_, len(clf.classes_), "none")
+        state = torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        clf.model_ = model.to(resolve_device(device)).eval()
+        return clf
+
+    def _check_fitted(self) -> torch.nn.Module:
+        if self.model_ is None:
+            raise NotFittedError("DeepClassifier is not fitted; call fit() or DeepClassifier.load()")
+        return self.model_

@@ -1,0 +1,165 @@
+"""Configuration of the deep models: frozen dataclasses loadable from a dict or YAML."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from cellcompare.config import build, load_yaml
+
+from .errors import ConfigError
+
+ARCHS = ("resnet18", "smallcnn")
+OPTIMIZERS = ("adamw", "sgd")
+DEVICES = ("auto", "cpu", "cuda")
+TTA_MODES = ("none", "flip", "rot90", "d4")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentation (never applied at evaluation).
+
+    Parameters
+    ----------
+    enabled : bool
+        Master switch.
+    rot90 : bool
+        Random rotation by a multiple of 90 degrees (lossless).
+    angle_step : float
+        Random rotation by a multiple of ``angle_step`` degrees (0 disables); corners are 0.
+    flips : bool
+        Random horizontal and vertical flips.
+    mask_background_p : float
+        Probability of setting pixels outside the foreground (Otsu threshold on the channel
+        mean) to 0.
+    brightness : float
+        Per-channel multiplicative brightness factor drawn from ``[1 - b, 1 + b]``.
+    contrast : float
+        Per-channel contrast factor around the channel mean drawn from ``[1 - c, 1 + c]``.
+    """
+
+    enabled: bool = True
+    rot90: bool = True
+    angle_step: float = 45.0
+    flips: bool = True
+    mask_background_p: float = 0.0
+    brightness: float = 0.1
+    contrast: float = 0.1
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """Random search over the learning rate (log-uniform) and batch size, inner split only.
+
+    Parameters
+    ----------
+    enabled : bool
+        Run the search in ``fit`` before the final training.
+    n_trials : int
+        Maximum number of trials.
+    time_budget_s : float
+        Stop starting new trials once this many seconds have passed.
+    epochs : int
+        Epochs per trial.
+    lr_range : tuple of float
+        Bounds of the log-uniform learning-rate distribution.
+    batch_sizes : tuple of int
+        Candidate batch sizes.
+    """
+
+    enabled: bool = False
+    n_trials: int = 8
+    time_budget_s: float = 1800.0
+    epochs: int = 3
+    lr_range: tuple[float, float] = (1e-3, 1e-1)
+    batch_sizes: tuple[int, ...] = (32, 64, 128, 256)
+
+
+@dataclass(frozen=True)
+class DeepConfig:
+    """Everything that defines a deep model and its training run.
+
+    ``weights`` is ``"imagenet"`` (torchvision ``ResNet18_Weights.IMAGENET1K_V1`` from the torch
+    hub cache, never downloaded), ``"none"`` (random initialisation) or a path to a state dict
+    whose file name carries its sha256 prefix (``name-<hex>.pth``). ``num_workers=None`` picks
+    ``min(8, cpu count)`` on CUDA and 0 on CPU. ``tta`` is one of ``none``, ``flip``, ``rot90``,
+    ``d4`` (all 8 rotations/flips). ``precise_bn`` re-estimates the BatchNorm running statistics
+    on up to ``precise_bn_batches`` training batches after every epoch, before validation (see
+    :func:`deep.train.recalibrate_batchnorm`).
+    """
+
+    arch: str = "resnet18"
+    weights: str = "imagenet"
+    image_size: int = 256
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-2
+    optimizer: str = "adamw"
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.0
+    warmup_epochs: float = 1.0
+    patience: int = 5
+    val_fraction: float = 0.15
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    tta: str = "none"
+    device: str = "auto"
+    num_workers: int | None = None
+    amp: bool = True
+    compile: bool = False
+    precise_bn: bool = True
+    precise_bn_batches: int = 50
+    seed: int = 0
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    checkpoint_dir: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _check_choice("arch", self.arch, ARCHS)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("device", self.device, DEVICES)
+        _check_choice("tta", self.tta, TTA_MODES)
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in [0, 1), found {self.val_fraction}")
+        for key in ("image_size", "epochs", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, found {getattr(self, key)}")
+        if self.arch == "smallcnn" and self.weights == "imagenet":
+            raise ConfigError("arch 'smallcnn' has no ImageNet weights; set weights: none")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str | Path | None = None,
+                  where: str = "") -> "DeepConfig":
+        """Build a config from a plain mapping (as loaded from YAML); unknown keys are errors.
+
+        Example
+        -------
+        >>> DeepConfig.from_dict({"arch": "smallcnn", "weights": "none", "augment": {"flips": False}})
+        ... # doctest: +ELLIPSIS
+        DeepConfig(arch='smallcnn', ...)
+        """
+        data = dict(data)
+        if data.get("weights") is not None:
+            data["weights"] = str(data["weights"])
+        return build(cls, data, where=where, source=source)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "DeepConfig":
+        """Load a config from a YAML file holding one mapping."""
+        return load_yaml(cls, path)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form (JSON/YAML serialisable)."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "DeepConfig":
+        """Return a copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key} must be one of {choices}, found {value!r}")
+

@@ -1,0 +1,124 @@
+"""A torch Dataset over a (possibly lazy) sequence of ``(C, H, W)`` arrays.
+
+The sequence is indexed only in ``__getitem__``, so a reader that loads pixels on access
+(:class:`cellcompare.deep.inputs.SampleImages`) is read one image at a time, inside the
+DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms.v2 import functional as F
+from tqdm.auto import tqdm
+
+from .errors import ImageInputError
+
+logger = logging.getLogger(__name__)
+
+
+def as_chw(image: object, index: int, channels: int | None = None) -> np.ndarray:
+    """Validate one image and return it as float32 ``(C, H, W)``.
+
+    Raises
+    ------
+    ImageInputError
+        Not 3-D, or its channel count differs from ``channels``.
+    """
+    array = np.asarray(image)
+    if array.ndim != 3:
+        raise ImageInputError(f"image {index}: expected shape (C, H, W), found {array.shape}")
+    if channels is not None and array.shape[0] != channels:
+        raise ImageInputError(f"image {index}: expected {channels} channels, found {array.shape[0]} "
+                              f"(shape {array.shape})")
+    return array.astype(np.float32, copy=False)
+
+
+def channel_stats(images: Sequence, indices: Sequence[int] | None = None, *,
+                  progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation over the pixels of ``images[indices]``.
+
+    Computed in float64 over all pixels of the training images only (pass the training
+    indices); the std is floored at 1e-6 so a constant channel does not divide by zero.
+
+    Returns
+    -------
+    mean, std : np.ndarray
+        Shape ``(C,)``, float32.
+    """
+    indices = range(len(images)) if indices is None else indices
+    total = total_sq = None
+    count = 0
+    channels = None
+    for i in tqdm(indices, desc="channel stats", disable=None if progress else True, leave=False):
+        array = as_chw(images[i], i, channels).astype(np.float64)
+        channels = array.shape[0]
+        flat = array.reshape(channels, -1)
+        total = flat.sum(1) if total is None else total + flat.sum(1)
+        total_sq = (flat ** 2).sum(1) if total_sq is None else total_sq + (flat ** 2).sum(1)
+        count += flat.shape[1]
+    if total is None:
+        raise ImageInputError("cannot compute channel statistics on zero images")
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean ** 2, 0.0))
+    return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
+
+
+def resize_crop(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize the shorter side to ``size`` (bilinear, antialiased) and centre-crop to a square."""
+    h, w = image.shape[-2:]
+    if (h, w) != (size, size):
+        if min(h, w) != size:
+            image = F.resize(image, [size], antialias=True)
+        image = F.center_crop(image, [size, size])
+    return image
+
+
+class ImageDataset(Dataset):
+    """Images as normalised float tensors, with optional augmentation.
+
+    Parameters
+    ----------
+    images : Sequence
+        Each item a ``(C, H, W)`` array (read on access).
+    labels : np.ndarray or None
+        Integer class indices aligned with ``images``; ``None`` for prediction (label -1).
+    mean, std : np.ndarray
+        Per-channel statistics, shape ``(C,)``; normalisation is applied after augmentation so
+        masking and jitter act on raw intensities.
+    image_size : int
+        Output side length.
+    indices : Sequence of int, optional
+        Subset of ``images`` to expose.
+    transform : callable, optional
+        Augmentation on the resized raw ``(C, H, W)`` tensor.
+    """
+
+    def __init__(self, images: Sequence, labels: np.ndarray | None, *, mean: np.ndarray,
+                 std: np.ndarray, image_size: int, indices: Sequence[int] | None = None,
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        self.images = images
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+        self.indices = np.arange(len(images)) if indices is None else np.asarray(indices)
+        self.mean = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1)
+        self.image_size = image_size
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
+        index = int(self.indices[item])
+        array = as_chw(self.images[index], index, self.mean.shape[0])
+        image = resize_crop(torch.from_numpy(np.ascontiguousarray(array)), self.image_size)
+        if self.transform is not None:
+            image = self.transform(image)
+        image = (image - self.mean) / self.std
+        label = -1 if self.labels is None else int(self.labels[index])
+        return image, label
+

@@ -1,0 +1,296 @@
+"""The resumable batch job: one Parquet part per image, written atomically.
+
+Layout of ``out_dir``: ``cells/{n:06d}.parquet`` and ``image/{n:06d}.parquet`` per finished
+image (``n`` = ImageNumber), ``manifest.json``, ``errors.csv`` and ``qc/{sample_id}.npz``.
+An image is done when its ``image`` part exists; parts are written to a temporary name and
+moved with ``os.replace``, so a killed job never leaves a half-written part and a restart skips
+finished images. Workers open the dataset themselves (with the same ``dataset_options``) and
+read one image each, so memory stays bounded by ``jobs`` images. ``manifest.json`` records the
+dataset options; resuming into a folder made with options that select other images is refused.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
+
+from cellcompare import atomic
+from cellcompare.atomic import atomic_path
+from cellcompare.datasets.provenance import package_versions
+
+from .config import FeatureConfig
+from .extract import _channel_names, extract_sample, segment_sample
+
+log = logging.getLogger(__name__)
+PACKAGES = ("numpy", "scipy", "scikit-image", "pandas", "pyarrow", "cp-measure", "joblib")
+#: ``open_dataset`` arguments used when ``dataset_options`` leaves them out.
+DEFAULT_DATASET_OPTIONS = {"layout": "auto", "include_classes": None, "exclude_classes": [],
+                           "on_error": "skip"}
+
+
+class DatasetOptionsMismatchError(ValueError):
+    """``out_dir`` holds parts extracted with dataset options that select other images."""
+
+
+class FeatureConfigMismatchError(ValueError):
+    """``out_dir`` holds parts extracted with other feature settings (tables would mix)."""
+
+
+def normalize_dataset_options(options: dict | None) -> dict:
+    """Return ``options`` as plain JSON values, sorted class lists, defaults left out.
+
+    Parameters
+    ----------
+    options : dict or None
+        Keyword arguments of :func:`datasets.open_dataset` (``layout``, ``include_classes``,
+        ``exclude_classes``, ``on_error`` and reader options).
+
+    Returns
+    -------
+    dict
+        Sorted keys; entries equal to :data:`DEFAULT_DATASET_OPTIONS` dropped, so ``None``,
+        ``{}`` and the explicit defaults compare equal (and equal to manifests written before
+        the options were recorded).
+    """
+    out = json.loads(json.dumps(dict(options or {}), default=str))
+    for key in ("include_classes", "exclude_classes"):
+        if out.get(key) is not None:
+            out[key] = sorted(map(str, out[key]))
+    return {k: out[k] for k in sorted(out) if k not in DEFAULT_DATASET_OPTIONS
+            or out[k] != DEFAULT_DATASET_OPTIONS[k]}
+
+
+def dataset_options_conflict(saved: dict | None, wanted: dict | None) -> list[str]:
+    """Option keys whose values differ in a way that selects or orders other images.
+
+    ``on_error`` is ignored: a dataset that opens under ``"raise"`` indexes the same images as
+    under ``"skip"``, so changing it never mixes parts of different images.
+    """
+    a, b = normalize_dataset_options(saved), normalize_dataset_options(wanted)
+    return sorted(k for k in set(a) | set(b) if k != "on_error" and a.get(k) != b.get(k))
+
+
+def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def _part(out: Path, level: str, number: int) -> Path:
+    return out / level / f"{number:06d}.parquet"
+
+
+@functools.lru_cache(maxsize=2)
+def _open(dataset_dir: str, options_json: str = "{}"):
+    """Open a dataset once per worker process (probing headers is not free).
+
+    ``options_json`` is the normalized ``dataset_options`` as JSON (hashable for the cache).
+    """
+    from cellcompare.datasets import open_dataset
+
+    return open_dataset(dataset_dir, **{**DEFAULT_DATASET_OPTIONS, **json.loads(options_json)})
+
+
+def process_one(dataset_dir: str, out_dir: str, index: int, config: FeatureConfig,
+                write_qc: bool, dataset_options: dict | None = None) -> dict | None:
+    """Extract image ``index`` of the dataset and write its parts; return an error record or None."""
+    out = Path(out_dir)
+    ds = _open(dataset_dir, json.dumps(normalize_dataset_options(dataset_options)))
+    sid, path = str(ds.ids[index]), ""
+    try:
+        sample = ds[index]
+        path = sample.paths[0] if sample.paths else ""
+        image = np.asarray(sample.float_image, dtype=np.float64)
+        masks = segment_sample(image, _channel_names(sample), config, sid)
+        cells, row = extract_sample(sample, config, image_number=index + 1, masks=masks)
+    except (ValueError, OSError) as exc:
+        return {"sample_id": sid, "path": path, "reason": f"{type(exc).__name__}: {exc}"}
+    if write_qc:
+        (out / "qc").mkdir(exist_ok=True)
+        qc = {"nuclei": masks.get("Nuclei", masks["Cells"]), "cells": masks["Cells"]}
+        with atomic_path(out / "qc" / f"{sid}.npz") as tmp, tmp.open("wb") as fh:
+            np.savez_compressed(fh, **qc)
+    _atomic_parquet(cells, _part(out, "cells", index + 1))
+    _atomic_parquet(row, _part(out, "image", index + 1))
+    if len(cells) == 0:
+        return {"sample_id": sid, "path": path, "reason": "zero objects segmented"}
+    return None
+
+
+def _versions() -> dict[str, str]:
+    return {"python": platform.python_version(), **package_versions(PACKAGES, missing="absent")}
+
+
+def config_conflict(saved: dict | None, wanted: dict) -> list[str]:
+    """Feature-config keys whose values differ between a manifest and ``wanted`` (JSON-compared)."""
+    saved = saved or {}
+    wanted = json.loads(json.dumps(wanted, default=str))
+    return sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+
+
+def _check_resume(out: Path, options: dict, config: FeatureConfig) -> None:
+    """Refuse to add parts to a folder whose finished parts come from other options or settings."""
+    path = out / "manifest.json"
+    if not path.is_file() or not any((out / "image").glob("*.parquet")):
+        return
+    manifest = json.loads(path.read_text())
+    saved = manifest.get("dataset_options", {})
+    differ = dataset_options_conflict(saved, options)
+    if differ:
+        raise DatasetOptionsMismatchError(
+            f"{out} holds features extracted with other dataset options (keys {differ} differ: "
+            f"manifest.json has {saved}, asked for {options}); image numbers would not match, "
+            f"delete that folder or set another output")
+    differ = config_conflict(manifest.get("config"), config.to_dict())
+    if differ:
+        raise FeatureConfigMismatchError(
+            f"{out} holds features extracted with other feature settings (keys {differ} differ); "
+            f"finished images would be skipped and the tables would mix, delete that folder or "
+            f"set another output")
+
+
+def _write_manifest(out: Path, dataset_dir: str, ds, config: FeatureConfig, options: dict) -> None:
+    files = []
+    for path in sorted({p for e in getattr(ds, "_entries", []) for p in e.paths}):
+        files.append({"path": str(path), "bytes": os.path.getsize(path) if os.path.exists(path) else None})
+    manifest = {"dataset_dir": str(dataset_dir), "dataset_options": options, "n_images": len(ds),
+                "config": config.to_dict(), "channel_names": list(ds.channel_names),
+                "packages": _versions(), "files": files}
+    atomic.write_json(out / "manifest.json", manifest)
+
+
+def _append_errors(out: Path, records: list[dict]) -> None:
+    path = out / "errors.csv"
+    known = set()
+    if path.exists():
+        with path.open(newline="") as fh:
+            known = {(r["sample_id"], r["path"]) for r in csv.DictReader(fh)}
+    new = [r for r in records if r and (r["sample_id"], r["path"]) not in known]
+    write_header = not path.exists()
+    with path.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["sample_id", "path", "reason"])
+        if write_header:
+            writer.writeheader()
+        writer.writerows(new)
+        fh.flush()
+
+
+def _run_dask(scheduler: str, tasks: list, bar: tqdm, out: Path) -> list:
+    from distributed import Client, as_completed
+
+    errors = []
+    with Client(scheduler) as client:
+        futures = [client.submit(process_one, *args, pure=False) for args in tasks]
+        for fut in as_completed(futures):
+            rec = fut.result()
+            if rec:
+                errors.append(rec)
+                _append_errors(out, [rec])
+            bar.update(1)
+    return errors
+
+
+def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: FeatureConfig | None = None,
+                   jobs: int = 1, scheduler: str | None = None, *,
+                   dataset_options: dict | None = None) -> Path:
+    """Extract features for every image of a dataset, resumably.
+
+    Parameters
+    ----------
+    dataset_dir : str or Path
+        Dataset root, read with :func:`datasets.open_dataset`.
+    out_dir : str or Path
+        Output folder (created); finished parts found there are skipped.
+    config : FeatureConfig, optional
+        Defaults to ``FeatureConfig()`` (``standard`` preset).
+    jobs : int
+        joblib worker processes (ignored when ``scheduler`` is given).
+    scheduler : str, optional
+        Address of a Dask distributed scheduler to run the images on.
+    dataset_options : dict, optional
+        Keyword arguments of :func:`datasets.open_dataset` (``layout``, ``include_classes``,
+        ``exclude_classes``, ``on_error`` and reader options such as ``group_by``,
+        ``label_column``, ``group_pattern``, ``suffixes``). Left-out keys default to
+        :data:`DEFAULT_DATASET_OPTIONS` (note ``on_error="skip"``: unreadable images go to
+        ``errors.csv``). Recorded in ``manifest.json``.
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+
+    Raises
+    ------
+    DatasetOptionsMismatchError
+        ``out_dir`` already holds parts extracted with options that select other images
+        (``on_error`` may change between runs).
+    FeatureConfigMismatchError
+        ``out_dir`` already holds parts extracted with other feature settings.
+    """
+    config = config or FeatureConfig()
+    out = Path(out_dir)
+    options = normalize_dataset_options(dataset_options)
+    _check_resume(out, options, config)
+    for sub in ("cells", "image"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    for sub in ("cells", "image", "qc"):
+        for path in atomic.remove_stale(out / sub):
+            log.info("removed %s, left by a job killed while writing it", path)
+    ds = _open(str(dataset_dir), json.dumps(options))
+    _write_manifest(out, str(dataset_dir), ds, config, options)
+    skipped = [{"sample_id": "", "path": str(r.path), "reason": str(r.reason)} for r in ds.skipped]
+    _append_errors(out, skipped)
+    todo = [i for i in range(len(ds)) if not _part(out, "image", i + 1).exists()]
+    log.info("%d of %d images to extract into %s", len(todo), len(ds), out)
+    tasks = [(str(dataset_dir), str(out), i, config, i < config.qc_samples, options) for i in todo]
+    bar = tqdm(total=len(todo), desc="features", unit="img", disable=None)
+    start = time.perf_counter()
+    if scheduler:
+        _run_dask(scheduler, tasks, bar, out)
+    else:
+        runner = Parallel(n_jobs=jobs, return_as="generator_unordered", backend="loky")
+        for rec in runner(delayed(process_one)(*t) for t in tasks):
+            if rec:
+                _append_errors(out, [rec])
+            bar.update(1)
+            bar.set_postfix(img_per_s=f"{bar.n / max(time.perf_counter() - start, 1e-9):.2f}")
+    bar.close()
+    return out
+
+
+def load_table(out_dir: str | Path, level: str = "image") -> pd.DataFrame:
+    """Concatenate the parts of a finished extraction.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Output folder of :func:`run_extraction`.
+    level : {"cell", "image"}
+        Per-cell or per-image table.
+
+    Returns
+    -------
+    pd.DataFrame
+        Rows sorted by ImageNumber (and ObjectNumber).
+    """
+    if level not in ("cell", "image"):
+        raise ValueError(f"level must be 'cell' or 'image', got {level!r}")
+    folder = Path(out_dir) / ("cells" if level == "cell" else "image")
+    parts = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
+    if not parts:
+        raise FileNotFoundError(f"no Parquet parts under {folder}; run `python -m cellcompare.features extract` first")
+    frames = [pd.read_parquet(p) for p in parts]
+    frames = [f for f in frames if len(f)] or frames[:1]
+    table = pd.concat(frames, ignore_index=True)
+    keys = ["Metadata_ImageNumber"] + (["Metadata_ObjectNumber"] if level == "cell" else [])
+    return table.sort_values(keys, kind="stable").reset_index(drop=True)

@@ -1,0 +1,178 @@
+"""Tables of the report: summary (mean ± std), confusions, recall, tests, cost, features."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from cellcompare.reports.load import Results, lower_is_better
+
+__all__ = ["Cell", "SummaryTable", "format_mean_std", "summary_frame", "summary_table",
+           "markdown_table", "top_confusions", "recall_long", "cost_table", "top_features",
+           "comparison_rows", "metric_label", "DECIMALS"]
+
+DECIMALS = 3
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One displayed table cell; ``best`` marks the best value of its column."""
+
+    text: str
+    best: bool = False
+
+
+@dataclass(frozen=True)
+class SummaryTable:
+    """The results table: metric columns, and per model a row of :class:`Cell`."""
+
+    metrics: list[str]
+    rows: list[tuple[str, list[Cell]]]
+
+
+def format_mean_std(mean: float, std: float, decimals: int = DECIMALS) -> str:
+    """Format as ``0.912 ± 0.015`` (``n/a`` when the mean is missing)."""
+    if mean is None or not np.isfinite(mean):
+        return "n/a"
+    if std is None or not np.isfinite(std):
+        return f"{mean:.{decimals}f}"
+    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+
+
+def summary_frame(results: Results) -> pd.DataFrame:
+    """One row per model with ``{metric}_mean`` and ``{metric}_std``.
+
+    Uses each model's ``summary`` in ``metrics.json``; a metric missing there is computed
+    from the per-fold values (sample standard deviation, ``ddof=1``).
+    """
+    folds = results.fold_table()
+    rows = {}
+    for model, info in results.metrics["models"].items():
+        summary = info.get("summary") or {}
+        row = {}
+        for metric in results.metric_names:
+            if metric in summary:
+                row[f"{metric}_mean"] = summary[metric].get("mean")
+                row[f"{metric}_std"] = summary[metric].get("std")
+            elif not folds.empty and metric in folds.columns:
+                values = folds.loc[folds["model"] == model, metric].astype(float)
+                row[f"{metric}_mean"] = values.mean()
+                row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
+        rows[model] = row
+    frame = pd.DataFrame.from_dict(rows, orient="index").astype(float)
+    frame.index.name = "model"
+    return frame
+
+
+def summary_table(summary: pd.DataFrame, metrics: Sequence[str]) -> SummaryTable:
+    """Format the summary with the best mean of each metric marked (lowest for losses)."""
+    metrics = [m for m in metrics if f"{m}_mean" in summary.columns]
+    best = {}
+    for metric in metrics:
+        means = summary[f"{metric}_mean"].round(DECIMALS)
+        if means.notna().any():
+            best[metric] = means.min() if lower_is_better(metric) else means.max()
+    rows = []
+    for model, row in summary.iterrows():
+        cells = []
+        for metric in metrics:
+            mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+            is_best = metric in best and np.isfinite(mean) and round(mean, DECIMALS) == best[metric]
+            cells.append(Cell(format_mean_std(mean, std), bool(is_best)))
+        rows.append((str(model), cells))
+    return SummaryTable(metrics=list(metrics), rows=rows)
+
+
+def markdown_table(table: SummaryTable, top_k: int = 3) -> str:
+    """A GitHub/pandoc Markdown table of the summary; best values in bold."""
+    header = ["model"] + [metric_label(m, top_k) for m in table.metrics]
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join(["---"] + ["---:"] * len(table.metrics)) + "|"]
+    for model, cells in table.rows:
+        texts = [f"**{c.text}**" if c.best else c.text for c in cells]
+        lines.append("| " + " | ".join([model, *texts]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def metric_label(metric: str, top_k: int = 3) -> str:
+    """Human label of a metric name (``top_k_accuracy`` → ``top-3 accuracy``)."""
+    label = metric.replace("top_k", f"top-{top_k}").replace("_", " ")
+    return label + (" (lower is better)" if lower_is_better(metric) else "")
+
+
+def top_confusions(counts: np.ndarray, classes: Sequence[str], n: int = 20) -> pd.DataFrame:
+    """The ``n`` most frequent confusions of a confusion-count matrix (rows: true class).
+
+    Returns columns ``true class``, ``predicted as``, ``fraction`` (of the true class's
+    images) and ``images`` (count), largest fraction first; zero cells are left out.
+    """
+    counts = np.asarray(counts, dtype=float)
+    rows = counts.sum(axis=1, keepdims=True)
+    off = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
+    np.fill_diagonal(off, 0.0)
+    flat = np.argsort(off, axis=None, kind="stable")[::-1][:n]
+    true_idx, pred_idx = np.unravel_index(flat, off.shape)
+    frame = pd.DataFrame({"true class": [classes[i] for i in true_idx],
+                          "predicted as": [classes[j] for j in pred_idx],
+                          "fraction": off[true_idx, pred_idx],
+                          "images": counts[true_idx, pred_idx].astype(int)})
+    return frame[frame["fraction"] > 0].reset_index(drop=True)
+
+
+def recall_long(results: Results) -> pd.DataFrame:
+    """Per-class recall averaged over folds: columns ``model``, ``class``, ``recall``."""
+    rows = []
+    for model, info in results.metrics["models"].items():
+        per_fold = [f.get("per_class_recall") or {} for f in info.get("folds", [])]
+        frame = pd.DataFrame(per_fold)
+        for cls in frame.columns:
+            rows.append({"model": model, "class": str(cls),
+                         "recall": float(frame[cls].astype(float).mean())})
+    return pd.DataFrame(rows, columns=["model", "class", "recall"])
+
+
+def cost_table(folds: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std of fit/predict seconds and peak memory per model, formatted."""
+    columns = {"fit_seconds": "fit time (s)", "predict_seconds": "predict time (s)",
+               "peak_memory_mb": "peak memory (MB)"}
+    present = [c for c in columns if c in folds.columns]
+    grouped = folds.groupby("model", sort=False)[present]
+    mean, std = grouped.mean(), grouped.std(ddof=1)
+    out = pd.DataFrame(index=mean.index)
+    for column in present:
+        out[columns[column]] = [format_mean_std(m, s, 2) for m, s in
+                                zip(mean[column], std[column])]
+    return out.reset_index()
+
+
+def top_features(importance: pd.DataFrame, model: str, score: str, n: int = 20) -> pd.DataFrame:
+    """The ``n`` features of ``model`` with the largest mean ``score`` over folds."""
+    subset = importance[importance["model"] == model]
+    grouped = (subset.groupby(["feature", "family"], dropna=False)[["gain", "permutation"]]
+               .mean().reset_index())
+    grouped = grouped[grouped[score].notna()]
+    return grouped.sort_values(score, ascending=False).head(n).reset_index(drop=True)
+
+
+def comparison_rows(results: Results) -> list[dict[str, str]]:
+    """Paired tests from ``metrics.json`` formatted for display."""
+    rows = []
+    for comp in results.metrics.get("comparisons", []):
+        def pvalue(test: str) -> str:
+            value = (comp.get(test) or {}).get("pvalue")
+            return "n/a" if value is None else f"{value:.3g}"
+
+        diff = comp.get("mean_difference")
+        dz = comp.get("cohens_dz")
+        rows.append({
+            "pair": f"{comp.get('model_a')} vs {comp.get('model_b')}",
+            "metric": str(comp.get("metric", "")),
+            "difference": "n/a" if diff is None else f"{diff:+.{DECIMALS}f}",
+            "t": pvalue("t_test"), "wilcoxon": pvalue("wilcoxon"), "mcnemar": pvalue("mcnemar"),
+            "dz": "n/a" if dz is None or not np.isfinite(dz) else f"{dz:.2f}",
+            "verdict": str(comp.get("verdict", "")),
+        })
+    return rows

@@ -1,0 +1,72 @@
+"""``cellcompare predict``, ``cellcompare undo`` and ``cellcompare serve`` (the HTTP endpoint)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from cellcompare.serve.predict import predict_inputs, write_csv
+    from cellcompare.serve.predictor import load_predictor
+    from cellcompare.serve.rename import apply_renames, plan_renames
+    rows = predict_inputs(load_predictor(args.model_dir), args.inputs, k=args.top)
+    out = write_csv(rows, args.out, args.top)
+    print(out)
+    if not args.rename:
+        return 0
+    plan = plan_renames(rows)
+    for old, new in plan:
+        print(f"{old} -> {new.name}")
+    if not plan:
+        return 0
+    go = args.yes or (sys.stdin.isatty()
+                      and input(f"rename {len(plan)} files? [y/N] ").strip().lower() == "y")
+    if not go:
+        print("dry run; pass --yes to rename")
+        return 0
+    manifest = args.manifest or Path(args.out).with_suffix(".undo.json")
+    print(apply_renames(plan, manifest))
+    return 0
+
+
+def _undo(args: argparse.Namespace) -> int:
+    from cellcompare.serve.rename import undo
+    restored, problems = undo(args.manifest)
+    for p in problems:
+        logging.getLogger("cellcompare.serve").warning(p)
+    print(f"restored {restored} file name(s)")
+    return 1 if problems else 0
+
+
+def _http(args: argparse.Namespace) -> int:
+    import uvicorn
+    from cellcompare.serve.app import create_app
+    app = create_app(args.model_dir, max_bytes=args.max_mb * 2**20, k=args.top)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Add ``predict``, ``undo`` and ``serve`` to the ``cellcompare`` command line."""
+    p = sub.add_parser("predict", help="top-k CSV (and optional renaming) for images")
+    p.add_argument("model_dir")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--top", type=int, default=3)
+    p.add_argument("--out", default="predictions.csv")
+    p.add_argument("--rename", action="store_true")
+    p.add_argument("--yes", action="store_true")
+    p.add_argument("--manifest", default=None)
+    p.set_defaults(func=_predict)
+    u = sub.add_parser("undo", help="restore names from an undo manifest")
+    u.add_argument("manifest")
+    u.set_defaults(func=_undo)
+    h = sub.add_parser("serve", help="serve a model over HTTP (POST /predict)")
+    h.add_argument("model_dir")
+    h.add_argument("--host", default="127.0.0.1")
+    h.add_argument("--port", type=int, default=8000)
+    h.add_argument("--max-mb", type=int, default=64)
+    h.add_argument("--top", type=int, default=3)
+    h.set_defaults(func=_http)

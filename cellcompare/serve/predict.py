@@ -1,0 +1,120 @@
+"""Offline prediction: expand inputs, predict each image, write a top-k CSV."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from tqdm import tqdm
+
+from cellcompare.serve.predictor import Predictor, top_pairs
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PredictionRow:
+    """One image's result: its path, top-k ``(class, probability)`` and an error message."""
+
+    path: str
+    top: tuple[tuple[str, float], ...] = ()
+    error: str = ""
+
+
+def _is_image(path: Path) -> bool:
+    from cellcompare.datasets.imageio import is_image_file
+    return path.is_file() and is_image_file(path)
+
+
+def read_file_sample(path: str | Path) -> Any:
+    """Read one image file directly into a :class:`datasets.Sample` (id = file stem)."""
+    from cellcompare.datasets import Sample
+    from cellcompare.datasets.imageio import read_image
+    path = Path(path)
+    return Sample(id=path.stem, image=read_image(path), paths=(str(path),))
+
+
+def _folder_items(folder: Path) -> Iterator[tuple[str, Any]]:
+    flat = sorted(p for p in folder.iterdir() if _is_image(p))
+    if flat:
+        yield from ((str(p), p) for p in flat)
+        return
+    from cellcompare.datasets import open_dataset
+    try:
+        ds = open_dataset(folder, on_error="skip")
+    except ValueError as exc:  # no readable layout: one error row for the folder
+        yield str(folder), exc
+        return
+    for rec in ds.skipped:
+        yield rec.path, ValueError(rec.reason)
+    for i in range(len(ds)):
+        yield str(ds.index.iloc[i].get("path", ds.ids[i])), (ds, i)
+
+
+def expand_inputs(inputs: Sequence[str]) -> list[tuple[str, Any]]:
+    """Turn files, folders and globs into ``(display_path, source)`` items.
+
+    ``source`` is a file Path, a ``(dataset, index)`` pair or an exception (a skipped input).
+    """
+    items: list[tuple[str, Any]] = []
+    for raw in inputs:
+        matches = sorted(glob.glob(raw, recursive=True)) if glob.has_magic(raw) else [raw]
+        if not matches:
+            items.append((raw, FileNotFoundError(f"no file matches {raw!r}")))
+        for m in matches:
+            p = Path(m)
+            if p.is_dir():
+                items.extend(_folder_items(p))
+            elif p.exists():
+                items.append((str(p), p))
+            else:
+                items.append((m, FileNotFoundError(f"{m} does not exist")))
+    return items
+
+
+def _load(source: Any) -> Any:
+    if isinstance(source, Exception):
+        raise source
+    if isinstance(source, Path):
+        return read_file_sample(source)
+    ds, i = source
+    sample = ds[i]
+    return sample
+
+
+def predict_inputs(predictor: Predictor, inputs: Sequence[str], *,
+                   k: int = 3) -> list[PredictionRow]:
+    """Predict every image of ``inputs``; a failing image yields a row with ``error`` set."""
+    rows = []
+    for path, source in tqdm(expand_inputs(inputs), desc="predict", unit="img", leave=False):
+        try:
+            sample = _load(source)
+            if sample.paths and len(sample.paths) == 1:
+                path = sample.paths[0]
+            classes, proba = predictor.predict_proba([sample])
+            rows.append(PredictionRow(path, tuple(top_pairs(classes, proba, k)[0])))
+        except (ValueError, OSError, RuntimeError) as exc:
+            logger.warning("cannot predict %s: %s", path, exc)
+            rows.append(PredictionRow(path, error=f"{type(exc).__name__}: {exc}"))
+    return rows
+
+
+def write_csv(rows: Sequence[PredictionRow], out: str | Path, k: int) -> Path:
+    """Write ``path, top1_class, top1_proba, ..., error`` (one row per image)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tops = [f"top{i}_{x}" for i in range(1, k + 1) for x in ("class", "proba")]
+    header = ["path", *tops, "error"]
+    with out.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        for row in rows:
+            cells: list[Any] = [row.path]
+            for i in range(k):
+                cells += [row.top[i][0], f"{row.top[i][1]:.6f}"] if i < len(row.top) else ["", ""]
+            writer.writerow(cells + [row.error])
+    return out
