@@ -10,13 +10,13 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-# Reinstalled whenever requirements.txt changes.
-$(STAMP): requirements.txt
+# Reinstalled whenever requirements.txt or pyproject.toml (packages, console script) changes.
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
-	$(PY) -c "import torch, torchvision, cp_measure, xgboost, sklearn, skimage; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
+	$(PY) -c "import cellcompare, torch, torchvision, cp_measure, xgboost, sklearn, skimage; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
 	touch $(STAMP)
 
 demo: $(STAMP)

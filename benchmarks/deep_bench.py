@@ -16,7 +16,6 @@ import argparse
 import logging
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -26,12 +25,11 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cellcompare.deep.augment import build_augmentation  # noqa: E402
-from cellcompare.deep.config import AugmentConfig, DeepConfig  # noqa: E402
-from cellcompare.deep.data import ImageDataset  # noqa: E402
-from cellcompare.deep.models import build_model  # noqa: E402
-from cellcompare.deep.train import build_optimizer, make_loader, resolve_device  # noqa: E402
+from cellcompare.deep.augment import build_augmentation
+from cellcompare.deep.config import AugmentConfig, DeepConfig
+from cellcompare.deep.data import ImageDataset
+from cellcompare.deep.models import build_model
+from cellcompare.deep.train import build_optimizer, make_loader, resolve_device
 
 logger = logging.getLogger("deep_bench")
 

@@ -10,7 +10,6 @@ measured per-site time by pixel area (cell density of the synthetic data is size
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 import warnings
@@ -19,12 +18,10 @@ from pathlib import Path
 import numpy as np
 from cp_measure.featurizer import featurize, make_featurizer_config
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-
-from cellcompare.datasets import open_dataset  # noqa: E402
-from cellcompare.datasets.synth import make_cellpainting  # noqa: E402
-from cellcompare.features import FeatureConfig, run_extraction  # noqa: E402
-from cellcompare.features.extract import _channel_names, measure_sample, segment_sample  # noqa: E402
+from cellcompare.datasets import open_dataset
+from cellcompare.datasets.synth import make_cellpainting
+from cellcompare.features import FeatureConfig, run_extraction
+from cellcompare.features.extract import _channel_names, measure_sample, segment_sample
 
 RXRX1_SITES = 125_510
 

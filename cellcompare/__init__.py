@@ -7,8 +7,9 @@ The data path is the package layout::
     both -> cellcompare.comparison -> cellcompare.reports;   cellcompare.serve applies a model
 
 ``cellcompare.config`` (the one configuration loader), ``cellcompare.atomic`` (the one atomic
-write) and ``cellcompare.proba`` (class-probability tables: ``top_k``, column alignment) are
-shared by every step.
+write), ``cellcompare.proba`` (class-probability tables: ``top_k``, column alignment) and
+``cellcompare.progress`` (progress bars, drawn on a terminal only) are shared by every step;
+``cellcompare.cli`` is the ``cellcompare`` command.
 """
 
 __version__ = "0.1.0"

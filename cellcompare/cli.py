@@ -1,4 +1,4 @@
-"""The ``cellcompare`` command: one entry with a subcommand per step of the data path.
+"""cellcompare: one command, a subcommand per step of the data path.
 
 ``synth``/``summary`` (datasets), ``extract`` (features), ``compare`` (comparison),
 ``report`` (reports), ``predict``/``undo``/``serve`` (serve).

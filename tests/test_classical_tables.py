@@ -6,14 +6,13 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
+from test_classical_estimators import CLASSES, INFORMATIVE, make_table
 from threadpoolctl import threadpool_limits
 
 from cellcompare import classical
 from cellcompare.classical import load_model, make_classifier, save_model
-from cellcompare.proba import top_k
 from cellcompare.classical.preprocess import FeatureSelector, TableCleaner, TableScaler
-
-from test_classical_estimators import CLASSES, INFORMATIVE, make_table
+from cellcompare.proba import top_k
 
 
 @pytest.fixture(autouse=True)
@@ -165,3 +164,12 @@ def test_cell_model_counts_images_not_cells_per_class():
     y[:10] = "rare"  # 10 cells, but only 2 images
     with pytest.raises(classical.TooFewMembersError, match=r"\{'rare': 2\}"):
         make_classifier("svm", granularity="cell", tune=True, inner_folds=3).fit(X, y)
+
+
+def test_column_names_that_are_not_strings_are_refused_by_name():
+    from cellcompare.classical.errors import NonNumericFeatureError
+    from cellcompare.classical.tables import validate_features
+
+    table = pd.DataFrame(np.ones((4, 3)), columns=[0, 1, "Nuclei_AreaShape_Area"])
+    with pytest.raises(NonNumericFeatureError, match=r"2 column name\(s\) that are not strings: \[0, 1\]"):
+        validate_features(table)

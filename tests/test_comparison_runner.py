@@ -6,10 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cellcompare.comparison import load_config, register_model, run
+from cellcompare import deep, serve
+from cellcompare.comparison import (
+    load_config,
+    register_model,
+    registered_names,
+    run,
+    unregister_model,
+)
 from cellcompare.comparison.models import ModelAdapter
-
-datasets_synth = pytest.importorskip("cellcompare.datasets.synth")
 
 
 class CountingModel(ModelAdapter):
@@ -27,6 +32,16 @@ class CountingModel(ModelAdapter):
         return np.tile(self.prior_, (len(test), 1))
 
 
+@pytest.fixture
+def counting_model():
+    """Register ``counting`` for one test and take it out of the global registry afterwards."""
+    register_model("counting", CountingModel)
+    CountingModel.fits = 0
+    yield CountingModel
+    unregister_model("counting")
+    assert "counting" not in registered_names()
+
+
 def _write_config(tmp_path, models, name="results", **extra):
     config = {"dataset": {"path": str(tmp_path / "data"), "layout": "rxrx1",
                           "synth": {"classes": 3, "per_class": 6, "size": 96, "plates": 3}},
@@ -38,10 +53,8 @@ def _write_config(tmp_path, models, name="results", **extra):
     return load_config(path)
 
 
-def test_rerun_skips_finished_units(tmp_path):
-    register_model("counting", CountingModel)
+def test_rerun_skips_finished_units(tmp_path, counting_model):
     config = _write_config(tmp_path, [{"name": "counting"}], report=False)
-    CountingModel.fits = 0
     out = run(config)
     assert CountingModel.fits == 3
     (out / "units" / "counting__fold1.json").unlink()  # as if the run died during fold 1
@@ -58,9 +71,6 @@ def test_rerun_skips_finished_units(tmp_path):
 
 @pytest.mark.slow
 def test_end_to_end_separates_classes_on_identical_folds(tmp_path):
-    pytest.importorskip("cellcompare.features")
-    pytest.importorskip("cellcompare.classical")
-    pytest.importorskip("cellcompare.deep")
     cnn = {"name": "smallcnn", "params": {"weights": "none", "image_size": 32, "epochs": 1,
                                           "batch_size": 8, "amp": False, "progress": False,
                                           "device": "cpu"}}
@@ -102,7 +112,6 @@ def test_features_of_other_settings_are_not_mixed(tmp_path):
 
 
 def test_missing_imagenet_weights_are_said_not_silent(monkeypatch, tmp_path):
-    deep = pytest.importorskip("cellcompare.deep")
     from cellcompare.comparison.models import DeepModel
 
     monkeypatch.setattr(deep, "imagenet_weights_path", lambda: tmp_path / "absent.pth")
@@ -123,9 +132,6 @@ def test_export_models_names_a_configured_label(tmp_path):
 
 @pytest.mark.slow
 def test_exported_model_serves_the_run_classes(tmp_path, caplog):
-    pytest.importorskip("cellcompare.features")
-    pytest.importorskip("cellcompare.classical")
-    serve = pytest.importorskip("cellcompare.serve")
     from cellcompare.datasets import open_dataset
 
     xgb = {"name": "xgboost", "params": {"n_estimators": 20}}

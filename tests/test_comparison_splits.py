@@ -5,8 +5,17 @@ import pandas as pd
 import pytest
 
 from cellcompare.comparison.config import FoldsConfig
-from cellcompare.comparison.splits import (FoldError, FoldMismatchError, LeakageError, cell_folds,
-                               check_no_leakage, folds_for, load_folds, make_folds, save_folds)
+from cellcompare.comparison.splits import (
+    FoldError,
+    FoldMismatchError,
+    LeakageError,
+    cell_folds,
+    check_no_leakage,
+    folds_for,
+    load_folds,
+    make_folds,
+    save_folds,
+)
 
 
 def _index(classes=3, per_class=10, plates=5):

@@ -1,7 +1,6 @@
 """Metrics against hand-computed values; statistics on known inputs; config validation."""
 
 import math
-
 from pathlib import Path
 
 import numpy as np

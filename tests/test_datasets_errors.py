@@ -8,6 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
+from test_datasets_readers import (
+    RX_ROWS,
+    ramp,
+    write_channel_set,
+    write_png,
+    write_rxrx1,
+)
 
 from cellcompare.datasets import (
     ChannelShapeError,
@@ -19,7 +26,6 @@ from cellcompare.datasets import (
     open_dataset,
     read_image,
 )
-from test_datasets_readers import RX_ROWS, ramp, write_channel_set, write_png, write_rxrx1
 
 
 def truncate(path: Path, keep: float) -> None:

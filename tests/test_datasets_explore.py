@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pandas as pd
 import tifffile
-
-from cellcompare.datasets import open_dataset
-from cellcompare.cli import main
-from cellcompare.datasets.explore import image_table, summarize, write_summary
 from test_datasets_readers import ramp, write_png
+
+from cellcompare.cli import main
+from cellcompare.datasets import open_dataset
+from cellcompare.datasets.explore import image_table, summarize, write_summary
 
 
 def make_folders(root):
@@ -38,8 +38,12 @@ def test_summary_lists_skipped(tmp_path):
     make_folders(tmp_path)
     (tmp_path / "empty").mkdir()
     summary = summarize(open_dataset(tmp_path, on_error="skip"))
-    assert summary["skipped"] == [{"path": str(tmp_path / "empty"), "reason": summary["skipped"][0]["reason"]}]
-    assert "no image file" in summary["skipped"][0]["reason"]
+    empty = tmp_path / "empty"
+    assert summary["skipped"] == [{
+        "path": str(empty),
+        "reason": f"class folder {empty} holds no image file; expected *.tif, *.tiff, *.png or *.jpg",
+    }]
+    assert summary["n_images"] == 5  # the other classes are kept
 
 
 def test_image_table(tmp_path):

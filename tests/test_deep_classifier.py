@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from cellcompare.config import UnknownKeyError
-from cellcompare.deep import ConfigError, DeepClassifier, DeepConfig, ImageInputError, NotFittedError, inner_split
+from cellcompare.deep import (
+    ConfigError,
+    DeepClassifier,
+    DeepConfig,
+    ImageInputError,
+    NotFittedError,
+    inner_split,
+)
 
 torch.set_num_threads(2)
 

@@ -5,8 +5,16 @@ import pytest
 import torch
 
 from cellcompare.deep import AugmentConfig, ImageInputError
-from cellcompare.deep.augment import (ChannelJitter, MaskBackground, RandomRot90, RandomStepRotation, build_augmentation,
-                          foreground_mask, otsu_threshold, tta_views)
+from cellcompare.deep.augment import (
+    ChannelJitter,
+    MaskBackground,
+    RandomRot90,
+    RandomStepRotation,
+    build_augmentation,
+    foreground_mask,
+    otsu_threshold,
+    tta_views,
+)
 from cellcompare.deep.data import ImageDataset, channel_stats, resize_crop
 
 torch.set_num_threads(2)

@@ -7,9 +7,21 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
-from cellcompare.deep import ConfigError, DeepConfig, WeightsChecksumError, WeightsUnavailableError
-from cellcompare.deep.models import (SmallCNN, adapt_first_conv, build_model, file_sha256, imagenet_weights_path,
-                         resolve_weights, verify_weights_file)
+from cellcompare.deep import (
+    ConfigError,
+    DeepConfig,
+    WeightsChecksumError,
+    WeightsUnavailableError,
+)
+from cellcompare.deep.models import (
+    SmallCNN,
+    adapt_first_conv,
+    build_model,
+    file_sha256,
+    imagenet_weights_path,
+    resolve_weights,
+    verify_weights_file,
+)
 
 torch.set_num_threads(2)
 

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from cellcompare.deep.train import recalibrate_batchnorm
+from cellcompare.deep.train import format_epoch, recalibrate_batchnorm
 
 
 def _model_and_loader():
@@ -45,3 +45,24 @@ def test_models_without_batchnorm_are_left_alone():
     model = nn.Sequential(nn.Conv2d(1, 2, 1))
     _, loader, _ = _model_and_loader()
     assert recalibrate_batchnorm(model, loader, torch.device("cpu"), amp=False, max_batches=5) == 0
+
+
+RECORD = {"epoch": 3, "lr": 0.003, "train_loss": 1.37226, "train_accuracy": 0.5, "images_per_s": 41.2,
+          "val_loss": 2.06126, "val_accuracy": 0.2}
+
+
+def test_epoch_line_with_validation():
+    assert format_epoch(RECORD, 15) == (
+        "epoch  3/15  lr 3.0e-03  loss 1.372  acc 0.50  val_loss 2.061  val_acc 0.20  41 img/s")
+
+
+def test_epoch_line_without_validation_leaves_val_fields_out():
+    record = {k: v for k, v in RECORD.items() if not k.startswith("val_")}
+    record["images_per_s"] = 2.345  # slow runs keep one decimal rather than rounding to "2"
+    assert format_epoch(record, 9) == "epoch 3/9  lr 3.0e-03  loss 1.372  acc 0.50  2.3 img/s"
+
+
+def test_epoch_line_leaves_the_record_unchanged():
+    record = dict(RECORD)
+    format_epoch(record, 15)
+    assert record == RECORD

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cellcompare.datasets import synth
 from cellcompare.features import FeatureConfig, load_table, run_extraction
 
-synth = pytest.importorskip("cellcompare.datasets.synth")
 MINIMAL = FeatureConfig(preset="minimal", objects=("Nuclei", "Cells"), qc_samples=2)
 
 

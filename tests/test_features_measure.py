@@ -10,7 +10,12 @@ import pytest
 from cp_measure.featurizer import featurize, make_featurizer_config
 
 from cellcompare.config import UnknownKeyError
-from cellcompare.features import FeatureConfig, FeatureConfigError, aggregate, extract_sample
+from cellcompare.features import (
+    FeatureConfig,
+    FeatureConfigError,
+    aggregate,
+    extract_sample,
+)
 from cellcompare.features.measure import featurize_column_name, measure_objects
 
 FAMILY_FLAGS = {"Intensity": "intensity", "Texture": "texture", "Granularity": "granularity",
@@ -208,7 +213,9 @@ def test_sparse_texture_equals_cp_measure(scale, levels):
 
 
 def test_costes_equals_cp_measure():
-    from cp_measure.core.measurecolocalization import get_correlation_costes as reference
+    from cp_measure.core.measurecolocalization import (
+        get_correlation_costes as reference,
+    )
 
     from cellcompare.features.costes import get_correlation_costes
 

@@ -92,8 +92,7 @@ def _iou_matches(truth: np.ndarray, pred: np.ndarray) -> list[float]:
 
 
 def test_synthetic_cellpainting_matches_truth(tmp_path):
-    synth = pytest.importorskip("cellcompare.datasets.synth")
-    from cellcompare.datasets import open_dataset
+    from cellcompare.datasets import open_dataset, synth
     from cellcompare.datasets.synth.cellpainting import read_truth
 
     root = synth.make_cellpainting(tmp_path / "cp", classes=2, per_class=2, size=192, plates=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 from pathlib import Path
@@ -11,13 +13,22 @@ import pandas as pd
 import pytest
 import yaml
 from bs4 import BeautifulSoup
-from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score,
-                             log_loss, recall_score, top_k_accuracy_score)
+from PIL import Image
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    log_loss,
+    recall_score,
+    top_k_accuracy_score,
+)
 
 from cellcompare import reports
-from cellcompare.reports import build_report, load_results
 from cellcompare.cli import main
 from cellcompare.config import UnknownKeyError
+from cellcompare.datasets import synth
+from cellcompare.reports import build_report, load_results
 
 MODELS = ("svm", "xgboost", "resnet18")
 SKILL = {"svm": 1.2, "xgboost": 1.8, "resnet18": 0.9}   # logit boost of the true class
@@ -182,14 +193,51 @@ def test_report_has_no_external_resources(built):
     assert all(img["src"].startswith("data:image/png;base64,") for img in soup.find_all("img"))
 
 
-def test_every_figure_has_a_caption(built):
+#: Figures each section of the ``built`` report must embed, in order. The dataset folder is not
+#: reachable (no montage) and no per-image feature table exists (no cells-per-image plot); svm
+#: has no gain column, so it gets only the permutation ranking.
+EXPECTED_FIGURES = {
+    "dataset": ["Class and group counts"],
+    "methods": ["Segmentation QC"],
+    "results": ["Scores per fold", *(f"Confusion matrix: {m}" for m in MODELS),
+                "Recall per class", "Time and memory"],
+    "interpretation": ["Top features: svm", "Top features: xgboost", "Top features: xgboost"],
+}
+
+
+def _png(img) -> Image.Image:
+    """Decode an ``<img>`` whose src is a PNG data URI."""
+    prefix = "data:image/png;base64,"
+    assert img["src"].startswith(prefix), img["src"][:40]
+    data = base64.b64decode(img["src"][len(prefix):], validate=True)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+@pytest.mark.parametrize("section", list(EXPECTED_FIGURES))
+def test_sections_embed_their_figures_as_png(built, section):
     _, soup = built
-    for figure in soup.find_all("figure"):
-        assert len(figure.figcaption.get_text(strip=True)) > 40
+    figures = soup.select(f"section#{section} figure")
+    assert [f.img["alt"] for f in figures] == EXPECTED_FIGURES[section]
+    for figure in figures:
+        image = _png(figure.img)
+        assert image.format == "PNG" and image.width > 100 and image.height > 100
+        darkest, brightest = image.convert("L").getextrema()
+        assert brightest > darkest, f"{figure.img['alt']} is a blank image"
+        caption = figure.figcaption.get_text(" ", strip=True)
+        assert caption.startswith(f"{figure.img['alt']}.") and len(caption) > 40 + len(figure.img["alt"])
+
+
+def test_no_image_outside_a_figure(built):
+    _, soup = built
+    assert len(soup.find_all("img")) == sum(map(len, EXPECTED_FIGURES.values()))
+    assert all(img.find_parent("figure") is not None for img in soup.find_all("img"))
 
 
 def test_sections_state_weights_tests_and_truth(built):
-    _, soup = built
+    root, soup = built
     callout = soup.select_one("#weights-callout").get_text(" ", strip=True)
     assert "resnet18" in callout and "none: trained from random initialisation" in callout
     tests = soup.select_one("#tests-table").get_text(" ", strip=True)
@@ -199,7 +247,9 @@ def test_sections_state_weights_tests_and_truth(built):
     text = soup.get_text(" ", strip=True)
     assert "truncated PNG" in text and "class_zz" in text
     assert "64x64 (35 images); 64x80 (1 image)" in text and "uint8 (36 images)" in text
-    assert "could not be opened" in text or "not reachable" in text
+    problem = soup.select_one("section#dataset p.missing").get_text(" ", strip=True)
+    assert problem == (f"The dataset folder {root / 'no-such-dataset'} is not reachable from here, "
+                       "so no images are shown.")
 
 
 def test_summary_files_written(built):
@@ -293,9 +343,6 @@ def test_load_rejects_wrong_confusion_shape(results_dir):
 
 
 def test_report_on_synthetic_cellpainting_dataset(tmp_path):
-    synth = pytest.importorskip("cellcompare.datasets.synth", reason="datasets package not importable")
-    from PIL import Image
-
     data = synth.make_cellpainting(tmp_path / "data", classes=3, per_class=2, size=96, plates=2)
     from cellcompare.datasets import open_dataset
 

@@ -5,10 +5,10 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
-from typing import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 import numpy as np

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cellcompare.config import build, load_yaml
 from cellcompare.classical.estimator import TableClassifier, make_classifier
+from cellcompare.config import build, load_yaml
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,21 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from cellcompare.classical.errors import FeatureMismatchError, MissingMetadataError, UnseenLabelError
+from cellcompare.classical.errors import (
+    FeatureMismatchError,
+    MissingMetadataError,
+    UnseenLabelError,
+)
 from cellcompare.classical.models import MODEL_NAMES, SEARCH_SPACES, build_model
 from cellcompare.classical.preprocess import FeatureSelector, TableCleaner, TableScaler
-from cellcompare.classical.tables import SAMPLE_COLUMN, validate_features, validate_labels
+from cellcompare.classical.tables import (
+    SAMPLE_COLUMN,
+    validate_features,
+    validate_labels,
+)
 from cellcompare.classical.tuning import inner_splits, search
 
 logger = logging.getLogger(__name__)
@@ -82,6 +91,11 @@ class TableClassifier(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.model_params = model_params
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # TableCleaner imputes NaN and clips inf, by design
+        return tags
+
     def _pipeline(self, n_rows: int) -> Pipeline:
         final = build_model(self.model, large=n_rows > self.large_table_rows, n_jobs=self.n_jobs,
                             random_state=self.random_state, device=self.device,
@@ -110,7 +124,10 @@ class TableClassifier(ClassifierMixin, BaseEstimator):
         if self.granularity not in ("image", "cell"):
             raise ValueError(f"granularity must be 'image' or 'cell', found {self.granularity!r}")
         cols = validate_features(X, where="training table")
-        y = np.asarray(y)
+        if y is None:
+            raise ValueError("TableClassifier requires y to be passed, but the target y is None")
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)  # a continuous target is an error, not 1 class per row
         if len(y) != len(X):
             raise ValueError(f"training table has {len(X)} rows but y has {len(y)} labels")
         if self.granularity == "cell" and SAMPLE_COLUMN in X.columns:
@@ -164,7 +181,8 @@ class TableClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Return the most probable label of each row."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # first, so an unfitted model raises NotFittedError
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def predict_image_proba(self, X_cells: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Average the cells' probabilities per ``Metadata_sample_id``.

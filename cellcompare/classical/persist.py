@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from cellcompare import atomic
 import json
 import logging
 import platform
 from pathlib import Path
 
 import joblib
-import numpy as np
 import pandas as pd
 
+from cellcompare import atomic
 from cellcompare.classical.errors import FeatureMismatchError
 from cellcompare.classical.tables import feature_columns, table_sha256
 from cellcompare.datasets.provenance import package_versions

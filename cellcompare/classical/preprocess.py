@@ -15,7 +15,11 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_selection import mutual_info_classif
 from sklearn.utils.validation import check_is_fitted
 
-from cellcompare.classical.errors import EmptyFeatureTableError, FeatureMismatchError, MissingMetadataError
+from cellcompare.classical.errors import (
+    EmptyFeatureTableError,
+    FeatureMismatchError,
+    MissingMetadataError,
+)
 from cellcompare.classical.tables import GROUP_COLUMN, METADATA_PREFIX, feature_columns
 
 logger = logging.getLogger(__name__)

@@ -48,6 +48,12 @@ def validate_features(table: pd.DataFrame, *, where: str = "feature table") -> l
     """
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"{where} must be a pandas DataFrame, found {type(table).__name__}")
+    unnamed = [c for c in table.columns if not isinstance(c, str)]
+    if unnamed:
+        raise NonNumericFeatureError(
+            f"{where} has {len(unnamed)} column name(s) that are not strings: {unnamed[:10]}; "
+            f"feature tables name their columns (CellProfiler feature names, '{METADATA_PREFIX}*')"
+        )
     cols = feature_columns(table)
     bad = [c for c in cols if not (pd.api.types.is_numeric_dtype(table[c])
                                    and not pd.api.types.is_bool_dtype(table[c]))]

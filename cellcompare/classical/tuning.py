@@ -9,7 +9,11 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 from sklearn.metrics import log_loss
-from sklearn.model_selection import ParameterSampler, StratifiedGroupKFold, StratifiedKFold
+from sklearn.model_selection import (
+    ParameterSampler,
+    StratifiedGroupKFold,
+    StratifiedKFold,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -4,15 +4,36 @@
 >>> results_dir = run(load_config("configs/demo.yaml"))    # doctest: +SKIP
 """
 
-from cellcompare.comparison.config import CompareConfig, ConfigError, FoldsConfig, ModelSpec, load_config
+from cellcompare.comparison.config import (
+                                           CompareConfig,
+                                           ConfigError,
+                                           FoldsConfig,
+                                           ModelSpec,
+                                           load_config,
+)
 from cellcompare.comparison.context import RunContext
 from cellcompare.comparison.metrics import METRIC_NAMES, compute_metrics, top_k_accuracy
-from cellcompare.comparison.models import (ClassicalModel, DeepModel, FoldData, ModelAdapter,
-                                           ModelInputError, build_adapter, register_model,
-                                           registered_names, unregister_model)
+from cellcompare.comparison.models import (
+                                           ClassicalModel,
+                                           DeepModel,
+                                           FoldData,
+                                           ModelAdapter,
+                                           ModelInputError,
+                                           build_adapter,
+                                           register_model,
+                                           registered_names,
+                                           unregister_model,
+)
 from cellcompare.comparison.runner import run
-from cellcompare.comparison.splits import (FoldError, FoldMismatchError, LeakageError,
-                                           check_no_leakage, load_folds, make_folds, save_folds)
+from cellcompare.comparison.splits import (
+                                           FoldError,
+                                           FoldMismatchError,
+                                           LeakageError,
+                                           check_no_leakage,
+                                           load_folds,
+                                           make_folds,
+                                           save_folds,
+)
 from cellcompare.comparison.stats import compare_models, mcnemar, paired_tests
 
 __all__ = [

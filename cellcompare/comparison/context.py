@@ -10,7 +10,12 @@ import numpy as np
 import pandas as pd
 
 from cellcompare.comparison.config import CompareConfig, ModelSpec
-from cellcompare.comparison.models import FoldData, ModelAdapter, build_adapter, model_kind
+from cellcompare.comparison.models import (
+    FoldData,
+    ModelAdapter,
+    build_adapter,
+    model_kind,
+)
 from cellcompare.comparison.splits import fold_ids
 
 __all__ = ["RunContext"]

@@ -18,13 +18,17 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from cellcompare import atomic
 from cellcompare.comparison.config import ModelSpec
 from cellcompare.comparison.context import RunContext
-from cellcompare.comparison.models import ClassicalModel, DeepModel, FoldData, ModelAdapter
+from cellcompare.comparison.models import (
+    ClassicalModel,
+    DeepModel,
+    FoldData,
+    ModelAdapter,
+)
 from cellcompare.comparison.splits import HOLDOUT, fold_ids
+from cellcompare.progress import progress_bar
 
 __all__ = ["export_models", "ExportError", "EXPORT_STAMP"]
 
@@ -97,7 +101,7 @@ def export_models(context: RunContext, out: Path) -> dict[str, str]:
     ds = context.dataset
     dtype = None if getattr(ds, "dtype", None) is None else str(ds.dtype)
     exported: dict[str, str] = {}
-    for label in tqdm(config.export_models, desc="export", unit="model", disable=None):
+    for label in progress_bar(config.export_models, desc="export", unit="model"):
         spec = by_label[label]
         target = out / "models" / label
         adapter = context.adapter(spec)

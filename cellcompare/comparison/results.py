@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from cellcompare import atomic
-from cellcompare.datasets.provenance import package_versions
 from cellcompare.comparison.metrics import LOWER_IS_BETTER, METRIC_NAMES
 from cellcompare.comparison.stats import compare_models, mean_std
+from cellcompare.datasets.provenance import package_versions
 
 __all__ = ["write_json", "write_parquet", "environment", "model_summary", "summary_frame",
            "comparisons", "PACKAGES"]

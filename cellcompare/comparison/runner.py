@@ -11,10 +11,8 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
-from tqdm.auto import tqdm
 
 from cellcompare import atomic
 from cellcompare.atomic import atomic_path
@@ -23,9 +21,16 @@ from cellcompare.comparison.context import RunContext
 from cellcompare.comparison.export import export_models
 from cellcompare.comparison.metrics import METRIC_NAMES, compute_metrics
 from cellcompare.comparison.models import model_kind
-from cellcompare.comparison.results import (comparisons, environment, model_summary, summary_frame, write_json,
-                                write_parquet)
+from cellcompare.comparison.results import (
+    comparisons,
+    environment,
+    model_summary,
+    summary_frame,
+    write_json,
+    write_parquet,
+)
 from cellcompare.comparison.splits import HOLDOUT, folds_for
+from cellcompare.progress import progress_bar
 
 __all__ = ["run", "prepare_dataset", "run_units", "MEMORY_METHOD", "UnitError"]
 
@@ -154,7 +159,7 @@ def run_units(context: RunContext, out: Path) -> list[dict]:
         fold_list.append(HOLDOUT)
     units = [(spec, k) for spec in config.models for k in fold_list]
     records = []
-    for spec, k in tqdm(units, desc="units", unit="unit", disable=None):
+    for spec, k in progress_bar(units, desc="units", unit="unit"):
         json_path, pred_path = _unit_paths(out, spec.label, k)
         if json_path.exists() and pred_path.exists():
             done = json.loads(json_path.read_text())

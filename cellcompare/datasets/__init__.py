@@ -8,6 +8,7 @@
 
 from .base import ImageDataset
 from .channelsets import ChannelSetDataset
+from .config import DatasetConfig, SynthConfig
 from .errors import (
     ChannelShapeError,
     DatasetError,
@@ -20,7 +21,6 @@ from .errors import (
 )
 from .folders import ClassFolderDataset
 from .imageio import probe_image, read_image
-from .config import DatasetConfig, SynthConfig
 from .loader import LAYOUTS, detect_layout, open_dataset
 from .rxrx1 import RXRX1_CHANNELS, RxRx1Dataset
 from .sample import Sample, to_float

@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+
+from cellcompare.progress import progress_bar
 
 from .errors import ChannelShapeError, DatasetError, SkipRecord
 from .imageio import probe_image, read_image
@@ -141,7 +142,7 @@ class ImageDataset:
 
     def _check_headers(self, entries: list[Entry]) -> int | None:
         probed: list[tuple[Entry, int]] = []
-        for entry in tqdm(entries, desc="checking headers", disable=len(entries) < 200, leave=False):
+        for entry in progress_bar(entries, desc="checking headers", enabled=len(entries) >= 200, leave=False):
             try:
                 channels, _, dtype = self._probe_entry(entry)
             except DatasetError as exc:
@@ -237,7 +238,7 @@ class ImageDataset:
             ``self``, with failing samples removed and recorded in :attr:`skipped`.
         """
         kept = []
-        for entry in tqdm(self._entries, desc="validating", leave=False, disable=len(self) < 50):
+        for entry in progress_bar(self._entries, desc="validating", leave=False, enabled=len(self) >= 50):
             try:
                 self._read_pixels(entry)
             except DatasetError as exc:

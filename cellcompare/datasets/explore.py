@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+
+from cellcompare.progress import progress_bar
 
 from .base import ImageDataset
 from .imageio import probe_image
@@ -29,7 +30,7 @@ def image_table(dataset: ImageDataset) -> pd.DataFrame:
         Columns ``sample_id, label, group, height, width, channels, dtype``.
     """
     rows = []
-    for i in tqdm(range(len(dataset)), desc="reading headers", leave=False, disable=len(dataset) < 200):
+    for i in progress_bar(range(len(dataset)), desc="reading headers", leave=False, enabled=len(dataset) >= 200):
         paths = dataset.paths_of(i)
         probes = [probe_image(p) for p in paths]
         (_, height, width), dtype = probes[0]

@@ -5,11 +5,22 @@
 """
 
 from .classifier import DeepClassifier, inner_split
-from .inputs import SampleImages, sample_input
 from .config import ARCHS, AugmentConfig, DeepConfig, TuneConfig
-from .errors import (ConfigError, DeepError, ImageInputError, NotFittedError,
-                     WeightsChecksumError, WeightsUnavailableError)
-from .models import adapt_first_conv, build_model, imagenet_weights_path, verify_weights_file
+from .errors import (
+                     ConfigError,
+                     DeepError,
+                     ImageInputError,
+                     NotFittedError,
+                     WeightsChecksumError,
+                     WeightsUnavailableError,
+)
+from .inputs import SampleImages, sample_input
+from .models import (
+                     adapt_first_conv,
+                     build_model,
+                     imagenet_weights_path,
+                     verify_weights_file,
+)
 
 __all__ = ["AugmentConfig", "ConfigError", "DeepClassifier", "DeepConfig", "DeepError", "ImageInputError",
            "NotFittedError", "TuneConfig", "WeightsChecksumError", "WeightsUnavailableError",

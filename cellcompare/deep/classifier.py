@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from cellcompare import atomic
-from cellcompare.proba import top_k
 import json
 import logging
 import time
@@ -14,12 +12,21 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
+from cellcompare import atomic
+from cellcompare.proba import top_k
+
 from .augment import build_augmentation
 from .config import DeepConfig
 from .data import ImageDataset, as_chw, channel_stats
 from .errors import ImageInputError, NotFittedError
 from .models import build_model
-from .train import fit_model, make_loader, predict_probabilities, resolve_device, seed_everything
+from .train import (
+    fit_model,
+    make_loader,
+    predict_probabilities,
+    resolve_device,
+    seed_everything,
+)
 from .tune import random_search
 
 logger = logging.getLogger(__name__)

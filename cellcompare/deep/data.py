@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as F
-from tqdm.auto import tqdm
+
+from cellcompare.progress import progress_bar
 
 from .errors import ImageInputError
 
@@ -54,7 +55,7 @@ def channel_stats(images: Sequence, indices: Sequence[int] | None = None, *,
     total = total_sq = None
     count = 0
     channels = None
-    for i in tqdm(indices, desc="channel stats", disable=None if progress else True, leave=False):
+    for i in progress_bar(indices, desc="channel stats", enabled=progress, leave=False):
         array = as_chw(images[i], i, channels).astype(np.float64)
         channels = array.shape[0]
         flat = array.reshape(channels, -1)

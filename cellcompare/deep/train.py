@@ -14,6 +14,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from cellcompare.atomic import atomic_path
+from cellcompare.progress import progress_bar
 
 from .config import DeepConfig
 from .errors import ConfigError, DeepError
@@ -109,7 +110,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module,
     model.train()
     total_loss = correct = seen = 0
     start = time.perf_counter()
-    bar = tqdm(loader, desc=f"epoch {epoch}", disable=None if progress else True, leave=False)
+    bar = progress_bar(loader, desc=f"epoch {epoch}", enabled=progress, leave=False)
     for images, labels in bar:
         images, labels = _to_device(images, device), labels.to(device, non_blocking=True)
         with _autocast(device, amp):
@@ -137,7 +138,7 @@ def predict_probabilities(model: nn.Module, loader: DataLoader, device: torch.de
 
     model.eval()
     out = []
-    for images, _ in tqdm(loader, desc="predict", disable=None if progress else True, leave=False):
+    for images, _ in progress_bar(loader, desc="predict", enabled=progress, leave=False):
         images = _to_device(images, device)
         with _autocast(device, amp):
             probs = [torch.softmax(model(view).float(), dim=1) for view in tta_views(images, tta)]
@@ -201,6 +202,33 @@ def evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module, device:
         correct += int((logits.argmax(1) == labels).sum())
         seen += labels.shape[0]
     return {"val_loss": total_loss / max(seen, 1), "val_accuracy": correct / max(seen, 1)}
+
+
+def format_epoch(record: Mapping[str, float], epochs: int) -> str:
+    """One epoch's history record as a line a person reads in a log.
+
+    Parameters
+    ----------
+    record : mapping
+        A record of :func:`fit_model`'s history: ``epoch``, ``lr``, ``train_loss``,
+        ``train_accuracy``, ``images_per_s`` and, with a validation set, ``val_loss`` and
+        ``val_accuracy`` (left out of the line when absent).
+    epochs : int
+        Planned number of epochs, shown as ``epoch n/epochs``.
+
+    Returns
+    -------
+    str
+        Example: ``epoch  3/15  lr 3.0e-03  loss 1.372  acc 0.50  val_loss 2.061  val_acc 0.20  41 img/s``.
+    """
+    # the epoch number is padded to the width of the total so that columns line up across epochs
+    fields = [f"epoch {record['epoch']:>{len(str(epochs))}}/{epochs}", f"lr {record['lr']:.1e}",
+              f"loss {record['train_loss']:.3f}", f"acc {record['train_accuracy']:.2f}"]
+    if "val_loss" in record:
+        fields += [f"val_loss {record['val_loss']:.3f}", f"val_acc {record['val_accuracy']:.2f}"]
+    speed = record["images_per_s"]
+    fields.append(f"{speed:.0f} img/s" if speed >= 10 else f"{speed:.1f} img/s")
+    return "  ".join(fields)
 
 
 @dataclass
@@ -285,8 +313,8 @@ def fit_model(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, confi
                    "seed": config.seed, "arch": config.arch}
     ckpt, state = _open_checkpoint(checkpoint_dir, model, optimizer, scheduler, fingerprint)
     stopped = val_loader is not None and state.bad_epochs >= config.patience
-    bar = tqdm(range(epochs if stopped else state.epoch, epochs), desc="training",
-               disable=None if config.progress else True)
+    bar = progress_bar(range(epochs if stopped else state.epoch, epochs), desc="training",
+                       enabled=config.progress)
     for epoch in bar:
         # the shuffle order depends only on (seed, epoch), so a resumed run sees the same batches
         train_loader.generator.manual_seed(config.seed * 100_003 + epoch)
@@ -302,7 +330,7 @@ def fit_model(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, confi
         state.history.append(record)
         state.track(record.get("val_loss", -float(epoch)), model)
         bar.set_postfix(loss=f"{record['train_loss']:.4f}", img_s=f"{record['images_per_s']:.1f}")
-        logger.info("epoch %d: %s", epoch + 1, {k: round(v, 5) for k, v in record.items()})
+        logger.info("%s", format_epoch(record, epochs))
         if ckpt is not None:
             _save_checkpoint(ckpt, model, optimizer, scheduler, state, fingerprint)
         if val_loader is not None and state.bad_epochs >= config.patience:

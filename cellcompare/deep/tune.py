@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
+
+from cellcompare.progress import progress_bar
 
 from .config import DeepConfig
 from .errors import ConfigError
@@ -52,7 +53,7 @@ def random_search(initial_model: nn.Module, train_ds: Dataset, val_ds: Dataset |
     trials: list[dict[str, Any]] = []
     start = time.perf_counter()
     candidates = sample_params(config, config.tune.n_trials, config.seed)
-    for params in tqdm(candidates, desc="tuning", disable=None if config.progress else True):
+    for params in progress_bar(candidates, desc="tuning", enabled=config.progress):
         if trials and time.perf_counter() - start > config.tune.time_budget_s:
             logger.info("tuning time budget %.0f s reached after %d trials", config.tune.time_budget_s, len(trials))
             break

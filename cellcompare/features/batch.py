@@ -19,18 +19,22 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
-from tqdm.auto import tqdm
 
 from cellcompare import atomic
 from cellcompare.atomic import atomic_path
 from cellcompare.datasets.provenance import package_versions
+from cellcompare.progress import progress_bar
 
 from .config import FeatureConfig
 from .extract import _channel_names, extract_sample, segment_sample
+
+if TYPE_CHECKING:  # the bar's type, for the annotation only
+    from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 PACKAGES = ("numpy", "scipy", "scikit-image", "pandas", "pyarrow", "cp-measure", "joblib")
@@ -253,7 +257,7 @@ def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: Feature
     todo = [i for i in range(len(ds)) if not _part(out, "image", i + 1).exists()]
     log.info("%d of %d images to extract into %s", len(todo), len(ds), out)
     tasks = [(str(dataset_dir), str(out), i, config, i < config.qc_samples, options) for i in todo]
-    bar = tqdm(total=len(todo), desc="features", unit="img", disable=None)
+    bar = progress_bar(total=len(todo), desc="features", unit="img")
     start = time.perf_counter()
     if scheduler:
         _run_dask(scheduler, tasks, bar, out)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage import filters, measure, morphology, segmentation
+from skimage import filters, measure, segmentation
 from skimage.feature import peak_local_max
 
 THRESHOLDS = {"otsu": filters.threshold_otsu, "minimum_cross_entropy": filters.threshold_li}

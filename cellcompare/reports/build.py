@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from cellcompare import atomic
 import logging
 import re
 from datetime import datetime, timezone
@@ -10,6 +9,7 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from cellcompare import atomic
 from cellcompare.reports import sections, tables
 from cellcompare.reports.load import Results, load_results
 from cellcompare.reports.theme import apply_theme

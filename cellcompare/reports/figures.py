@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import matplotlib.pyplot as plt  # noqa: E402  (theme selects the Agg backend first)
 import numpy as np
 import pandas as pd
-
-from cellcompare.reports.load import lower_is_better
-from cellcompare.reports.theme import HEATMAP_CMAP, PALETTE, figure_to_data_uri, model_colors
-
-import matplotlib.pyplot as plt  # noqa: E402  (theme selects the Agg backend first)
 import seaborn as sns  # noqa: E402
 from matplotlib import MatplotlibDeprecationWarning  # noqa: E402
+
+from cellcompare.reports.load import lower_is_better
+from cellcompare.reports.theme import (
+    HEATMAP_CMAP,
+    PALETTE,
+    figure_to_data_uri,
+    model_colors,
+)
 
 __all__ = ["ReportFigure", "counts_figure", "fold_scores_figure", "confusion_figure",
            "recall_figure", "cost_figure", "cells_per_image_figure", "importance_figure",

@@ -11,15 +11,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np
+import seaborn as sns  # noqa: E402
 from skimage.segmentation import find_boundaries
 from skimage.transform import resize
 
 from cellcompare.reports.figures import ReportFigure
 from cellcompare.reports.theme import PALETTE, figure_to_data_uri
-
-import matplotlib.pyplot as plt  # noqa: E402
-import seaborn as sns  # noqa: E402
 
 __all__ = ["composite", "open_images", "montage_figure", "overlay_figure"]
 

@@ -1,10 +1,33 @@
 """Serve trained models: offline top-k prediction, safe renaming and an HTTP endpoint."""
 
-from cellcompare.serve.errors import InputSpecError, ModelDirError, RenameError, ServeError
+from cellcompare.serve.errors import (
+    InputSpecError,
+    ModelDirError,
+    RenameError,
+    ServeError,
+)
 from cellcompare.serve.model_dir import InputSpec, export_model, read_spec
-from cellcompare.serve.predict import PredictionRow, expand_inputs, predict_inputs, read_file_sample, write_csv
-from cellcompare.serve.predictor import ClassicalPredictor, DeepPredictor, Predictor, load_predictor, top_pairs
-from cellcompare.serve.rename import apply_renames, new_name, plan_renames, sanitize, undo
+from cellcompare.serve.predict import (
+    PredictionRow,
+    expand_inputs,
+    predict_inputs,
+    read_file_sample,
+    write_csv,
+)
+from cellcompare.serve.predictor import (
+    ClassicalPredictor,
+    DeepPredictor,
+    Predictor,
+    load_predictor,
+    top_pairs,
+)
+from cellcompare.serve.rename import (
+    apply_renames,
+    new_name,
+    plan_renames,
+    sanitize,
+    undo,
+)
 
 __all__ = [
     "ClassicalPredictor", "DeepPredictor", "InputSpec", "InputSpecError", "ModelDirError",

@@ -43,6 +43,7 @@ def _undo(args: argparse.Namespace) -> int:
 
 def _http(args: argparse.Namespace) -> int:
     import uvicorn
+
     from cellcompare.serve.app import create_app
     app = create_app(args.model_dir, max_bytes=args.max_mb * 2**20, k=args.top)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

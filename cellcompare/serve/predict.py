@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from tqdm import tqdm
-
+from cellcompare.progress import progress_bar
 from cellcompare.serve.predictor import Predictor, top_pairs
 
 logger = logging.getLogger(__name__)
@@ -90,7 +89,7 @@ def predict_inputs(predictor: Predictor, inputs: Sequence[str], *,
                    k: int = 3) -> list[PredictionRow]:
     """Predict every image of ``inputs``; a failing image yields a row with ``error`` set."""
     rows = []
-    for path, source in tqdm(expand_inputs(inputs), desc="predict", unit="img", leave=False):
+    for path, source in progress_bar(expand_inputs(inputs), desc="predict", unit="img", leave=False):
         try:
             sample = _load(source)
             if sample.paths and len(sample.paths) == 1:

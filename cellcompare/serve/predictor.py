@@ -9,8 +9,8 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 import pandas as pd
 
-from cellcompare.serve.errors import InputSpecError
 from cellcompare.proba import align_columns, top_k
+from cellcompare.serve.errors import InputSpecError
 from cellcompare.serve.model_dir import MODEL_SUBDIR, SPEC_FILE, InputSpec, read_spec
 
 logger = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from cellcompare.serve.errors import RenameError
 from cellcompare import atomic
+from cellcompare.serve.errors import RenameError
 from cellcompare.serve.predict import PredictionRow
 
 logger = logging.getLogger(__name__)

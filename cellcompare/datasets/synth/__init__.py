@@ -9,7 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .cellpainting import CELLPAINTING_SPREAD, cellpainting_classes, make_cellpainting, read_truth
+from .cellpainting import (
+    CELLPAINTING_SPREAD,
+    cellpainting_classes,
+    make_cellpainting,
+    read_truth,
+)
 from .cells import CellStyle
 from .stages import STAGES_GROUP_PATTERN, StageStyle, make_stages, stage_styles
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm.auto import tqdm
+
+from cellcompare.progress import progress_bar
 
 from .cells import CellStyle, draw_channels, place_cells
 from .describe import ClassDifference, spread_factors, write_class_differences
@@ -198,7 +199,7 @@ def make_cellpainting(out: str | Path, *, classes: int = 4, per_class: int = 8, 
     rows = []
     plan = [dict(w, site=s) for w in _plan(names, per_class, plates, seed)
             for s in range(1, sites_per_well + 1)]
-    for item in tqdm(plan, desc="cellpainting sites", leave=False):
+    for item in progress_bar(plan, desc="cellpainting sites", leave=False):
         rows.append(_write_site(out, item, styles[item["sirna"]], effects[item["plate"]],
                                 seed=seed, size=size, experiment=experiment, cell_type=cell_type))
     pd.DataFrame(rows).to_csv(out / "metadata.csv", index=False)

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 from scipy import ndimage as ndi
-from tqdm.auto import tqdm
+
+from cellcompare.progress import progress_bar
 
 from .describe import ClassDifference, write_class_differences
 from .shapes import acquire, draw_blobs, illumination_field
@@ -151,7 +152,7 @@ def make_stages(out: str | Path, *, classes: int = 5, per_class: int = 10, seed:
     styles = stage_styles(classes)
     gains = np.random.default_rng([seed, 2000]).lognormal(0, 0.1, batches)
     jobs = [(k, name, i) for k, name in enumerate(styles) for i in range(per_class)]
-    for k, name, i in tqdm(jobs, desc="stage images", leave=False):
+    for k, name, i in progress_bar(jobs, desc="stage images", leave=False):
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
         batch = i % batches
