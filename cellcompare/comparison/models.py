@@ -166,7 +166,10 @@ class ClassicalModel(ModelAdapter):
 
 
 class DeepModel(ModelAdapter):
-    """``deep.DeepClassifier`` on the raw images (``weights: auto`` = ImageNet when cached)."""
+    """``deep.DeepClassifier`` on ``deep.inputs.sample_input`` images.
+
+    ``weights: auto`` means ImageNet when the file is cached, else random initialisation.
+    """
 
     kind = "deep"
 
