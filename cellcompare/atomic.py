@@ -66,13 +66,12 @@ def write_text(path: str | Path, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 
 
-def write_json(path: str | Path, data: Any, *, indent: int = 2, default: Any = None) -> Path:
+def write_json(path: str | Path, data: Any, *, indent: int = 2) -> Path:
     """Write ``data`` as JSON to ``path`` atomically; return ``path``.
 
-    ``default`` is passed to :func:`json.dumps` (e.g. ``str`` for paths); NaN is written as
-    JSON's ``NaN`` literal, as :mod:`json` does.
+    NaN is written as JSON's ``NaN`` literal, as :mod:`json` does.
     """
-    return write_text(path, json.dumps(data, indent=indent, default=default))
+    return write_text(path, json.dumps(data, indent=indent))
 
 
 def remove_stale(folder: str | Path) -> list[Path]:

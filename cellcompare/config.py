@@ -24,7 +24,8 @@ from typing import Any, TypeVar
 
 import yaml
 
-__all__ = ["ConfigError", "UnknownKeyError", "build", "load_yaml", "read_yaml", "to_plain"]
+__all__ = ["ConfigError", "UnknownKeyError", "build", "load_yaml", "name_tuple", "read_yaml",
+           "to_plain"]
 
 T = TypeVar("T")
 
@@ -146,6 +147,26 @@ def _with_source(exc: ConfigError, source: str | Path) -> ConfigError:
 
 def _prefix(source: str | Path | None) -> str:
     return f"{source}: " if source is not None else ""
+
+
+def name_tuple(value: Any, key: str) -> tuple[str, ...] | None:
+    """A list of names from a configuration value: a lone string is a list of one.
+
+    Returns ``None`` for ``None``; raises :class:`ConfigError` naming ``key`` for anything that
+    is not a string, list or tuple.
+
+    Examples
+    --------
+    >>> name_tuple("DNA", "dataset.channels"), name_tuple(["a", 1], "export_models")
+    (('DNA',), ('a', '1'))
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{key}: expected a list of names, found {value!r}")
+    return tuple(str(v) for v in value)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from cellcompare.config import ConfigError, build, read_yaml, to_plain
+from cellcompare.classical.inputs import GRANULARITIES
+from cellcompare.config import ConfigError, build, name_tuple, read_yaml, to_plain
 from cellcompare.datasets.config import DatasetConfig
 
 __all__ = ["ConfigError", "CompareConfig", "FoldsConfig", "ModelSpec", "load_config"]
@@ -59,8 +60,9 @@ class ModelSpec:
             raise ConfigError(f"{prefix}{where}: unknown model name {name!r}; valid names are {registered_names()}")
         label = str(data.pop("label", "") or name)
         granularity = str(data.pop("granularity", "image"))
-        if granularity not in ("image", "cell"):
-            raise ConfigError(f"{prefix}{where}.granularity must be 'image' or 'cell', found {granularity!r}")
+        if granularity not in GRANULARITIES:
+            raise ConfigError(f"{prefix}{where}.granularity must be one of {GRANULARITIES}, "
+                              f"found {granularity!r}")
         params = dict(data.pop("params", None) or {})
         params.update(data)
         return cls(name=name, label=label, granularity=granularity, params=params)
@@ -139,8 +141,7 @@ class CompareConfig:
         if "output" in data:
             data["output"] = str(data["output"])
         if "export_models" in data:
-            names = data["export_models"] or ()
-            data["export_models"] = (names,) if isinstance(names, str) else tuple(map(str, names))
+            data["export_models"] = name_tuple(data["export_models"], "export_models") or ()
         return build(cls, data, source=source)
 
     def to_dict(self) -> dict[str, Any]:

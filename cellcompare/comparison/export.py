@@ -104,7 +104,6 @@ def export_models(context: RunContext, out: Path) -> dict[str, str]:
     for label in progress_bar(config.export_models, desc="export", unit="model"):
         spec = by_label[label]
         target = out / "models" / label
-        adapter = context.adapter(spec)
         digest = _settings_hash(spec, train_ids, context, dtype)
         if _is_current(target, digest):
             log.info("model %s already exported to %s with these settings; skipping", label, target)
@@ -115,6 +114,7 @@ def export_models(context: RunContext, out: Path) -> dict[str, str]:
             shutil.rmtree(target)
         log.info("fitting %s on all %d non-hold-out images for export", label, len(train_ids))
         train = context.fold_data(train_ids)
+        adapter = context.adapter(spec)
         try:
             adapter.fit(train)
             _write(adapter, train, target, context, dtype)

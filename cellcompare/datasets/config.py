@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from cellcompare.config import ConfigError, build, load_yaml
+from cellcompare.config import ConfigError, build, load_yaml, name_tuple
 
 from .base import ImageDataset
 from .loader import LAYOUTS, open_dataset
@@ -47,17 +47,6 @@ class SynthConfig:
                 raise ConfigError(f"dataset.synth.{key} must be >= 1, found {getattr(self, key)}")
         if self.size < 32:
             raise ConfigError(f"dataset.synth.size must be >= 32, found {self.size}")
-
-
-def _names(value: Any, key: str) -> tuple[str, ...] | None:
-    """A list of names (a lone string is a list of one)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return (value,)
-    if not isinstance(value, (list, tuple)):
-        raise ConfigError(f"{key}: expected a list of names, found {value!r}")
-    return tuple(str(v) for v in value)
 
 
 @dataclass(frozen=True)
@@ -106,9 +95,9 @@ class DatasetConfig:
             data["path"] = str(data["path"])
         for key in ("include_classes", "channels"):
             if key in data:
-                data[key] = _names(data[key], f"{where}.{key}")
+                data[key] = name_tuple(data[key], f"{where}.{key}")
         if "exclude_classes" in data:
-            data["exclude_classes"] = _names(data["exclude_classes"], f"{where}.exclude_classes") or ()
+            data["exclude_classes"] = name_tuple(data["exclude_classes"], f"{where}.exclude_classes") or ()
         return build(cls, data, where=where, source=source)
 
     @classmethod
