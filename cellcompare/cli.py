@@ -38,11 +38,22 @@ def build_parser(prog: str = "cellcompare", **compare_options) -> argparse.Argum
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "cellcompare", **compare_options) -> int:
-    """Run the command line; return the exit status."""
+    """Run the command line; return the exit status.
+
+    Bad input (a ``ValueError`` subclass such as ``DatasetError`` or ``ConfigError``, or an
+    ``OSError``) ends with its message and status 2; ``--log-level DEBUG`` shows the traceback.
+    """
     args = build_parser(prog, **compare_options).parse_args(argv)
     level = args.log_level or getattr(args, "log_level_default", "WARNING")
     logging.basicConfig(level=level, format=LOG_FORMAT)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, OSError) as exc:
+        if level == "DEBUG":
+            raise
+        logging.getLogger("cellcompare").error("%s %s failed: %s: %s", prog, args.command,
+                                               type(exc).__name__, exc)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

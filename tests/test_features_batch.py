@@ -46,7 +46,9 @@ def test_run_writes_parts_manifest_qc_and_tables(dataset, tmp_path):
     assert not any(c.startswith("Cytoplasm_") for c in cells.columns)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"]["preset"] == "minimal" and manifest["n_images"] == 4
-    assert len(manifest["files"]) == 24 and all(f["bytes"] > 0 for f in manifest["files"])
+    files = [f for image in manifest["images"] for f in image["files"]]
+    assert len(files) == 24 and all(size > 0 and mtime > 0 for _, size, mtime in files)
+    assert [image["sample_id"] for image in manifest["images"]] == list(images["Metadata_sample_id"])
     assert "cp-measure" in manifest["packages"]
     qc = sorted((out / "qc").glob("*.npz"))
     assert len(qc) == 2
@@ -79,23 +81,23 @@ def test_bad_and_empty_images_are_listed_and_job_continues(dataset, tmp_path):
 # half-way through writing the image part of image KILL_AT (a deterministic "kill mid-write").
 _KILLING_RUN = """
 import os, signal, sys
-import pandas as pd
+import pyarrow.parquet as pq
 from cellcompare.cli import main
 
 KILL_AT = int(os.environ["KILL_AT"])
-original = pd.DataFrame.to_parquet
+original = pq.write_table
 written = []
 
-def to_parquet(self, path, *args, **kwargs):
+def write_table(table, path, *args, **kwargs):
     if os.path.basename(os.path.dirname(path)) == "image":
         if len(written) + 1 == KILL_AT:
             with open(path, "wb") as fh:
                 fh.write(b"PAR1 half a file")
             os.kill(os.getpid(), signal.SIGKILL)
         written.append(path)
-    return original(self, path, *args, **kwargs)
+    return original(table, path, *args, **kwargs)
 
-pd.DataFrame.to_parquet = to_parquet
+pq.write_table = write_table
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -141,8 +143,9 @@ def test_excluded_class_is_not_extracted_and_resume_with_other_options_refused(d
     assert manifest["n_images"] == 2
     assert manifest["dataset_options"] == {"exclude_classes": ["siRNA_0002"], "layout": "rxrx1",
                                            "on_error": "raise"}
-    wells = {Path(f["path"]).name.split("_")[0] for f in manifest["files"]}
-    assert wells == {"B02", "B03"} and len(manifest["files"]) == 12
+    files = [f for image in manifest["images"] for f in image["files"]]
+    wells = {Path(path).name.split("_")[0] for path, _, _ in files}
+    assert wells == {"B02", "B03"} and len(files) == 12
     with pytest.raises(DatasetOptionsMismatchError, match=r"\['exclude_classes'\] differ"):
         run_extraction(dataset, out, MINIMAL, dataset_options={"layout": "rxrx1"})
     # on_error alone selects the same images: resuming is allowed and nothing is redone

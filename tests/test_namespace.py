@@ -15,7 +15,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 OLD_NAMES = ("datasets", "features", "classical", "deep", "comparison", "reports", "serve")
-SUBCOMMANDS = ("synth", "summary", "extract", "compare", "report", "predict", "undo", "serve")
+SUBCOMMANDS = ("synth", "convert", "summary", "extract", "compare", "report", "predict", "undo",
+               "serve")
 
 _PROBE = """
 import importlib.util, json, sys

@@ -110,8 +110,10 @@ def test_new_name_appends_top3():
 def test_plan_skips_existing_target(tmp_path):
     (tmp_path / "a.tif").write_bytes(b"x")
     (tmp_path / "a__c-1.00.tif").write_bytes(b"y")
-    rows = [serve.PredictionRow(str(tmp_path / "a.tif"), (("c", 1.0),))]
+    rows = [serve.PredictionRow(str(tmp_path / "a.tif"), (("c", 1.0),), files=(str(tmp_path / "a.tif"),))]
     assert serve.plan_renames(rows) == []
+    (tmp_path / "a__c-1.00.tif").unlink()
+    assert serve.plan_renames(rows) == [(tmp_path / "a.tif", tmp_path / "a__c-1.00.tif")]
 
 
 def test_cli_predict_rename_and_undo_round_trip(tmp_path):

@@ -25,6 +25,67 @@ from cellcompare.classical.tables import GROUP_COLUMN, METADATA_PREFIX, feature_
 logger = logging.getLogger(__name__)
 
 MAD_TO_SD = 1.4826  # MAD of a normal distribution times this equals its standard deviation
+#: Values of ``normalize=``.
+NORMALIZE_METHODS = ("standard", "plate_robust", "controls", "controls_robust")
+PLATE_COLUMN = "Metadata_Plate"
+WELL_TYPE_COLUMN = "Metadata_WellType"
+NEGATIVE_CONTROL = "negative_control"
+_MIN_CONTROLS = 2
+
+
+class NoControlsError(MissingMetadataError):
+    """A plate to normalise by its negative controls has fewer than two control rows."""
+
+
+def location_scale(values: np.ndarray, robust: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column centre and scale of ``values`` ``(n_rows, n_features)``.
+
+    ``robust=False``: mean and standard deviation (``ddof=0``, as scikit-learn's and
+    pycytominer's ``standardize``); ``robust=True``: median and MAD times 1.4826 (pycytominer's
+    ``mad_robustize``).
+    """
+    if not robust:
+        return values.mean(axis=0), values.std(axis=0)
+    median = np.median(values, axis=0)
+    return median, MAD_TO_SD * np.median(np.abs(values - median), axis=0)
+
+
+def control_statistics(values: np.ndarray, plates: np.ndarray, is_control: np.ndarray, *,
+                       robust: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Centre and scale of each plate's negative-control rows.
+
+    Parameters
+    ----------
+    values : np.ndarray
+        ``(n_rows, n_features)`` feature values.
+    plates : np.ndarray
+        ``(n_rows,)`` plate of each row.
+    is_control : np.ndarray
+        ``(n_rows,)`` bool, True for negative-control rows.
+    robust : bool
+        Median / MAD instead of mean / standard deviation.
+
+    Returns
+    -------
+    dict
+        ``{plate: (centre, scale)}`` for every plate in ``plates``.
+
+    Raises
+    ------
+    NoControlsError
+        A plate has fewer than two control rows.
+    """
+    stats = {}
+    for plate in np.unique(plates):
+        rows = (plates == plate) & is_control
+        if rows.sum() < _MIN_CONTROLS:
+            raise NoControlsError(
+                f"plate {plate!r} has {int(rows.sum())} negative-control rows "
+                f"({WELL_TYPE_COLUMN} == {NEGATIVE_CONTROL!r}); normalize='controls' needs at least "
+                f"{_MIN_CONTROLS} per plate (keep the control wells in the dataset, or use "
+                f"normalize='plate_robust')")
+        stats[str(plate)] = location_scale(values[rows], robust)
+    return stats
 
 
 def _metadata(X: pd.DataFrame) -> pd.DataFrame:
@@ -58,7 +119,7 @@ class TableCleaner(TransformerMixin, BaseEstimator):
         (cell counts on the training rows) and the dropped column names.
     """
 
-    def fit(self, X: pd.DataFrame, y=None) -> "TableCleaner":
+    def fit(self, X: pd.DataFrame, y=None) -> TableCleaner:
         cols = feature_columns(X)
         values = _values(X, cols, "training table")
         finite = np.where(np.isfinite(values), values, np.nan)
@@ -128,7 +189,7 @@ class FeatureSelector(TransformerMixin, BaseEstimator):
         self.max_rows = max_rows
         self.random_state = random_state
 
-    def fit(self, X: pd.DataFrame, y=None) -> "FeatureSelector":
+    def fit(self, X: pd.DataFrame, y=None) -> FeatureSelector:
         cols = feature_columns(X)
         values = _values(X, cols, "training table")
         rng = np.random.default_rng(self.random_state)
@@ -173,16 +234,22 @@ class FeatureSelector(TransformerMixin, BaseEstimator):
 
 
 class TableScaler(TransformerMixin, BaseEstimator):
-    """Standard scaling, or per-plate robust normalisation (median / MAD per ``Metadata_group``).
+    """Standard scaling, per-plate robust scaling, or per-plate scaling by negative controls.
 
     Parameters
     ----------
-    method : {"standard", "plate_robust"}
-        ``plate_robust`` subtracts each plate's median and divides by its MAD (times 1.4826).
+    method : {"standard", "plate_robust", "controls", "controls_robust"}
+        ``plate_robust`` subtracts each plate's (``Metadata_group``) median and divides by its
+        MAD (times 1.4826). ``controls`` standardises each plate (``Metadata_Plate``, else
+        ``Metadata_group``) by the mean and standard deviation of its negative-control rows
+        (``Metadata_WellType == "negative_control"``), the Cell Painting practice against plate
+        effects (pycytominer ``normalize(samples=...)`` per plate); ``controls_robust`` uses
+        their median and MAD.
     unseen_groups : {"self", "global"}
         For a plate absent from training (the usual case with plate-grouped folds): ``self``
-        normalises it by its own rows' median/MAD (features only, never labels, as pycytominer
-        normalises each plate by its own samples); ``global`` uses the pooled training statistics.
+        normalises it by its own rows' median/MAD (``controls*``: by its own control rows;
+        features and well types only, never labels); ``global`` uses the pooled training
+        statistics (``controls*``: of all training control rows).
     eps : float
         Floor on the scale so constant features do not divide by zero.
 
@@ -196,13 +263,19 @@ class TableScaler(TransformerMixin, BaseEstimator):
         self.unseen_groups = unseen_groups
         self.eps = eps
 
-    def fit(self, X: pd.DataFrame, y=None) -> "TableScaler":
-        if self.method not in ("standard", "plate_robust"):
-            raise ValueError(f"normalize must be 'standard' or 'plate_robust', found {self.method!r}")
+    def fit(self, X: pd.DataFrame, y=None) -> TableScaler:
+        if self.method not in NORMALIZE_METHODS:
+            raise ValueError(f"normalize must be one of {list(NORMALIZE_METHODS)}, found {self.method!r}")
         self.columns_ = feature_columns(X)
         values = _values(X, self.columns_, "training table")
         if self.method == "standard":
             self.center_, self.scale_ = values.mean(axis=0), values.std(axis=0)
+            return self
+        if self.method.startswith("controls"):
+            plates, controls = self._plates(X), self._controls(X)
+            robust = self.method == "controls_robust"
+            self.group_stats_ = control_statistics(values, plates, controls, robust=robust)
+            self.center_, self.scale_ = location_scale(values[controls], robust)
             return self
         groups = self._groups(X)
         self.center_, self.scale_ = self._robust(values)
@@ -217,21 +290,38 @@ class TableScaler(TransformerMixin, BaseEstimator):
             )
         return X[GROUP_COLUMN].astype(str).to_numpy()
 
+    def _plates(self, X: pd.DataFrame) -> np.ndarray:
+        if PLATE_COLUMN in X.columns and X[PLATE_COLUMN].notna().all():
+            return X[PLATE_COLUMN].astype(str).to_numpy()
+        return self._groups(X)
+
+    def _controls(self, X: pd.DataFrame) -> np.ndarray:
+        if WELL_TYPE_COLUMN not in X.columns:
+            raise MissingMetadataError(
+                f"normalize={self.method!r} needs a '{WELL_TYPE_COLUMN}' column marking the "
+                f"negative controls; table has "
+                f"{[c for c in X.columns if str(c).startswith(METADATA_PREFIX)]}")
+        return (X[WELL_TYPE_COLUMN].astype(str) == NEGATIVE_CONTROL).to_numpy()
+
     def _robust(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        median = np.median(values, axis=0)
-        return median, MAD_TO_SD * np.median(np.abs(values - median), axis=0)
+        return location_scale(values, robust=True)
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         check_is_fitted(self, "center_")
         values = _values(X, self.columns_, "table")
         if self.method == "standard":
             return (values - self.center_) / np.maximum(self.scale_, self.eps)
-        groups = self._groups(X)
+        by_controls = self.method.startswith("controls")
+        groups = self._plates(X) if by_controls else self._groups(X)
+        controls = self._controls(X) if by_controls else None
         out = np.empty_like(values)
         for g in np.unique(groups):
             rows = groups == g
             if g in self.group_stats_:
                 center, scale = self.group_stats_[g]
+            elif self.unseen_groups == "self" and by_controls:
+                center, scale = control_statistics(values[rows], groups[rows], controls[rows],
+                                                   robust=self.method == "controls_robust")[g]
             elif self.unseen_groups == "self":
                 center, scale = self._robust(values[rows])
             else:

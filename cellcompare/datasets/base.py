@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -14,15 +15,24 @@ import pandas as pd
 
 from cellcompare.progress import progress_bar
 
-from .errors import ChannelShapeError, DatasetError, SkipRecord
-from .imageio import probe_image, read_image
-from .sample import Sample
+from .errors import ChannelShapeError, DatasetError, SkipRecord, UnlabelledError
+from .imageio import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_SUFFIXES,
+    check_pixel_limit,
+    probe_image,
+    read_image,
+)
+from .sample import Sample, to_float
 
-__all__ = ["Entry", "ImageDataset", "OnError"]
+__all__ = ["UNLABELLED", "Entry", "ImageDataset", "OnError"]
 
 logger = logging.getLogger(__name__)
 
 OnError = Literal["raise", "skip"]
+#: What a reader does with samples that have no label: keep them (prediction, extraction),
+#: drop them (logged, recorded in ``skipped``) or raise :class:`UnlabelledError`.
+UNLABELLED = ("keep", "drop", "raise")
 
 
 @dataclass
@@ -56,9 +66,20 @@ class ImageDataset:
     check_headers : bool
         Read every file header at construction to catch unreadable files and channel shape
         mismatches early (cheap: no pixels are decoded).
+    fetch : callable, optional
+        Called with a sample's file paths before they are read (a remote root's
+        :class:`~cellcompare.datasets.storage.StagedRoot` fetches their bytes).
+    max_pixels : int or None
+        Refuse a file whose header declares more pixel values (``C * H * W``) than this, before
+        decoding it (:data:`~cellcompare.datasets.imageio.DEFAULT_MAX_PIXELS`; None: no limit).
+    unlabelled : {"keep", "drop", "raise"}
+        Samples without a label (an empty label cell) are always counted in a WARNING; then kept,
+        dropped (recorded in :attr:`skipped`) or refused with :class:`UnlabelledError`.
     """
 
     layout: str = ""
+    #: The URL a remote root was mirrored from (``open_dataset("s3://...")``), else None.
+    source_url: str | None = None
 
     def __init__(
         self,
@@ -68,9 +89,17 @@ class ImageDataset:
         exclude_classes: Iterable[str] | None = None,
         on_error: OnError = "raise",
         check_headers: bool = True,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        unlabelled: str = "keep",
+        fetch: Callable[[Sequence[str]], Any] | None = None,
     ) -> None:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if unlabelled not in UNLABELLED:
+            raise ValueError(f"unlabelled must be one of {UNLABELLED}, got {unlabelled!r}")
+        self.max_pixels = max_pixels
+        self.unlabelled = unlabelled
+        self.fetch = fetch
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"dataset folder {self.root} does not exist or is not a folder")
@@ -80,7 +109,7 @@ class ImageDataset:
         self.skipped: list[SkipRecord] = []
         self._dtype: np.dtype | None = None
         entries = self._scan()
-        entries = self._filter_classes(entries)
+        entries = self._filter_unlabelled(self._filter_classes(entries))
         n_channels = self._check_headers(entries) if check_headers else None
         self._set_entries(entries)
         if n_channels is None:
@@ -110,8 +139,29 @@ class ImageDataset:
         """Raise ``error``, or record it as a skip when ``on_error="skip"``."""
         if self.on_error == "raise":
             raise error
-        logger.warning("skipping %s: %s", path, error)
-        self.skipped.append(SkipRecord(path=str(path), reason=str(error)))
+        self._skip(path, str(error))
+
+    def _skip(self, path: str | Path, reason: str) -> None:
+        """Leave ``path`` out whatever ``on_error`` says: log it and record it in :attr:`skipped`."""
+        record = SkipRecord(path=str(path), reason=reason)
+        if record not in self.skipped:      # a folder listed twice is reported once
+            logger.warning("skipping %s: %s", path, reason)
+            self.skipped.append(record)
+
+    def _visible(self, paths: Iterable[Path]) -> list[Path]:
+        """Sorted ``paths`` without hidden names (a leading dot).
+
+        Hidden folders and hidden image files (AppleDouble ``._x.tif``, but also ``..x`` or
+        ``...``, which may well be data) are recorded in :attr:`skipped` and logged, so nothing
+        that looks like data is left out silently; other hidden files (``.DS_Store``) are not data.
+        """
+        kept = []
+        for path in sorted(paths):
+            if not path.name.startswith("."):
+                kept.append(path)
+            elif path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+                self._skip(path, "hidden name (starts with '.'); rename it to include it")
+        return kept
 
     # -- construction ----------------------------------------------------------------------
     def _filter_classes(self, entries: list[Entry]) -> list[Entry]:
@@ -128,9 +178,30 @@ class ImageDataset:
     def _known_filtered_classes(self) -> set[str]:
         return set()
 
+    def _filter_unlabelled(self, entries: list[Entry]) -> list[Entry]:
+        missing = [e for e in entries if e.label is None]
+        if not missing or self.unlabelled == "keep" and len(missing) == len(entries):
+            return entries              # an unlabelled dataset (images to predict) is not news
+        ids = ", ".join(e.sample_id for e in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        message = (f"{len(missing)} of {len(entries)} samples of {self.root} have no label "
+                   f"(empty label cell): {ids}")
+        if self.unlabelled == "raise":
+            raise UnlabelledError(f"{message}; set dataset.unlabelled: drop to leave them out")
+        logger.warning("%s; %s", message, "dropping them" if self.unlabelled == "drop" else "kept")
+        if self.unlabelled == "keep":
+            return entries
+        for entry in missing:
+            self.skipped.append(SkipRecord(path=entry.paths[0] if entry.paths else entry.sample_id,
+                                           reason=f"sample {entry.sample_id} has no label"))
+        return [e for e in entries if e.label is not None]
+
     def _probe_entry(self, entry: Entry) -> tuple[int, tuple[int, int], np.dtype]:
         """Total channels, common (H, W) and dtype of one entry from its headers."""
+        if self.fetch is not None:
+            self.fetch(entry.paths)
         probes = [(p, *probe_image(p)) for p in entry.paths]
+        for p, shape, _ in probes:
+            check_pixel_limit(shape, p, self.max_pixels)
         sizes = {shape[1:] for _, shape, _ in probes}
         if len(sizes) > 1:
             found = ", ".join(f"{Path(p).name}: {s[1]}x{s[2]}" for p, s, _ in probes)
@@ -183,7 +254,9 @@ class ImageDataset:
 
     # -- access ----------------------------------------------------------------------------
     def _read_pixels(self, entry: Entry) -> np.ndarray:
-        arrays = [read_image(p) for p in entry.paths]
+        if self.fetch is not None:
+            self.fetch(entry.paths)
+        arrays = [read_image(p, max_pixels=self.max_pixels) for p in entry.paths]
         sizes = {a.shape[1:] for a in arrays}
         if len(sizes) > 1:
             found = ", ".join(f"{Path(p).name}: {a.shape[1]}x{a.shape[2]}"
@@ -192,11 +265,20 @@ class ImageDataset:
                 f"channel files of sample {entry.sample_id!r} differ in size ({found}); "
                 "expected one height x width for all channels"
             )
-        dtypes = {a.dtype for a in arrays}
-        if len(dtypes) > 1:
-            dtype = np.result_type(*dtypes)
-            arrays = [a.astype(dtype) for a in arrays]
+        if len({a.dtype for a in arrays}) > 1:
+            arrays = self._same_scale(entry, arrays)
         return arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
+
+    @staticmethod
+    def _same_scale(entry: Entry, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """Channel files of mixed dtypes, each scaled to [0, 1] by its own dtype (float32).
+
+        Casting an 8-bit channel to uint16 beside a 16-bit one would leave it 257x too dark.
+        """
+        found = ", ".join(f"{Path(p).name}: {a.dtype}" for p, a in zip(entry.paths, arrays))
+        logger.warning("channel files of sample %r mix bit depths (%s); each is scaled to [0, 1] "
+                       "by its own dtype", entry.sample_id, found)
+        return [to_float(a) for a in arrays]
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -228,6 +310,34 @@ class ImageDataset:
     def paths_of(self, i: int) -> tuple[str, ...]:
         """Files of sample ``i`` without reading them."""
         return self._entries[i].paths
+
+    def source(self, i: int) -> dict[str, Any]:
+        """What sample ``i`` was made from: its id and each file's path, size and mtime.
+
+        Paths under :attr:`root` are relative to it, so a dataset folder that is moved whole
+        keeps its sources. Two calls give equal records exactly when the sample id and every
+        file's size and modification time (ns) are unchanged; resumable jobs key their parts
+        by it.
+
+        Returns
+        -------
+        dict
+            ``{"sample_id": str, "files": [[path, bytes, mtime_ns], ...]}``; a file that
+            cannot be stat'ed has size and mtime None.
+        """
+        files = []
+        for path in self._entries[i].paths:
+            try:
+                stat = os.stat(path)
+                size, mtime = int(stat.st_size), int(stat.st_mtime_ns)
+            except OSError:
+                size = mtime = None
+            try:
+                shown = str(Path(path).relative_to(self.root))
+            except ValueError:
+                shown = str(path)
+            files.append([shown, size, mtime])
+        return {"sample_id": str(self._entries[i].sample_id), "files": files}
 
     def validate(self) -> "ImageDataset":
         """Decode every image once; drop (skip mode) or raise on the ones that fail.

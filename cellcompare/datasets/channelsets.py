@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,10 @@ __all__ = ["CHANNEL_FILE", "ChannelSetDataset", "find_channel_sets"]
 CHANNEL_FILE = re.compile(r"^(?P<stem>.+)_(?P<channel>[A-Za-z0-9]+)$")
 
 
-def find_channel_sets(folder: Path) -> dict[str, dict[str, Path]]:
-    """Image files of ``folder`` grouped by stem: ``{stem: {suffix: path}}``."""
+def find_channel_sets(folder: Path, paths: Iterable[Path] | None = None) -> dict[str, dict[str, Path]]:
+    """Image files of ``folder`` (or ``paths`` in it) grouped by stem: ``{stem: {suffix: path}}``."""
     sets: dict[str, dict[str, Path]] = defaultdict(dict)
-    for path in sorted(folder.iterdir()):
+    for path in sorted(folder.iterdir() if paths is None else paths):
         if is_image_file(path):
             match = CHANNEL_FILE.match(path.stem)
             if match:
@@ -80,13 +80,15 @@ class ChannelSetDataset(ImageDataset):
         return match.group(1) if match.groups() else match.group(0)
 
     def _folders(self) -> list[tuple[str | None, Path]]:
-        subdirs = sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        if any(is_image_file(p) for p in self.root.iterdir()) or not subdirs:
+        visible = self._visible(self.root.iterdir())
+        subdirs = [p for p in visible if p.is_dir()]
+        if any(is_image_file(p) for p in visible) or not subdirs:
             return [(None, self.root)]
         return [(p.name, p) for p in subdirs]
 
     def _scan(self) -> list[Entry]:
-        folders = [(label, folder, find_channel_sets(folder)) for label, folder in self._folders()]
+        folders = [(label, folder, find_channel_sets(folder, self._visible(folder.iterdir())))
+                   for label, folder in self._folders()]
         if self.suffixes is None:
             found = sorted({s for _, _, sets in folders for chans in sets.values() for s in chans})
             if not found:

@@ -1,9 +1,10 @@
-"""``cellcompare synth`` (write a synthetic dataset) and ``cellcompare summary`` (describe one)."""
+"""``cellcompare synth`` (write a synthetic dataset), ``convert`` (TIFF to PNG) and ``summary``."""
 
 from __future__ import annotations
 
 import argparse
 
+from .convert import convert_dataset
 from .explore import write_summary
 from .loader import LAYOUTS, open_dataset
 from .synth import make_cellpainting, make_stages
@@ -21,11 +22,20 @@ def _synth(args: argparse.Namespace) -> int:
     if args.kind == "cellpainting":
         size = args.size[0] if args.size else 512
         out = make_cellpainting(args.out, seed=args.seed, size=size, plates=args.plates,
-                                sites_per_well=args.sites_per_well, **options)
+                                sites_per_well=args.sites_per_well,
+                                controls_per_plate=args.controls, **options)
     else:
         size = (args.size * 2)[:2] if args.size else (420, 1110)
         out = make_stages(args.out, seed=args.seed, size=size, **options)
     print(out)
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    report = convert_dataset(args.src, args.out, to=args.to, split_channels=args.split_channels,
+                             overwrite=args.overwrite)
+    print(f"{args.out}: {len(report.converted)} PNG written, {len(report.kept)} kept from an "
+          f"earlier run, {len(report.copied)} files copied, {len(report.rewritten_csv)} CSV rewritten")
     return 0
 
 
@@ -47,7 +57,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--size", type=_size, default=None, help="N (cellpainting) or HxW (stages)")
     synth.add_argument("--plates", type=int, default=3, help="cellpainting plates")
     synth.add_argument("--sites-per-well", type=int, default=1)
+    synth.add_argument("--controls", type=int, default=0,
+                       help="cellpainting negative-control wells (label EMPTY) per plate")
     synth.set_defaults(func=_synth)
+    convert = sub.add_parser("convert", help="copy a dataset with its TIFFs as PNG (bit depth kept)")
+    convert.add_argument("src", help="dataset folder")
+    convert.add_argument("--out", required=True, help="output folder (created)")
+    convert.add_argument("--to", choices=("png",), default="png")
+    convert.add_argument("--split-channels", action="store_true",
+                         help="one PNG per channel for multi-channel TIFFs (_c1, _c2, ...)")
+    convert.add_argument("--overwrite", action="store_true", help="redo files already converted")
+    convert.set_defaults(func=_convert)
     summary = sub.add_parser("summary", help="tables and plots describing a dataset")
     summary.add_argument("root")
     summary.add_argument("--out", required=True)

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from cellcompare.config import ConfigError, build, load_yaml, name_tuple
 
-from .base import ImageDataset
+from .base import UNLABELLED, ImageDataset
 from .loader import LAYOUTS, open_dataset
 
 __all__ = ["DatasetConfig", "SynthConfig"]
@@ -30,6 +30,12 @@ class SynthConfig:
         Plates of a ``cellpainting`` set (the usual fold groups).
     seed : int
         Random seed of the generator.
+    controls : int
+        Negative-control wells (label ``EMPTY``, untreated morphology) on every plate of a
+        ``cellpainting`` set; ``normalize: controls`` standardises each plate by them.
+    mitotic_fraction : float
+        Share of mitotic cells of a ``cellpainting`` set (> 0 adds the marker channel ``w7``
+        and per-cell truth; see ``make_cellpainting``).
     """
 
     kind: str = "cellpainting"
@@ -38,6 +44,8 @@ class SynthConfig:
     size: int = 256
     plates: int = 3
     seed: int = 0
+    controls: int = 0
+    mitotic_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in ("cellpainting", "stages"):
@@ -45,6 +53,10 @@ class SynthConfig:
         for key in ("classes", "per_class", "plates"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"dataset.synth.{key} must be >= 1, found {getattr(self, key)}")
+        if not 0.0 <= self.mitotic_fraction < 1.0:
+            raise ConfigError(f"dataset.synth.mitotic_fraction must be in [0, 1), found {self.mitotic_fraction}")
+        if self.controls < 0:
+            raise ConfigError(f"dataset.synth.controls must be >= 0, found {self.controls}")
         if self.size < 32:
             raise ConfigError(f"dataset.synth.size must be >= 32, found {self.size}")
 
@@ -58,13 +70,18 @@ class DatasetConfig:
     path : str
         Dataset folder.
     layout : str
-        ``"auto"``, ``"rxrx1"``, ``"folders"`` or ``"channelsets"``.
+        ``"auto"``, ``"rxrx1"``, ``"folders"``, ``"channelsets"``, ``"pattern"`` (file-name
+        pattern, ``options: {pattern: cellprofiler, channel_names: {d0: DNA}}``) or
+        ``"loaddata"`` (CellProfiler LoadData CSV, ``options: {csv: ..., label_column: ...}``).
     include_classes, exclude_classes : tuple of str, optional
         Class filters.
     channels : tuple of str, optional
         Channels the models use (by name); ``None`` uses all.
     on_error : str
         ``"raise"`` or ``"skip"`` (log, record in ``ds.skipped`` and go on).
+    unlabelled : str
+        Samples with an empty label: ``"raise"`` (the default: a comparison needs labels),
+        ``"drop"`` (logged, recorded in ``ds.skipped``) or ``"keep"``.
     options : dict
         Reader-specific keyword arguments (see :func:`open_dataset`).
     synth : SynthConfig, optional
@@ -77,6 +94,7 @@ class DatasetConfig:
     exclude_classes: tuple[str, ...] = ()
     channels: tuple[str, ...] | None = None
     on_error: str = "raise"
+    unlabelled: str = "raise"
     options: dict[str, Any] = field(default_factory=dict)
     synth: SynthConfig | None = None
 
@@ -85,6 +103,9 @@ class DatasetConfig:
             raise ConfigError(f"dataset.layout must be one of {list(LAYOUTS)}, found {self.layout!r}")
         if self.on_error not in ("raise", "skip"):
             raise ConfigError(f"dataset.on_error must be 'raise' or 'skip', found {self.on_error!r}")
+        if self.unlabelled not in UNLABELLED:
+            raise ConfigError(f"dataset.unlabelled must be one of {list(UNLABELLED)}, "
+                              f"found {self.unlabelled!r}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, *, source: str | Path | None = None,
@@ -108,7 +129,8 @@ class DatasetConfig:
     def open_options(self) -> dict[str, Any]:
         """The keyword arguments of :func:`open_dataset` (also recorded by feature extraction)."""
         return {"layout": self.layout, "include_classes": self.include_classes,
-                "exclude_classes": self.exclude_classes, "on_error": self.on_error, **self.options}
+                "exclude_classes": self.exclude_classes, "on_error": self.on_error,
+                "unlabelled": self.unlabelled, **self.options}
 
     def open(self) -> ImageDataset:
         """``open_dataset`` with this configuration (the folder must exist)."""

@@ -13,9 +13,11 @@ __all__ = [
     "MissingChannelError",
     "ChannelShapeError",
     "UnreadableImageError",
+    "ImageTooLargeError",
     "EmptyClassError",
     "MetadataMismatchError",
     "LayoutError",
+    "UnlabelledError",
     "SkipRecord",
 ]
 
@@ -36,6 +38,10 @@ class UnreadableImageError(DatasetError):
     """An image file cannot be decoded (truncated, corrupt, unsupported)."""
 
 
+class ImageTooLargeError(UnreadableImageError):
+    """An image file declares more pixels than the configured limit (checked from its header)."""
+
+
 class EmptyClassError(DatasetError):
     """A class folder holds no image file."""
 
@@ -46,6 +52,10 @@ class MetadataMismatchError(DatasetError):
 
 class LayoutError(DatasetError):
     """The folder does not match the requested (or any known) layout."""
+
+
+class UnlabelledError(DatasetError):
+    """Samples lack a label where labels are required."""
 
 
 @dataclass(frozen=True)

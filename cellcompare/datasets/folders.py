@@ -65,12 +65,12 @@ class ClassFolderDataset(ImageDataset):
         return match.group(1) if match.groups() else match.group(0)
 
     def _scan(self) -> list[Entry]:
-        class_dirs = sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        class_dirs = [p for p in self._visible(self.root.iterdir()) if p.is_dir()]
         if not class_dirs:
             raise LayoutError(f"{self.root} has no class sub-folders; expected root/{{class}}/*.tif")
         entries = []
         for folder in class_dirs:
-            files = sorted(p for p in folder.iterdir() if is_image_file(p))
+            files = [p for p in self._visible(folder.iterdir()) if is_image_file(p)]
             if not files:
                 self._empty.add(folder.name)
                 if self._wanted(folder.name):

@@ -1,7 +1,9 @@
 """Decode image files to ``(C, H, W)`` arrays; every failure becomes an UnreadableImageError.
 
 TIFF goes through tifffile (multi-page and multi-channel, 8/16/32-bit, palette images with a
-colour map), PNG and JPEG through Pillow.
+colour map), PNG and JPEG through Pillow. Both check the size an image declares in its header
+against ``max_pixels`` before any pixel is decoded, so a small file that declares a huge image
+(a decompression bomb, or a corrupt header) is refused instead of exhausting memory.
 """
 
 from __future__ import annotations
@@ -12,12 +14,36 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from .errors import UnreadableImageError
+from .errors import ImageTooLargeError, UnreadableImageError
 
-__all__ = ["IMAGE_SUFFIXES", "TIFF_SUFFIXES", "is_image_file", "probe_image", "read_image"]
+__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "TIFF_SUFFIXES", "check_pixel_limit",
+           "is_image_file", "probe_image", "read_image"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_SUFFIXES = TIFF_SUFFIXES + (".png", ".jpg", ".jpeg")
+#: Most pixel values (channels x height x width) one file may declare: 3x Pillow's
+#: ``MAX_IMAGE_PIXELS`` (Pillow's limit for an RGB image), 0.5 GiB as uint16.
+DEFAULT_MAX_PIXELS = 3 * 89_478_485
+
+
+def check_pixel_limit(shape: tuple[int, ...], path: str | Path, max_pixels: int | None) -> None:
+    """Raise :class:`ImageTooLargeError` when a declared ``(C, H, W)`` exceeds ``max_pixels``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(C, H, W)`` read from the file's header.
+    path : str or Path
+        The file, named in the message.
+    max_pixels : int or None
+        Limit on ``C * H * W``; None disables the check.
+    """
+    values = int(np.prod(shape, dtype=np.int64))
+    if max_pixels is not None and values > max_pixels:
+        raise ImageTooLargeError(
+            f"image {path} declares {' x '.join(map(str, shape))} (C x H x W) = {values:,} pixel "
+            f"values, over the limit of {max_pixels:,}; if the file is genuine, raise "
+            f"dataset.options.max_pixels")
 
 
 def is_image_file(path: Path) -> bool:
@@ -105,13 +131,16 @@ def _read_pil(path: Path) -> np.ndarray:
     return np.moveaxis(array, -1, 0)
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read one image file as ``(C, H, W)`` in its native dtype.
 
     Parameters
     ----------
     path : str or Path
         A ``.tif``/``.tiff`` (any number of pages or samples per pixel), ``.png`` or ``.jpg``.
+    max_pixels : int or None
+        Refuse a file whose header declares more than this many pixel values (``C * H * W``),
+        before decoding it. None disables the check.
 
     Returns
     -------
@@ -122,9 +151,13 @@ def read_image(path: str | Path) -> np.ndarray:
     ------
     UnreadableImageError
         The file is missing, truncated, corrupt or of an unsupported kind.
+    ImageTooLargeError
+        The header declares more than ``max_pixels`` pixel values.
     """
     path = Path(path)
     try:
+        if max_pixels is not None:
+            check_pixel_limit(_probe(path)[0], path, max_pixels)
         if path.suffix.lower() in TIFF_SUFFIXES:
             array = _read_tiff(path)
         else:
@@ -156,6 +189,14 @@ def _probe_tiff(path: Path) -> tuple[tuple[int, int, int], np.dtype]:
     return (channels, shape[-2], shape[-1]), np.dtype(dtype)
 
 
+def _probe(path: Path) -> tuple[tuple[int, int, int], np.dtype]:
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        return _probe_tiff(path)
+    with Image.open(path) as im:
+        channels, dtype = _pil_layout(im.mode)
+        return (channels, im.size[1], im.size[0]), dtype
+
+
 def probe_image(path: str | Path) -> tuple[tuple[int, int, int], np.dtype]:
     """Read only the header of an image: its ``(C, H, W)`` shape and dtype.
 
@@ -178,11 +219,7 @@ def probe_image(path: str | Path) -> tuple[tuple[int, int, int], np.dtype]:
     """
     path = Path(path)
     try:
-        if path.suffix.lower() in TIFF_SUFFIXES:
-            return _probe_tiff(path)
-        with Image.open(path) as im:
-            channels, dtype = _pil_layout(im.mode)
-            return (channels, im.size[1], im.size[0]), dtype
+        return _probe(path)
     except Exception as exc:
         raise UnreadableImageError(
             f"cannot read the header of image {path}: {type(exc).__name__}: {exc}"

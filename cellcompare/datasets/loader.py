@@ -11,16 +11,25 @@ from .channelsets import ChannelSetDataset, find_channel_sets
 from .errors import LayoutError
 from .folders import ClassFolderDataset
 from .imageio import is_image_file
+from .loaddata import LoadDataDataset
+from .pattern import PatternDataset, detect_preset
 from .rxrx1 import RxRx1Dataset
+from .storage import StagedRoot, is_url
 
 __all__ = ["LAYOUTS", "READERS", "detect_layout", "open_dataset"]
 
-Layout = Literal["auto", "rxrx1", "folders", "channelsets"]
+Layout = Literal["auto", "rxrx1", "folders", "channelsets", "pattern", "loaddata"]
 READERS: dict[str, type[ImageDataset]] = {
     "rxrx1": RxRx1Dataset,
     "folders": ClassFolderDataset,
     "channelsets": ChannelSetDataset,
+    "pattern": PatternDataset,
+    "loaddata": LoadDataDataset,
 }
+#: Options of a remote root (``s3://...``), passed to :class:`~.storage.StagedRoot`.
+STORAGE_OPTIONS = ("storage_options", "cache_dir", "max_concurrency")
+#: File name that makes ``auto`` choose the LoadData layout.
+LOADDATA_CSV = "load_data.csv"
 _MAX_CHANNELS = 12
 #: Values of ``layout=`` (``auto`` detects one of the readers).
 LAYOUTS: tuple[str, ...] = ("auto", *READERS)
@@ -41,6 +50,12 @@ def _looks_like_channel_sets(folders: list[Path]) -> bool:
     return 2 <= len(common) and count >= 2 and len(suffixes) <= _MAX_CHANNELS
 
 
+def _preset_of(root: Path) -> str | None:
+    """The file-name preset (``pattern`` layout) the images at ``root`` all follow, if any."""
+    files = [p for p in root.iterdir() if is_image_file(p)]
+    return detect_preset(files) if files else None
+
+
 def detect_layout(root: str | Path) -> str:
     """Name the layout of a dataset folder.
 
@@ -52,7 +67,9 @@ def detect_layout(root: str | Path) -> str:
     Returns
     -------
     str
-        ``"rxrx1"`` (``metadata.csv`` + ``images/``), ``"channelsets"`` (files ``stem_X.ext``
+        ``"rxrx1"`` (``metadata.csv`` + ``images/``), ``"loaddata"`` (``load_data.csv``),
+        ``"pattern"`` (loose images all named by one of the ``pattern.PRESETS``, such as
+        CellProfiler's ``{plate}_{well}f{site}d{channel}``), ``"channelsets"`` (files ``stem_X.ext``
         sharing stems, at the root or in class folders) or ``"folders"`` (class sub-folders).
 
     Raises
@@ -65,6 +82,10 @@ def detect_layout(root: str | Path) -> str:
         raise LayoutError(f"dataset folder {root} does not exist or is not a folder")
     if (root / "metadata.csv").is_file() and (root / "images").is_dir():
         return "rxrx1"
+    if (root / LOADDATA_CSV).is_file():
+        return "loaddata"
+    if _preset_of(root):
+        return "pattern"
     if any(is_image_file(p) for p in root.iterdir()):
         if _looks_like_channel_sets([root]):
             return "channelsets"
@@ -91,8 +112,10 @@ def open_dataset(
     Parameters
     ----------
     root : str or Path
-        Dataset folder.
-    layout : {"auto", "rxrx1", "folders", "channelsets"}
+        Dataset folder, or an fsspec URL (``s3://bucket/prefix``): listed once and mirrored
+        locally, each image fetched on first read (``storage.StagedRoot``; header checks are
+        off unless ``check_headers=True``).
+    layout : {"auto", "rxrx1", "folders", "channelsets", "pattern", "loaddata"}
         Reader to use; ``"auto"`` calls :func:`detect_layout`.
     include_classes, exclude_classes : iterable of str, optional
         Keep only / drop these labels.
@@ -100,7 +123,10 @@ def open_dataset(
         Raise the first DatasetError, or log it, record it in ``ds.skipped`` and go on.
     **options
         Reader-specific options: ``label_column``, ``group_by`` (rxrx1); ``group_pattern``,
-        ``channel_names`` (folders, channelsets); ``suffixes`` (channelsets);
+        ``channel_names`` (folders, channelsets); ``suffixes`` (channelsets); ``pattern``,
+        ``channel_names``, ``group_by`` (pattern); ``csv``, ``label_column``, ``group_column``,
+        ``channels``, ``channel_names`` (loaddata); ``storage_options``, ``cache_dir``,
+        ``max_concurrency`` (remote roots);
         ``check_headers`` (all).
 
     Returns
@@ -114,8 +140,18 @@ def open_dataset(
     >>> ds[0].image.shape, ds.channel_names[0]                 # doctest: +SKIP
     ((6, 512, 512), 'DNA')
     """
+    staged = None
+    if is_url(root):  # s3://bucket/prefix: a local mirror whose images are fetched on read
+        staged = StagedRoot(str(root), **{k: options.pop(k) for k in STORAGE_OPTIONS if k in options})
+        root = staged.sync().local
+        options.setdefault("check_headers", False)  # headers would fetch every image now
+        options["fetch"] = staged
     name = detect_layout(root) if layout == "auto" else layout
+    if layout == "auto" and name == "pattern" and "pattern" not in options:
+        options["pattern"] = _preset_of(Path(root))
     if name not in READERS:
         raise LayoutError(f"unknown layout {layout!r}; expected one of {['auto', *READERS]}")
-    return READERS[name](root, include_classes=include_classes, exclude_classes=exclude_classes,
-                         on_error=on_error, **options)
+    dataset = READERS[name](root, include_classes=include_classes, exclude_classes=exclude_classes,
+                            on_error=on_error, **options)
+    dataset.source_url = staged.url if staged is not None else None
+    return dataset

@@ -11,7 +11,8 @@ from typing import Any, Literal
 import pandas as pd
 
 from .base import Entry, ImageDataset
-from .errors import MetadataMismatchError, MissingChannelError
+from .errors import LayoutError, MetadataMismatchError, MissingChannelError
+from .platemeta import plate_metadata
 
 __all__ = ["RXRX1_CHANNELS", "RXRX1_COLUMNS", "RxRx1Dataset"]
 
@@ -43,6 +44,10 @@ class RxRx1Dataset(ImageDataset):
         Metadata column used as the label.
     group_by : {"plate", "experiment"}
         What a group is.
+    channel_names : sequence of str, optional
+        Names of channels ``w1..wN`` (default :data:`RXRX1_CHANNELS`; files beyond ``w6`` are
+        named ``w7``, ... unless named here). A channel with no file in any site raises
+        :class:`MissingChannelError` naming it, whatever ``on_error`` says.
     **kwargs
         ``include_classes``, ``exclude_classes``, ``on_error``, ``check_headers`` as in
         :class:`~datasets.base.ImageDataset`.
@@ -51,10 +56,12 @@ class RxRx1Dataset(ImageDataset):
     layout = "rxrx1"
 
     def __init__(self, root: str | Path, *, label_column: str = "sirna",
-                 group_by: Literal["plate", "experiment"] = "plate", **kwargs: Any) -> None:
+                 group_by: Literal["plate", "experiment"] = "plate",
+                 channel_names: Sequence[str] | None = None, **kwargs: Any) -> None:
         self.label_column = label_column
         self.group_by = group_by
-        self._n_channels = len(RXRX1_CHANNELS)
+        self._names = tuple(channel_names) if channel_names else None
+        self._n_channels = len(self._names or RXRX1_CHANNELS)
         self._seen_labels: set[str] = set()
         super().__init__(root, **kwargs)
 
@@ -63,7 +70,8 @@ class RxRx1Dataset(ImageDataset):
         return self._seen_labels
 
     def _channel_names(self, n: int) -> Sequence[str]:
-        return RXRX1_CHANNELS[:n] if n <= len(RXRX1_CHANNELS) else [f"w{i}" for i in range(1, n + 1)]
+        names = self._names or RXRX1_CHANNELS
+        return tuple(names[:n]) + tuple(f"w{i}" for i in range(len(names) + 1, n + 1))
 
     def _default_channel_count(self) -> int:
         return self._n_channels
@@ -102,9 +110,7 @@ class RxRx1Dataset(ImageDataset):
     def _scan(self) -> list[Entry]:
         table = self._read_metadata()
         files = self._find_files()
-        channels = sorted({c for chans in files.values() for c in chans}) or [1]
-        self._n_channels = max(channels)
-        expected = range(1, self._n_channels + 1)
+        expected = self._expected_channels(files)
         entries, seen = [], set()
         for row in table.to_dict("records"):
             key = _site_key(row["experiment"], row["plate"], row["well"], row["site"])
@@ -123,6 +129,30 @@ class RxRx1Dataset(ImageDataset):
                 f"(expected a row with experiment={key[0]}, plate={key[1]}, well={key[2]}, site={key[3]})"
             ), path)
         return entries
+
+    def _expected_channels(self, files: dict[tuple, dict[int, Path]]) -> range:
+        """Channels ``1..n`` every site must have; a channel absent from all sites is an error.
+
+        Without this, a dataset whose ``_w6`` files were never copied would silently become a
+        5-channel dataset with shifted meaning.
+        """
+        found = {c for chans in files.values() for c in chans}
+        if self._names is None:
+            self._n_channels = max([len(RXRX1_CHANNELS), *found])
+        expected = range(1, self._n_channels + 1)
+        names = self._channel_names(self._n_channels)
+        absent = [f"w{c} ({names[c - 1]})" for c in expected if c not in found]
+        if files and absent:
+            raise MissingChannelError(
+                f"channel {', '.join(absent)} has no file in any site under {self.root / 'images'}; "
+                f"expected files like {{well}}_s{{site}}_w{expected[-1]}.png for channels "
+                f"{', '.join(names)}")
+        extra = sorted(c for c in found if c > self._n_channels)
+        if extra:
+            raise LayoutError(
+                f"{self.root / 'images'} has channel files w{extra[0]}.. beyond the "
+                f"{self._n_channels} named channels {list(names)}; name them in channel_names")
+        return expected
 
     def _entry(self, row: dict, key: tuple, label: str | None, present: dict[int, Path],
                expected: range) -> Entry | None:
@@ -145,5 +175,9 @@ class RxRx1Dataset(ImageDataset):
         group = experiment if self.group_by == "experiment" else f"{experiment}_P{plate}"
         metadata = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()
                     if k != "site_id"}
+        # the plate id is unique across experiments (RxRx1 numbers plates 1..4 per experiment)
+        metadata.update(plate_metadata(plate=f"{experiment}_P{plate}", well=well, site=site,
+                                       experiment=experiment, cell_type=row.get("cell_type"),
+                                       well_type=row.get("well_type")))
         return Entry(sample_id=str(row["site_id"]), label=label, group=group,
                      paths=tuple(str(present[c]) for c in expected), metadata=metadata)

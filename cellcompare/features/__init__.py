@@ -3,8 +3,9 @@
 >>> from features import FeatureConfig, extract_sample, run_extraction, load_table
 """
 
-from .batch import load_table, run_extraction
+from .batch import DatasetOptionsMismatchError, FeatureConfigMismatchError, load_table, run_extraction
 from .config import FAMILIES, PRESETS, FeatureConfig, FeatureConfigError
+from .resume import DatasetChangedError
 from .extract import ChannelConfigError, aggregate, extract_sample, segment_sample
 from .segmentation import (
     SegmentationError,
@@ -15,6 +16,9 @@ from .segmentation import (
 )
 
 __all__ = [
+    "DatasetChangedError",
+    "DatasetOptionsMismatchError",
+    "FeatureConfigMismatchError",
     "FAMILIES", "PRESETS", "ChannelConfigError", "FeatureConfig", "FeatureConfigError",
     "SegmentationError", "aggregate", "cytoplasm", "extract_sample", "load_table",
     "run_extraction", "segment_cells", "segment_nuclei", "segment_sample", "segment_whole_object",

@@ -3,26 +3,33 @@
 Layout of ``out_dir``: ``cells/{n:06d}.parquet`` and ``image/{n:06d}.parquet`` per finished
 image (``n`` = ImageNumber), ``manifest.json``, ``errors.csv`` and ``qc/{sample_id}.npz``.
 An image is done when its ``image`` part exists; parts are written to a temporary name and
-moved with ``os.replace``, so a killed job never leaves a half-written part and a restart skips
-finished images. Workers open the dataset themselves (with the same ``dataset_options``) and
-read one image each, so memory stays bounded by ``jobs`` images. ``manifest.json`` records the
-dataset options; resuming into a folder made with options that select other images is refused.
+moved with ``os.replace``, so a killed job never leaves a half-written part. Each part records
+the files it was computed from (:mod:`.resume`), so a restart keeps the parts of unchanged
+images, renumbers those whose position moved, and extracts exactly the images that are new or
+changed. Workers open the dataset themselves (with the same ``dataset_options``) and read one
+image each, so memory stays bounded by ``jobs`` images; an error in one image (even
+MemoryError) goes to ``errors.csv`` and the batch goes on; workers exit when the main process
+dies. ``manifest.json`` records the dataset options; resuming into a folder made with options
+that select other images is refused.
 """
 
 from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import json
 import logging
 import os
 import platform
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from joblib import Parallel, delayed
 
 from cellcompare import atomic
@@ -32,6 +39,15 @@ from cellcompare.progress import progress_bar
 
 from .config import FeatureConfig
 from .extract import _channel_names, extract_sample, segment_sample
+from .resume import (
+    apply_plan,
+    finish_moves,
+    part_path,
+    plan_resume,
+    scan_parts,
+    source_key,
+    write_part,
+)
 
 if TYPE_CHECKING:  # the bar's type, for the annotation only
     from tqdm import tqdm
@@ -41,6 +57,8 @@ PACKAGES = ("numpy", "scipy", "scikit-image", "pandas", "pyarrow", "cp-measure",
 #: ``open_dataset`` arguments used when ``dataset_options`` leaves them out.
 DEFAULT_DATASET_OPTIONS = {"layout": "auto", "include_classes": None, "exclude_classes": [],
                            "on_error": "skip"}
+#: Options that never change which images are selected (``unlabelled`` only when not "drop").
+_SELECTION_NEUTRAL = {"on_error": None, "unlabelled": ("keep", "raise", None)}
 
 
 class DatasetOptionsMismatchError(ValueError):
@@ -79,26 +97,54 @@ def dataset_options_conflict(saved: dict | None, wanted: dict | None) -> list[st
     """Option keys whose values differ in a way that selects or orders other images.
 
     ``on_error`` is ignored: a dataset that opens under ``"raise"`` indexes the same images as
-    under ``"skip"``, so changing it never mixes parts of different images.
+    under ``"skip"``, so changing it never mixes parts of different images. ``unlabelled``
+    matters only when one side drops unlabelled samples.
     """
     a, b = normalize_dataset_options(saved), normalize_dataset_options(wanted)
-    return sorted(k for k in set(a) | set(b) if k != "on_error" and a.get(k) != b.get(k))
+
+    def differs(key: str) -> bool:
+        neutral = _SELECTION_NEUTRAL.get(key, ())
+        if neutral is None:
+            return False
+        return a.get(key) != b.get(key) and not (a.get(key) in neutral and b.get(key) in neutral)
+
+    return sorted(k for k in set(a) | set(b) if differs(k))
 
 
-def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
+def _write_part(df: pd.DataFrame, out: Path, level: str, number: int, source: dict) -> None:
+    write_part(pa.Table.from_pandas(df, preserve_index=False), part_path(out, level, number), source)
 
 
-def _part(out: Path, level: str, number: int) -> Path:
-    return out / level / f"{number:06d}.parquet"
+def _exit_with_parent(parent_pid: int, interval: float = 0.5) -> None:
+    """In a worker process, exit as soon as ``parent_pid`` is no longer the parent.
+
+    A SIGKILL to the main process runs none of its clean-up, so joblib cannot stop its
+    workers; each worker therefore watches its own parent and leaves when it is gone.
+    """
+    if os.getpid() == parent_pid or _exit_with_parent.started:
+        return
+    if os.getppid() != parent_pid:          # the parent died while this worker was starting
+        os._exit(70)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval)
+        os._exit(70)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+    _exit_with_parent.started = True
+
+
+_exit_with_parent.started = False
 
 
 @functools.lru_cache(maxsize=2)
-def _open(dataset_dir: str, options_json: str = "{}"):
+def _open(dataset_dir: str, options_json: str = "{}", version: str = ""):
     """Open a dataset once per worker process (probing headers is not free).
 
     ``options_json`` is the normalized ``dataset_options`` as JSON (hashable for the cache).
+    ``version`` is a digest of the dataset's sources as the main process saw them, so a worker
+    reused by a later run (loky keeps its workers) reopens a dataset that changed meanwhile.
     """
     from cellcompare.datasets import open_dataset
 
@@ -106,26 +152,35 @@ def _open(dataset_dir: str, options_json: str = "{}"):
 
 
 def process_one(dataset_dir: str, out_dir: str, index: int, config: FeatureConfig,
-                write_qc: bool, dataset_options: dict | None = None) -> dict | None:
-    """Extract image ``index`` of the dataset and write its parts; return an error record or None."""
+                write_qc: bool, dataset_options: dict | None = None,
+                parent_pid: int | None = None, version: str = "") -> dict | None:
+    """Extract image ``index`` of the dataset and write its parts; return an error record or None.
+
+    Any exception of this one image (a decoder's, a MemoryError) becomes the error record, so
+    one bad image never stops the batch.
+    """
+    if parent_pid is not None:
+        _exit_with_parent(parent_pid)
     out = Path(out_dir)
-    ds = _open(dataset_dir, json.dumps(normalize_dataset_options(dataset_options)))
-    sid, path = str(ds.ids[index]), ""
+    ds = _open(dataset_dir, json.dumps(normalize_dataset_options(dataset_options)), version)
+    sid = str(ds.ids[index])
+    path = ds.paths_of(index)[0] if ds.paths_of(index) else ""
     try:
+        source = ds.source(index)
         sample = ds[index]
-        path = sample.paths[0] if sample.paths else ""
         image = np.asarray(sample.float_image, dtype=np.float64)
         masks = segment_sample(image, _channel_names(sample), config, sid)
         cells, row = extract_sample(sample, config, image_number=index + 1, masks=masks)
-    except (ValueError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - one image's failure, whatever it is, is recorded
+        log.warning("image %s (%s) failed: %s: %s", sid, path, type(exc).__name__, exc)
         return {"sample_id": sid, "path": path, "reason": f"{type(exc).__name__}: {exc}"}
     if write_qc:
         (out / "qc").mkdir(exist_ok=True)
         qc = {"nuclei": masks.get("Nuclei", masks["Cells"]), "cells": masks["Cells"]}
         with atomic_path(out / "qc" / f"{sid}.npz") as tmp, tmp.open("wb") as fh:
             np.savez_compressed(fh, **qc)
-    _atomic_parquet(cells, _part(out, "cells", index + 1))
-    _atomic_parquet(row, _part(out, "image", index + 1))
+    _write_part(cells, out, "cells", index + 1, source)
+    _write_part(row, out, "image", index + 1, source)
     if len(cells) == 0:
         return {"sample_id": sid, "path": path, "reason": "zero objects segmented"}
     return None
@@ -163,14 +218,27 @@ def _check_resume(out: Path, options: dict, config: FeatureConfig) -> None:
             f"set another output")
 
 
-def _write_manifest(out: Path, dataset_dir: str, ds, config: FeatureConfig, options: dict) -> None:
-    files = []
-    for path in sorted({p for e in getattr(ds, "_entries", []) for p in e.paths}):
-        files.append({"path": str(path), "bytes": os.path.getsize(path) if os.path.exists(path) else None})
+def _write_manifest(out: Path, dataset_dir: str, ds, config: FeatureConfig, options: dict,
+                    sources: list[dict]) -> None:
     manifest = {"dataset_dir": str(dataset_dir), "dataset_options": options, "n_images": len(ds),
                 "config": config.to_dict(), "channel_names": list(ds.channel_names),
-                "packages": _versions(), "files": files}
+                "packages": _versions(), "images": sources}
     atomic.write_json(out / "manifest.json", manifest)
+
+
+def _resume(out: Path, ds) -> list[dict]:
+    """Bring the parts in ``out`` in line with ``ds`` (:mod:`.resume`); returns the sources."""
+    moved = finish_moves(out)
+    if moved:
+        log.info("finished moving %d parts left half-way by a killed job", moved)
+    sources = [ds.source(i) for i in range(len(ds))]
+    found = scan_parts(out)
+    if found:
+        plan = plan_resume(found, [source_key(s) for s in sources])
+        if plan.moves or plan.stale or plan.unknown:
+            log.warning("%s changed since its parts were written: %s", out, plan.summary(len(ds)))
+        apply_plan(out, plan)
+    return sources
 
 
 def _append_errors(out: Path, records: list[dict]) -> None:
@@ -189,12 +257,12 @@ def _append_errors(out: Path, records: list[dict]) -> None:
         fh.flush()
 
 
-def _run_dask(scheduler: str, tasks: list, bar: tqdm, out: Path) -> list:
+def _run_dask(scheduler: str, tasks: list, bar: tqdm, out: Path, version: str) -> list:
     from distributed import Client, as_completed
 
     errors = []
     with Client(scheduler) as client:
-        futures = [client.submit(process_one, *args, pure=False) for args in tasks]
+        futures = [client.submit(process_one, *args, version=version, pure=False) for args in tasks]
         for fut in as_completed(futures):
             rec = fut.result()
             if rec:
@@ -240,6 +308,10 @@ def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: Feature
         (``on_error`` may change between runs).
     FeatureConfigMismatchError
         ``out_dir`` already holds parts extracted with other feature settings.
+    DatasetChangedError
+        ``out_dir`` holds parts of another dataset (no finished image belongs to this one).
+        Parts of images that changed or left the dataset are replaced, and parts of images
+        whose position moved are renumbered (a warning says how many).
     """
     config = config or FeatureConfig()
     out = Path(out_dir)
@@ -250,20 +322,24 @@ def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: Feature
     for sub in ("cells", "image", "qc"):
         for path in atomic.remove_stale(out / sub):
             log.info("removed %s, left by a job killed while writing it", path)
-    ds = _open(str(dataset_dir), json.dumps(options))
-    _write_manifest(out, str(dataset_dir), ds, config, options)
+    ds = _open.__wrapped__(str(dataset_dir), json.dumps(options))   # never a cached, older view
+    sources = _resume(out, ds)
+    version = hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()[:16]
+    _write_manifest(out, str(dataset_dir), ds, config, options, sources)
     skipped = [{"sample_id": "", "path": str(r.path), "reason": str(r.reason)} for r in ds.skipped]
     _append_errors(out, skipped)
-    todo = [i for i in range(len(ds)) if not _part(out, "image", i + 1).exists()]
+    todo = [i for i in range(len(ds)) if not part_path(out, "image", i + 1).exists()]
     log.info("%d of %d images to extract into %s", len(todo), len(ds), out)
     tasks = [(str(dataset_dir), str(out), i, config, i < config.qc_samples, options) for i in todo]
     bar = progress_bar(total=len(todo), desc="features", unit="img")
     start = time.perf_counter()
     if scheduler:
-        _run_dask(scheduler, tasks, bar, out)
+        _run_dask(scheduler, tasks, bar, out, version)
     else:
         runner = Parallel(n_jobs=jobs, return_as="generator_unordered", backend="loky")
-        for rec in runner(delayed(process_one)(*t) for t in tasks):
+        parent = os.getpid()   # local workers watch it (Dask workers have their own nanny)
+        for rec in runner(delayed(process_one)(*t, parent_pid=parent, version=version)
+                          for t in tasks):
             if rec:
                 _append_errors(out, [rec])
             bar.update(1)

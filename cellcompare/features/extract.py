@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cellcompare.datasets.platemeta import metadata_columns
+
 from .config import FeatureConfig
-from .measure import measure_objects
+from .measure import image_spectra, measure_objects
 from .segmentation import cytoplasm, segment_cells, segment_nuclei, segment_whole_object
 
 
@@ -80,10 +82,12 @@ def measure_sample(image: np.ndarray, names: tuple[str, ...], masks: dict[str, n
     ids = np.unique(masks[primary])
     ids = ids[ids > 0]
     table = pd.DataFrame(index=pd.Index(ids, name="ObjectNumber"))
+    spectra = image_spectra(sub, config)         # granularity series: once per image, not per object type
     for obj in config.objects:
         if obj not in masks:
             continue
-        obj_ids, feats = measure_objects(obj, masks[obj], sub, channels, config, scale_max=scale_max)
+        obj_ids, feats = measure_objects(obj, masks[obj], sub, channels, config, scale_max=scale_max,
+                                         spectra=spectra)
         if feats:
             block = pd.DataFrame(feats, index=pd.Index(obj_ids, name="ObjectNumber"))
             table = table.join(block, how="left")
@@ -150,6 +154,8 @@ def extract_sample(sample: Any, config: FeatureConfig, *, image_number: int = 1,
     cells = measure_sample(image, names, masks, config, _scale_max(sample.image))
     meta = {"Metadata_ImageNumber": int(image_number), "Metadata_sample_id": str(sample.id),
             "Metadata_label": sample.label, "Metadata_group": sample.group}
+    for key, value in metadata_columns(sample.metadata).items():  # Plate, Well, Site, ...
+        meta.setdefault(key, value)
     for key, value in reversed(list(meta.items())):
         cells.insert(0, key, value)
     cells["Metadata_ObjectNumber"] = cells["Metadata_ObjectNumber"].astype(np.int64)

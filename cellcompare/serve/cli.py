@@ -17,7 +17,7 @@ def _predict(args: argparse.Namespace) -> int:
     print(out)
     if not args.rename:
         return 0
-    plan = plan_renames(rows)
+    plan = plan_renames(rows, channel_files=args.rename_channel_files)
     for old, new in plan:
         print(f"{old} -> {new.name}")
     if not plan:
@@ -45,7 +45,9 @@ def _http(args: argparse.Namespace) -> int:
     import uvicorn
 
     from cellcompare.serve.app import create_app
-    app = create_app(args.model_dir, max_bytes=args.max_mb * 2**20, k=args.top)
+    limits = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
+    app = create_app(args.model_dir, max_bytes=args.max_mb * 2**20, k=args.top,
+                     workers=args.workers, **limits)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
@@ -58,6 +60,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, default=3)
     p.add_argument("--out", default="predictions.csv")
     p.add_argument("--rename", action="store_true")
+    p.add_argument("--rename-channel-files", action="store_true",
+                   help="also rename images made of one file per channel, each file alike")
     p.add_argument("--yes", action="store_true")
     p.add_argument("--manifest", default=None)
     p.set_defaults(func=_predict)
@@ -70,4 +74,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     h.add_argument("--port", type=int, default=8000)
     h.add_argument("--max-mb", type=int, default=64)
     h.add_argument("--top", type=int, default=3)
+    h.add_argument("--max-pixels", type=int, default=None,
+                   help="largest upload in pixel values (C x H x W), checked from its header "
+                        "(default 4096 x 4096)")
+    h.add_argument("--workers", type=int, default=None,
+                   help="predictions at once (default: CPU cores); more requests get 503")
     h.set_defaults(func=_http)

@@ -5,8 +5,8 @@
     {"format": 1, "kind": "classical"|"deep", "classes": [...], "version": "...",
      "created": "ISO-8601 UTC",
      "input": {"channels": [...], "dtype": "uint16", "min_size": 16, "max_size": 4096},
-     "feature_config": {...},          # classical only (features.FeatureConfig.to_dict())
-     "granularity": "image"|"cell",    # classical only
+     "feature_config": {...},          # classical, and deep cell models (their segmentation)
+     "granularity": "image"|"cell",    # classical; deep: "cell" = one crop per nucleus
      "channel_index": [0, 2] | null}   # deep only: input channels the model uses (deep.inputs)
 """
 
@@ -69,7 +69,7 @@ def _kind_of(model: Any) -> str:
 def export_model(model: Any, out_dir: str | Path, *, channels: tuple[str, ...] | list[str],
                  feature_config: Any = None, dtype: str | None = None, min_size: int = 16,
                  max_size: int = 4096, version: str = "1", train_table: Any = None,
-                 channel_index: Sequence[int] | None = None) -> Path:
+                 channel_index: Sequence[int] | None = None, granularity: str = "image") -> Path:
     """Write a fitted model as a MODEL_DIR that :func:`serve.load_predictor` reads.
 
     Parameters
@@ -89,6 +89,9 @@ def export_model(model: Any, out_dir: str | Path, *, channels: tuple[str, ...] |
     channel_index : sequence of int, optional
         Deep models only: positions (in ``channels``) of the channels the model was trained on,
         given to ``deep.inputs.sample_input`` when serving; ``None`` means all.
+    granularity : {"image", "cell"}
+        Deep models only: ``cell`` serves one crop per nucleus (``deep.crops.sample_crops``,
+        segmented with ``feature_config``) and averages the cells' probabilities per image.
 
     Returns
     -------
@@ -109,6 +112,12 @@ def export_model(model: Any, out_dir: str | Path, *, channels: tuple[str, ...] |
                                 f"{len(spec.channels)} channels {list(spec.channels)}")
         model.save(out / MODEL_SUBDIR)
         meta["channel_index"] = None if channel_index is None else [int(c) for c in channel_index]
+        meta["granularity"] = str(granularity)
+        if granularity == "cell":
+            if feature_config is None:
+                raise ModelDirError(f"export of a cell-crop deep model to {out} needs feature_config= "
+                                    "(the segmentation its crops come from)")
+            meta["feature_config"] = feature_config.to_dict()
     else:
         if feature_config is None:
             raise ModelDirError(f"export of a classical model to {out} needs feature_config=")

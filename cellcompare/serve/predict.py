@@ -17,11 +17,16 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PredictionRow:
-    """One image's result: its path, top-k ``(class, probability)`` and an error message."""
+    """One image's result: its path, top-k ``(class, probability)`` and an error message.
+
+    ``files`` are the absolute paths of the files the image was actually read from (one per
+    channel file); renaming acts on these and on nothing else.
+    """
 
     path: str
     top: tuple[tuple[str, float], ...] = ()
     error: str = ""
+    files: tuple[str, ...] = ()
 
 
 def _is_image(path: Path) -> bool:
@@ -94,8 +99,9 @@ def predict_inputs(predictor: Predictor, inputs: Sequence[str], *,
             sample = _load(source)
             if sample.paths and len(sample.paths) == 1:
                 path = sample.paths[0]
+            files = tuple(str(Path(p).absolute()) for p in sample.paths)
             classes, proba = predictor.predict_proba([sample])
-            rows.append(PredictionRow(path, tuple(top_pairs(classes, proba, k)[0])))
+            rows.append(PredictionRow(path, tuple(top_pairs(classes, proba, k)[0]), files=files))
         except (ValueError, OSError, RuntimeError) as exc:
             logger.warning("cannot predict %s: %s", path, exc)
             rows.append(PredictionRow(path, error=f"{type(exc).__name__}: {exc}"))

@@ -53,9 +53,18 @@ class _Base:
 
     def _check(self, samples: Sequence[Any]) -> None:
         for s in samples:
-            check_image(np.asarray(s.image), self.input_spec, str(getattr(s, "id", "image")))
+            image = np.asarray(s.image)
+            source = str(getattr(s, "id", "image"))
+            check_image(image, self.input_spec, source)
+            if image.dtype.kind == "f" and not np.isfinite(image).all():
+                raise InputSpecError(f"{source}: image holds {int((~np.isfinite(image)).sum())} "
+                                     "NaN or infinite pixel values")
 
     def _ordered(self, proba: np.ndarray, model_classes: Sequence) -> tuple[tuple[str, ...], np.ndarray]:
+        bad = ~np.isfinite(proba).all(axis=1)
+        if bad.any():
+            raise InputSpecError(f"the model gave no finite probabilities for {int(bad.sum())} "
+                                 "image(s) (nothing it can measure, e.g. a blank image)")
         return self.classes, align_columns(proba, model_classes, self.classes)
 
 
@@ -87,7 +96,13 @@ class ClassicalPredictor(_Base):
                 raise InputSpecError(f"no cells segmented in {missing}; cannot predict")
             proba = np.asarray(proba)[[order[str(s.id)] for s in samples]]
         else:
-            proba = self.estimator.predict_proba(pd.concat(tables, ignore_index=True))
+            table = pd.concat(tables, ignore_index=True)
+            empty = table["Metadata_sample_id"][table["Metadata_Object_Count"] == 0].tolist() \
+                if "Metadata_Object_Count" in table else []
+            if empty:
+                raise InputSpecError(f"no cells segmented in {empty} (blank or out-of-focus "
+                                     "image?); cannot measure features to predict")
+            proba = self.estimator.predict_proba(table)
         return self._ordered(np.asarray(proba, dtype=float), self.estimator.classes_)
 
 
@@ -102,12 +117,42 @@ class DeepPredictor(_Base):
         self.channel_index = None if index is None else [int(c) for c in index]
 
     def predict_proba(self, samples: Sequence[Any]) -> tuple[tuple[str, ...], np.ndarray]:
-        """Return ``(classes, proba)`` for the samples' images."""
+        """Return ``(classes, proba)`` for the samples' images (cell models: mean of their cells)."""
         from cellcompare.deep.inputs import sample_input
         self._check(samples)
+        if self.meta.get("granularity") == "cell":
+            return self._ordered(self._cell_proba(samples), self.model.classes_)
         images = [sample_input(s, self.channel_index) for s in samples]
         proba = np.asarray(self.model.predict_proba(images), dtype=float)
         return self._ordered(proba, self.model.classes_)
+
+    def _cell_proba(self, samples: Sequence[Any]) -> np.ndarray:
+        """Crops of every sample (``deep.crops.sample_crops``), normalised as in training.
+
+        ``normalize: group`` divides by the mean of the served crops of the same ``sample.group``
+        (samples without a group form one group), as the comparison did for a test plate.
+        """
+        from cellcompare.deep.crops import CellCrops, group_scales, sample_crops
+        from cellcompare.features import FeatureConfig
+
+        cfg = self.model.config
+        fconfig = FeatureConfig.from_dict(self.meta["feature_config"])
+        crops, ids, keys = [], [], []
+        for s in samples:
+            cut, _ = sample_crops(s, fconfig, crop_size=int(cfg.crop_size), channels=self.channel_index,
+                                  mask=cfg.crop_mask, channel_names=self.input_spec.channels)
+            crops.append(cut)
+            ids += [str(s.id)] * len(cut)
+            keys += [str(s.id) if cfg.normalize == "image" else str(getattr(s, "group", None))] * len(cut)
+        missing = [str(s.id) for s in samples if str(s.id) not in set(ids)]
+        if missing:
+            raise InputSpecError(f"no cells segmented in {missing}; cannot predict")
+        array = np.concatenate(crops)
+        rows = np.arange(len(array))
+        scale = None if cfg.normalize == "none" else group_scales(array, rows, np.array(keys))
+        proba = np.asarray(self.model.predict_proba(CellCrops(array, rows, scale)), dtype=float)
+        means = pd.DataFrame(proba, index=pd.Index(ids)).groupby(level=0).mean()
+        return means.loc[[str(s.id) for s in samples]].to_numpy(dtype=float)
 
 
 def load_predictor(model_dir: str | Path) -> Predictor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Sequence
@@ -24,30 +25,71 @@ def sanitize(name: str) -> str:
     return cleaned[:40] or "class"
 
 
-def new_name(path: Path, top: Sequence[tuple[str, float]]) -> str:
-    """``embryo_017.tif`` + top → ``embryo_017__stage4-0.81_stage5-0.12_stage3-0.04.tif``."""
+def name_max(folder: Path) -> int:
+    """Longest file name (bytes) the file system of ``folder`` allows (255 when unknown)."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def new_name(path: Path, top: Sequence[tuple[str, float]], max_bytes: int | None = None) -> str | None:
+    """``embryo_017.tif`` + top → ``embryo_017__stage4-0.81_stage5-0.12_stage3-0.04.tif``.
+
+    When the name would exceed ``max_bytes`` (the file system's limit), fewer classes are
+    appended, then only the top class without its probability, then that class shortened;
+    None when not even that fits (the caller skips the file with a reason).
+    """
     suffix = "".join(path.suffixes[-2:]) if path.name.lower().endswith(".ome.tif") else path.suffix
     stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
-    tags = "_".join(f"{sanitize(c)}-{p:.2f}" for c, p in top[:3])
-    return f"{stem}__{tags}{suffix}"
+    tops = [(sanitize(c), p) for c, p in top[:3]]
+    tags = ["_".join(f"{c}-{p:.2f}" for c, p in tops[:n]) for n in range(len(tops), 0, -1)]
+    tags += [tops[0][0][:width] for width in (40, 16, 8, 4)]
+    for tag in tags:
+        name = f"{stem}__{tag}{suffix}"
+        if max_bytes is None or len(os.fsencode(name)) <= max_bytes:
+            return name
+    return None
 
 
-def plan_renames(rows: Sequence[PredictionRow]) -> list[tuple[Path, Path]]:
-    """``(old, new)`` pairs for rows without error; checks target stays in the same folder."""
+def plan_renames(rows: Sequence[PredictionRow], *,
+                 channel_files: bool = False) -> list[tuple[Path, Path]]:
+    """``(old, new)`` pairs for the files of rows without error.
+
+    Only the files an image was read from (``row.files``, absolute paths recorded when
+    reading) are renamed, never a path built from a sample id. A sample made of several files
+    (one per channel, e.g. an RxRx1 site) is skipped with a logged reason unless
+    ``channel_files=True`` asks for each of its files to get the same tags (its layout will no
+    longer be read as before until ``undo``). A file whose new name would not fit the file
+    system, or whose target exists, is skipped with a logged reason. Targets stay in the file's
+    folder.
+    """
     plan, targets = [], set()
     for row in rows:
         if row.error or not row.top:
             continue
-        old = Path(row.path).absolute()  # not resolve(): rename a symlink, not its target
-        name = new_name(old, row.top)
-        new = old.parent / name
-        if Path(name).name != name or new.resolve().parent != old.parent.resolve():
-            raise RenameError(f"renaming {old} to {new} would leave its folder {old.parent}")
-        if new.exists() or new in targets:
-            logger.warning("skip %s: target %s exists", old, new.name)
+        if not row.files:
+            logger.warning("skip %s: no file recorded as read for it", row.path)
             continue
-        targets.add(new)
-        plan.append((old, new))
+        if len(row.files) > 1 and not channel_files:
+            logger.warning("skip %s: the image is made of %d files (one per channel); pass "
+                           "--rename-channel-files to rename each of them", row.path, len(row.files))
+            continue
+        for file in row.files:
+            old = Path(file)  # absolute, not resolve(): rename a symlink, not its target
+            name = new_name(old, row.top, name_max(old.parent))
+            if name is None:
+                logger.warning("skip %s: no name with the top class fits the file system's "
+                               "%d-byte limit", old, name_max(old.parent))
+                continue
+            new = old.parent / name
+            if Path(name).name != name or new.resolve().parent != old.parent.resolve():
+                raise RenameError(f"renaming {old} to {new} would leave its folder {old.parent}")
+            if new.exists() or new in targets:
+                logger.warning("skip %s: target %s exists", old, new.name)
+                continue
+            targets.add(new)
+            plan.append((old, new))
     return plan
 
 

@@ -43,6 +43,8 @@ def make_synthetic(out: str | Path, synth: "SynthConfig") -> Path:
     """
     if synth.kind == "cellpainting":
         return make_cellpainting(out, classes=synth.classes, per_class=synth.per_class,
-                                 seed=synth.seed, size=synth.size, plates=synth.plates)
+                                 seed=synth.seed, size=synth.size, plates=synth.plates,
+                                 controls_per_plate=synth.controls,
+                                 mitotic_fraction=synth.mitotic_fraction)
     return make_stages(out, classes=synth.classes, per_class=synth.per_class, seed=synth.seed,
                        size=(synth.size, synth.size))

@@ -28,6 +28,8 @@ CELLPAINTING_SPREAD = {
     "actin_intensity": 0.2,
 }
 _ROWS = "BCDEFGHIJKLMNO"
+#: Label and well type of the negative-control wells (RxRx1 marks them ``EMPTY``).
+CONTROL_LABEL, CONTROL_WELL_TYPE = "EMPTY", "negative_control"
 _COLS = range(2, 24)
 
 
@@ -72,8 +74,53 @@ def _plate_effect(seed: int, plate: int, size: int) -> PlateEffect:
                        illumination=illumination_field((size, size), rng, strength=0.3))
 
 
+#: Name of the optional 7th channel (``w7``): a mitosis marker (e.g. phospho-histone H3).
+MARKER_CHANNEL = "Marker"
+
+
+def mitotic_cells(layout, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Per-cell state: True for the ``fraction`` of cells drawn as mitotic (index = cell id - 1)."""
+    return rng.random(int(layout.nuclei.max())) < fraction
+
+
+def _paint_mitosis(signal: np.ndarray, layout, mitotic: np.ndarray) -> np.ndarray:
+    """Condense the DNA of mitotic cells and add the marker channel (returns ``(7, H, W)``).
+
+    A mitotic nucleus is drawn as a round, bright chromatin disk (radius 0.8 x its equivalent
+    radius, 1.8 x brighter than an interphase nucleus); the rest of its old outline goes dim.
+    The marker is bright (0.6) in mitotic nuclei and faint (0.04) elsewhere in nuclei.
+    """
+    from scipy import ndimage as ndi
+
+    nuclei = layout.nuclei
+    ids = np.arange(1, len(mitotic) + 1)[mitotic]
+    dna = signal[0].copy()
+    rr, cc = np.indices(nuclei.shape)
+    marker = np.where(nuclei > 0, 0.04, 0.0).astype(np.float32)
+    for k in ids:
+        own = nuclei == k
+        if not own.any():
+            continue
+        cy, cx = rr[own].mean(), cc[own].mean()
+        radius = 0.8 * np.sqrt(own.sum() / np.pi)
+        core = (rr - cy) ** 2 + (cc - cx) ** 2 <= radius ** 2
+        peak = float(dna[own].max())
+        dna[own] *= 0.15
+        dna[core] = 1.8 * peak
+        marker[own | core] = 0.6
+    marker = ndi.gaussian_filter(marker, 0.8) + 0.01
+    return np.concatenate([np.stack([ndi.gaussian_filter(dna, 0.5)]), signal[1:], marker[None]])
+
+
 def render_site(style: CellStyle, effect: PlateEffect, rng: np.random.Generator,
                 size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw one site: ``(image (6, H, W) uint8, nuclei, cells)`` (see :func:`render_site_state`)."""
+    return render_site_state(style, effect, rng, size)[:3]
+
+
+def render_site_state(style: CellStyle, effect: PlateEffect, rng: np.random.Generator, size: int,
+                      mitotic_fraction: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                              np.ndarray | None]:
     """Draw one site.
 
     Parameters
@@ -86,36 +133,54 @@ def render_site(style: CellStyle, effect: PlateEffect, rng: np.random.Generator,
         Source of randomness for this site.
     size : int
         Side of the square site.
+    mitotic_fraction : float
+        With a value > 0, that share of cells is drawn mitotic (:func:`_paint_mitosis`) and a
+        7th channel, the marker, is added.
 
     Returns
     -------
     image : np.ndarray
-        uint8 ``(6, size, size)`` (DNA, ER, Actin, RNA, Mito, Golgi).
+        uint8 ``(6, size, size)`` (DNA, ER, Actin, RNA, Mito, Golgi), ``(7, ...)`` with the marker.
     nuclei, cells : np.ndarray
         uint16 ``(size, size)`` true label images (same id for a nucleus and its cell).
+    mitotic : np.ndarray or None
+        bool ``(n_cells,)``, entry ``k - 1`` for cell ``k`` (None without ``mitotic_fraction``).
     """
     layout = place_cells(size, style, rng)
     signal = draw_channels(layout, style, rng)
+    gain, offset = effect.gain, effect.offset
+    mitotic = None
+    if mitotic_fraction > 0:
+        mitotic = mitotic_cells(layout, mitotic_fraction, rng)
+        signal = _paint_mitosis(signal, layout, mitotic)
+        gain, offset = np.append(gain, np.float32(1.0)), np.append(offset, np.float32(0.01))
     site_light = effect.illumination * np.float32(rng.uniform(0.95, 1.05))
-    signal = signal * site_light * effect.gain[:, None, None] + effect.offset[:, None, None]
+    signal = signal * site_light * gain[:, None, None] + offset[:, None, None]
     image = acquire(signal, rng, photons=250.0, read_noise=0.006, max_value=255)
-    return image, layout.nuclei, layout.cells
+    return image, layout.nuclei, layout.cells, mitotic
 
 
-def _plan(classes: list[str], per_class: int, plates: int, seed: int) -> list[dict]:
-    """Assign class replicates to plates (round robin) and wells (shuffled per plate)."""
+def _plan(classes: list[str], per_class: int, plates: int, seed: int, controls: int = 0) -> list[dict]:
+    """Assign class replicates to plates (round robin) and wells (shuffled per plate).
+
+    ``controls`` negative-control wells per plate follow the treated wells of that plate.
+    """
     rng = np.random.default_rng([seed, 11])
     wells = [f"{r}{c:02d}" for r in _ROWS for c in _COLS]
     plan = []
     for plate in range(1, plates + 1):
         items = [(k, rep) for rep in range(per_class) for k in range(len(classes))
                  if rep % plates == plate - 1]
-        if len(items) > len(wells):
-            raise ValueError(f"{len(items)} wells needed on plate {plate}; a plate has {len(wells)}")
+        if len(items) + controls > len(wells):
+            raise ValueError(f"{len(items) + controls} wells needed on plate {plate}; "
+                             f"a plate has {len(wells)}")
         order = rng.permutation(len(items))
         for well, idx in zip(wells, order):
             k, rep = items[idx]
             plan.append({"class_index": k, "sirna": classes[k], "plate": plate, "well": well, "rep": rep})
+        for rep, well in enumerate(wells[len(items):len(items) + controls]):
+            plan.append({"class_index": len(classes), "sirna": CONTROL_LABEL, "plate": plate,
+                         "well": well, "rep": rep, "well_type": CONTROL_WELL_TYPE})
     return plan
 
 
@@ -138,28 +203,42 @@ def read_truth(root: str | Path, site_id: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _write_site(out: Path, item: dict, style: CellStyle, effect: PlateEffect, *, seed: int,
-                size: int, experiment: str, cell_type: str) -> dict:
-    """Render one site, write its six channel PNGs and truth masks; return its metadata row."""
+                size: int, experiment: str, cell_type: str, mitotic_fraction: float = 0.0) -> dict:
+    """Render one site, write its channel PNGs and truth masks; return its metadata row.
+
+    With ``mitotic_fraction`` > 0 the marker is written as ``w7`` and the per-cell truth as
+    ``truth/{site_id}_cells.csv`` (``object, y, x, state``; state ``mitotic`` or ``interphase``).
+    """
     folder = out / "images" / experiment / f"Plate{item['plate']}"
     folder.mkdir(parents=True, exist_ok=True)
     # one generator per site, keyed by its identity, so any subset renders identically
     rng = np.random.default_rng([seed, item["class_index"], item["plate"], item["rep"], item["site"]])
-    image, nuclei, cells = render_site(style, effect, rng, size)
+    image, nuclei, cells, mitotic = render_site_state(style, effect, rng, size, mitotic_fraction)
     well, site = item["well"], item["site"]
-    for c in range(6):
+    for c in range(len(image)):
         _save_png(folder / f"{well}_s{site}_w{c + 1}.png", image[c])
     site_id = f"{experiment}_{item['plate']}_{well}_{site}"
+    if mitotic is not None:
+        from scipy import ndimage as ndi
+
+        ids = np.unique(nuclei[nuclei > 0]).astype(int)
+        centers = np.array(ndi.center_of_mass(np.ones_like(nuclei), nuclei, ids)).reshape(-1, 2)
+        pd.DataFrame({"object": ids, "y": centers[:, 0], "x": centers[:, 1],
+                      "state": np.where(mitotic[ids - 1], "mitotic", "interphase")}).to_csv(
+            out / "truth" / f"{site_id}_cells.csv", index=False)
     _save_png(out / "truth" / f"{site_id}_nuclei.png", nuclei)
     _save_png(out / "truth" / f"{site_id}_cells.png", cells)
     return {"site_id": site_id, "well_id": f"{experiment}_{item['plate']}_{well}",
             "cell_type": cell_type, "dataset": "train", "experiment": experiment,
-            "plate": item["plate"], "well": well, "site": site, "well_type": "treatment",
+            "plate": item["plate"], "well": well, "site": site,
+            "well_type": item.get("well_type", "treatment"),
             "sirna": item["sirna"], "sirna_id": item["class_index"]}
 
 
 def make_cellpainting(out: str | Path, *, classes: int = 4, per_class: int = 8, seed: int = 0,
                       size: int = 512, plates: int = 3, sites_per_well: int = 1,
-                      cell_type: str = "HEPG2") -> Path:
+                      cell_type: str = "HEPG2", controls_per_plate: int = 0,
+                      mitotic_fraction: float = 0.0) -> Path:
     """Write a synthetic Cell Painting dataset in the RxRx1 layout.
 
     Parameters
@@ -180,6 +259,13 @@ def make_cellpainting(out: str | Path, *, classes: int = 4, per_class: int = 8, 
         Sites per well, each one sample.
     cell_type : str
         Written to the ``cell_type`` column and the experiment name.
+    controls_per_plate : int
+        Negative-control wells on every plate: untreated morphology (the average class,
+        ``CellStyle()``), label ``EMPTY``, ``well_type`` ``negative_control`` as in RxRx1.
+    mitotic_fraction : float
+        Share of cells drawn mitotic (rounder, condensed bright DNA, marker-positive); > 0 adds
+        a 7th channel ``w7`` (:data:`MARKER_CHANNEL`; open with ``channel_names=`` listing it) and
+        per-cell truth ``truth/{site_id}_cells.csv``.
 
     Returns
     -------
@@ -187,6 +273,8 @@ def make_cellpainting(out: str | Path, *, classes: int = 4, per_class: int = 8, 
         ``out``, holding ``metadata.csv``, ``images/``, ``truth/``, ``CLASS_DIFFERENCES.md`` and
         ``class_differences.json``.
     """
+    if controls_per_plate < 0:
+        raise ValueError(f"controls_per_plate must be >= 0, got {controls_per_plate}")
     if classes < 1 or per_class < 1 or plates < 1 or sites_per_well < 1 or size < 32:
         raise ValueError(f"need classes, per_class, plates, sites_per_well >= 1 and size >= 32; got "
                          f"{classes=}, {per_class=}, {plates=}, {sites_per_well=}, {size=}")
@@ -197,11 +285,13 @@ def make_cellpainting(out: str | Path, *, classes: int = 4, per_class: int = 8, 
     (out / "truth").mkdir(parents=True, exist_ok=True)
     effects = {p: _plate_effect(seed, p, size) for p in range(1, plates + 1)}
     rows = []
-    plan = [dict(w, site=s) for w in _plan(names, per_class, plates, seed)
+    plan = [dict(w, site=s) for w in _plan(names, per_class, plates, seed, controls_per_plate)
             for s in range(1, sites_per_well + 1)]
+    drawn = {**styles, CONTROL_LABEL: CellStyle()}  # controls are untreated: the average class
     for item in progress_bar(plan, desc="cellpainting sites", leave=False):
-        rows.append(_write_site(out, item, styles[item["sirna"]], effects[item["plate"]],
-                                seed=seed, size=size, experiment=experiment, cell_type=cell_type))
+        rows.append(_write_site(out, item, drawn[item["sirna"]], effects[item["plate"]],
+                                seed=seed, size=size, experiment=experiment, cell_type=cell_type,
+                                mitotic_fraction=mitotic_fraction))
     pd.DataFrame(rows).to_csv(out / "metadata.csv", index=False)
     write_class_differences(out, [_describe(n, s) for n, s in styles.items()],
                             "True differences between the synthetic Cell Painting classes")
