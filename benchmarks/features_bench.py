@@ -1,85 +1,164 @@
-"""Benchmark: our `standard` extraction vs plain cp_measure.featurize on the same masks.
+"""Benchmark: our feature engine vs cp_measure, family by family, on the same masks.
 
-Run from the repository root: ``python benchmarks/features_bench.py [--sites 2] [--size 256]
-[--scaling-sites 16]``.
-Prints per-site seconds for both, their ratio, the 1 → 2 job scaling of the batch job, and
-the projected time for the full RxRx1 (125,510 sites of 512×512×6) on 16 cores, scaling the
-measured per-site time by pixel area (cell density of the synthetic data is size-adjusted).
+Run from the repository root::
+
+    python benchmarks/features_bench.py --preset full [--sites 2] [--size 512] [--repeat 1]
+
+For synthetic Cell Painting sites (``cellcompare.datasets.synth``, RxRx1 layout, 6 channels)
+it prints, in one run:
+
+- the numba compile / first-call cost (paid once per process, cached on disk afterwards),
+  measured on a warm-up site and not counted below;
+- per family: our seconds per site and cp_measure's (its functions called on the same
+  sanitised masks, channels and unordered channel pairs), and the ratio;
+- the whole-site time of our preset, split into reading, segmentation and measurement;
+- peak resident memory of this process;
+- the projection for the full RxRx1 (125,510 sites of 512×512×6) on 16 cores, from the
+  whole-site time (one site per core at a time), scaled by pixel area when ``--size`` is not 512.
 """
 
 from __future__ import annotations
 
+import os
+
+# one core per site, as a batch worker runs: no BLAS / OpenMP / numba thread pools
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 import argparse
+import itertools
+import resource
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
-from cp_measure.featurizer import featurize, make_featurizer_config
+from cp_measure._sanitize import sanitize_masks
+from cp_measure.bulk import get_core_measurements, get_correlation_measurements
 
 from cellcompare.datasets import open_dataset
 from cellcompare.datasets.synth import make_cellpainting
-from cellcompare.features import FeatureConfig, run_extraction
+from cellcompare.features import FeatureConfig, extract_sample
+from cellcompare.features.config import PRESETS
 from cellcompare.features.extract import _channel_names, measure_sample, segment_sample
+from cellcompare.features.measure import image_spectra, measure_objects
 
 RXRX1_SITES = 125_510
+CORES = 16
+# cp_measure function(s) behind each of our families; Neighbors has none in cp_measure
+REFERENCE = {
+    "AreaShape": ["sizeshape"], "Zernike": ["zernike"], "Feret": ["feret"],
+    "Intensity": ["intensity"], "Texture": ["texture"], "Granularity": ["granularity"],
+    "RadialDistribution": ["radial_distribution", "radial_zernikes"],
+    "Correlation": ["pearson", "manders_fold", "rwc", "costes"],
+}
+_CHANNEL_FREE = {"AreaShape", "Zernike", "Feret"}
 
 
-def _reference(image: np.ndarray, masks: dict, names: tuple[str, ...]) -> float:
-    cfg = make_featurizer_config(list(names), objects=list(masks), granularity=False,
-                                 radial_distribution=False, radial_zernikes=False,
-                                 zernike=False, feret=False,
-                                 correlation_costes_params={"scale_max": 255})
-    stacked = np.stack([masks[k] for k in masks])[None]
+def _ours(family: str, image: np.ndarray, names: tuple, masks: dict, config: FeatureConfig) -> float:
+    cfg = FeatureConfig(preset=config.preset, families=(family,), texture_scales=config.texture_scales)
     start = time.perf_counter()
-    featurize(image[None], stacked, cfg)
+    spectra = image_spectra(image, cfg)
+    for obj, labels in masks.items():
+        measure_objects(obj, labels, image, names, cfg, spectra=spectra)
     return time.perf_counter() - start
+
+
+def _reference(family: str, image: np.ndarray, masks: dict, config: FeatureConfig) -> float | None:
+    if family not in REFERENCE:
+        return None
+    core, corr = get_core_measurements(), get_correlation_measurements()
+    start = time.perf_counter()
+    for labels in masks.values():
+        clean, _ = sanitize_masks(labels)
+        for func in REFERENCE[family]:
+            if family in _CHANNEL_FREE:
+                core[func](clean, None)
+            elif family == "Correlation":
+                for i, j in itertools.combinations(range(image.shape[0]), 2):
+                    kwargs = {"scale_max": 255} if func == "costes" else {}
+                    corr[func](image[i], image[j], clean, **kwargs)
+            else:
+                scales = config.active_scales if family == "Texture" else (None,)
+                for c, scale in itertools.product(range(image.shape[0]), scales):
+                    kwargs = {"scale": scale, "gray_levels": config.texture_gray_levels} \
+                        if scale is not None else {}
+                    core[func](clean, image[c], **kwargs)
+    return time.perf_counter() - start
+
+
+def _whole_site(ds, index: int, config: FeatureConfig) -> dict[str, float]:
+    start = time.perf_counter()
+    sample = ds[index]
+    image = sample.float_image.astype(np.float64)
+    read = time.perf_counter()
+    names = _channel_names(sample)
+    masks = segment_sample(image, names, config, sample.id)
+    seg = time.perf_counter()
+    measure_sample(image, names, masks, config)
+    end = time.perf_counter()
+    return {"read": read - start, "segment": seg - read, "measure": end - seg, "total": end - start}
 
 
 def main() -> None:
     """Run the benchmark and print its numbers."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sites", type=int, default=2)
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--scaling-sites", type=int, default=None,
-                        help="sites for the 1 -> 2 job batch runs (default: --sites); more sites "
-                             "amortise worker start-up without re-running the slow reference")
+    parser.add_argument("--preset", default="full", choices=sorted(PRESETS))
+    parser.add_argument("--sites", type=int, default=2, help="sites measured (after one warm-up)")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--no-reference", action="store_true", help="skip cp_measure (slow)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    config = FeatureConfig(preset="standard")
+    config = FeatureConfig(preset=args.preset)
+    families = config.active_families
     with tempfile.TemporaryDirectory() as tmp:
-        n_sites = max(args.sites, args.scaling_sites or 0)
-        root = make_cellpainting(Path(tmp) / "data", classes=2, per_class=max(1, n_sites // 2),
+        root = make_cellpainting(Path(tmp) / "data", classes=1, per_class=args.sites + 1,
                                  size=args.size, plates=1)
         ds = open_dataset(root)
-        ours, ref, cells = [], [], 0
-        for sample in list(ds)[: args.sites]:
+        start = time.perf_counter()
+        extract_sample(ds[0], config)                 # warm-up: numba compile or cache load
+        first = time.perf_counter() - start
+        rss_warm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        ours = {f: [] for f in families}
+        ref = {f: [] for f in families}
+        whole, cells = [], []
+        for index in range(1, args.sites + 1):
+            whole.append(_whole_site(ds, index, config))
+            sample = ds[index]
             names = _channel_names(sample)
             image = sample.float_image.astype(np.float64)
             masks = segment_sample(image, names, config, sample.id)
-            cells += int(masks["Nuclei"].max())
-            start = time.perf_counter()
-            measure_sample(image, names, masks, config)
-            ours.append(time.perf_counter() - start)
-            ref.append(_reference(image, masks, names))
-        t_ours, t_ref = float(np.mean(ours)), float(np.mean(ref))
-        print(f"sites={len(ours)} size={args.size} channels={len(names)} cells/site={cells / len(ours):.1f}")
-        print(f"ours (standard, measure only): {t_ours:.2f} s/site")
-        print(f"cp_measure.featurize (same families, same masks): {t_ref:.2f} s/site")
-        print(f"speed-up ours vs cp_measure: {t_ref / t_ours:.2f}x")
-        wall = {}
-        for jobs in (1, 2):
-            start = time.perf_counter()
-            run_extraction(root, Path(tmp) / f"out{jobs}", config, jobs=jobs)
-            wall[jobs] = time.perf_counter() - start
-            print(f"batch job, jobs={jobs}: {wall[jobs]:.2f} s for {len(ds)} sites "
-                  f"({wall[jobs] / len(ds):.2f} s/site incl. reading + segmentation)")
-        print(f"scaling 1 -> 2 jobs: {wall[1] / wall[2]:.2f}x")
-        per_site_512 = wall[1] / len(ds) * (512 / args.size) ** 2
-        hours = per_site_512 * RXRX1_SITES / 16 / 3600
-        print(f"projected full RxRx1 ({RXRX1_SITES} sites 512x512x6) on 16 cores: {hours:.1f} h "
-              f"({per_site_512:.1f} s/site/core, area-scaled)")
+            cells.append(int(masks["Nuclei"].max()))
+            for fam in families:
+                ours[fam].append(_ours(fam, image, names, masks, config))
+                if not args.no_reference:
+                    ref[fam].append(_reference(fam, image, masks, config))
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"preset={args.preset} sites={args.sites} size={args.size} channels={len(names)} "
+          f"cells/site={np.mean(cells):.1f} (objects: Nuclei, Cells, Cytoplasm)")
+    print(f"first site incl. numba compile/cache load (not counted below): {first:.2f} s")
+    print(f"{'family':<20}{'ours s/site':>12}{'cp_measure':>12}{'ratio':>9}")
+    tot_ours = tot_ref = 0.0
+    for fam in families:
+        o = float(np.mean(ours[fam]))
+        r = None if args.no_reference or ref[fam][0] is None else float(np.mean(ref[fam]))
+        tot_ours += o
+        tot_ref += r or 0.0
+        cells_ref = f"{r:12.3f}{r / o:8.1f}x" if r is not None else f"{'-':>12}{'-':>9}"
+        print(f"{fam:<20}{o:12.3f}{cells_ref}")
+    if not args.no_reference:
+        compared = sum(float(np.mean(ours[f])) for f in families if f in REFERENCE)
+        print(f"{'all (measure only)':<20}{tot_ours:12.3f}{tot_ref:12.3f}"
+              f"{tot_ref / compared:8.1f}x  (ratio over families cp_measure has)")
+    site = {k: float(np.mean([w[k] for w in whole])) for k in whole[0]}
+    print(f"whole site, one core: {site['total']:.2f} s = read {site['read']:.2f} + segment "
+          f"{site['segment']:.2f} + measure {site['measure']:.2f} (incl. table assembly)")
+    print(f"peak RSS of this process: {rss:.0f} MiB (after warm-up {rss_warm:.0f} MiB)")
+    per_site_512 = site["total"] * (512 / args.size) ** 2
+    hours = per_site_512 * RXRX1_SITES / CORES / 3600
+    print(f"projected full RxRx1 ({RXRX1_SITES} sites 512x512x6) on {CORES} cores: {hours:.2f} h "
+          f"({per_site_512:.2f} s/site/core{', area-scaled' if args.size != 512 else ''})")
 
 
 if __name__ == "__main__":

@@ -89,7 +89,9 @@ def test_full_parity_with_cp_measure_on_tiny_image():
     config = FeatureConfig(preset="full", texture_scales=(3,))
     _, ours = measure_objects("Nuclei", labels, image, ("A", "B"), config)
     ref = _reference(image, labels, ["A", "B"], config, obj="Nuclei")
-    _assert_parity(ours, ref)
+    # cp_measure has no Neighbors; tests/test_features_neighbors.py checks it on closed forms
+    _assert_parity({k: v for k, v in ours.items() if "_Neighbors_" not in k}, ref)
+    assert "Nuclei_Neighbors_NumberOfNeighbors_Adjacent" in ours
     assert "Nuclei_Granularity_1_A" in ours
     assert "Nuclei_RadialDistribution_FracAtD_B_1of4" in ours
     assert "Nuclei_AreaShape_Zernike_2_0" in ours and "Nuclei_AreaShape_MaxFeretDiameter" in ours
@@ -212,20 +214,38 @@ def test_sparse_texture_equals_cp_measure(scale, levels):
     assert np.isnan(ours[f"Contrast_{scale}_02_{levels}"][2]) == (scale > 2)
 
 
-def test_costes_equals_cp_measure():
-    from cp_measure.core.measurecolocalization import (
-        get_correlation_costes as reference,
-    )
+@pytest.mark.parametrize("seed,mix", [(3, 0.6), (4, 0.0), (5, -0.5)])
+def test_correlation_kernel_equals_cp_measure(seed, mix):
+    from cp_measure.core import measurecolocalization as mc
 
-    from cellcompare.features.costes import get_correlation_costes
+    from cellcompare.features.correlation import correlate_pairs
+    from cellcompare.features.grouping import group_pixels
 
-    labels, image = _two_objects(size=64, seed=3)
-    image[1] = 0.6 * image[0] + 0.4 * image[1]       # correlated channels: defined thresholds
+    labels, image = _two_objects(size=64, seed=seed)
+    image[1] = np.clip(mix * image[0] + (1 - abs(mix)) * image[1] + max(0.0, -mix), 0, 1)
     labels[labels == 3] = 2                           # cp_measure wants labels 1..N here
+    labels[60:63, 60:63] = 3                          # 9-pixel object
+    labels[0, 63] = 4                                 # 1-pixel object: NaN/0 rules
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref = reference(image[0], image[1], labels, scale_max=255)
-    ours = get_correlation_costes(image[0], image[1], labels, scale_max=255)
-    for key in ref:
-        np.testing.assert_allclose(ours[key], ref[key], rtol=1e-6, equal_nan=True, err_msg=key)
-    assert len(ours["Correlation_Costes_1"]) == 2 and np.isfinite(ours["Correlation_Costes_1"]).all()
+        ref = {}
+        for func in (mc.get_correlation_pearson, mc.get_correlation_manders_fold,
+                     mc.get_correlation_rwc):
+            ref.update(func(image[0], image[1], labels))
+        ref.update(mc.get_correlation_costes(image[0], image[1], labels, scale_max=255))
+        (ours,) = correlate_pairs(group_pixels(labels), image, [(0, 1)], scale_max=255)
+    assert list(ours) == list(ref)
+    for key, expected in ref.items():
+        np.testing.assert_allclose(ours[key], expected, rtol=1e-6, atol=1e-12, equal_nan=True,
+                                   err_msg=key)
+    assert np.isfinite(ours["Correlation_Pearson"][:2]).all()
+
+
+def test_correlation_rejects_pixels_outside_unit_range():
+    from cellcompare.features.correlation import correlate_pairs
+    from cellcompare.features.grouping import group_pixels
+
+    labels, image = _two_objects(size=32)
+    image[1, 12, 12] = 1.5
+    with pytest.raises(ValueError, match=r"channel 1 spans"):
+        correlate_pairs(group_pixels(labels), image, [(0, 1)])

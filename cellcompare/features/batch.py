@@ -348,7 +348,8 @@ def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: Feature
     return out
 
 
-def load_table(out_dir: str | Path, level: str = "image") -> pd.DataFrame:
+def load_table(out_dir: str | Path, level: str = "image", *, cells_per_image: int | None = None,
+               seed: int = 0) -> pd.DataFrame:
     """Concatenate the parts of a finished extraction.
 
     Parameters
@@ -357,6 +358,9 @@ def load_table(out_dir: str | Path, level: str = "image") -> pd.DataFrame:
         Output folder of :func:`run_extraction`.
     level : {"cell", "image"}
         Per-cell or per-image table.
+    cells_per_image : int, optional
+        Cell table only: keep at most this many cells per image, streamed with
+        ``tables.sample_cells`` (seeded by ``seed``) so the whole table is never in memory.
 
     Returns
     -------
@@ -365,6 +369,10 @@ def load_table(out_dir: str | Path, level: str = "image") -> pd.DataFrame:
     """
     if level not in ("cell", "image"):
         raise ValueError(f"level must be 'cell' or 'image', got {level!r}")
+    if cells_per_image is not None and level == "cell":
+        from cellcompare.features.tables import open_table, sample_cells
+
+        return sample_cells(open_table(out_dir, "cell"), cells_per_image, seed=seed)
     folder = Path(out_dir) / ("cells" if level == "cell" else "image")
     parts = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
     if not parts:

@@ -9,7 +9,7 @@ from typing import Any
 from cellcompare.config import ConfigError, build, load_yaml, to_plain
 
 FAMILIES = ("AreaShape", "Intensity", "Texture", "Correlation", "Granularity",
-            "RadialDistribution", "Zernike", "Feret")
+            "RadialDistribution", "Zernike", "Feret", "Neighbors")
 PRESETS: dict[str, tuple[str, ...]] = {
     "minimal": ("AreaShape", "Intensity"),
     "standard": ("AreaShape", "Intensity", "Texture", "Correlation"),
@@ -37,6 +37,9 @@ class FeatureConfig:
         Haralick co-occurrence distances; ``standard`` uses only the first.
     texture_gray_levels : int
         Gray levels of the co-occurrence matrix.
+    neighbor_distance : int
+        Radius in pixels of the Neighbors family's "within a distance" scale (besides
+        ``Adjacent``); CellProfiler's default is 5.
     channels : tuple of str or None
         Channels to measure (names from the dataset); ``None`` measures all.
     dna_channel, cyto_channel : str or None
@@ -59,6 +62,7 @@ class FeatureConfig:
     families: tuple[str, ...] | None = None
     texture_scales: tuple[int, ...] = (3,)
     texture_gray_levels: int = 256
+    neighbor_distance: int = 5
     channels: tuple[str, ...] | None = None
     dna_channel: str | None = None
     cyto_channel: str | None = None
@@ -85,6 +89,8 @@ class FeatureConfig:
                 raise FeatureConfigError(f"unknown object type {obj!r}; expected one of {OBJECTS}")
         if not self.texture_scales:
             raise FeatureConfigError("texture_scales must hold at least one distance")
+        if self.neighbor_distance < 1:
+            raise FeatureConfigError(f"neighbor_distance must be >= 1 pixel, got {self.neighbor_distance}")
 
     @property
     def active_families(self) -> tuple[str, ...]:

@@ -1,13 +1,18 @@
-"""Per-object CellProfiler measurements through cp_measure, named in CellProfiler form.
+"""Per-object CellProfiler measurements, named in CellProfiler form, equal to cp_measure's.
 
-Each family function takes one label image (and pixels) and returns ``dict[str, ndarray]``
-keyed by the full column name ``{Object}_{Family}_{Feature}_{Channel}[_...]`` with one value
-per label ``1..n`` of the sanitised mask. Values are exactly cp_measure's: we call its
-functions on the same arrays, and only rename keys; the exceptions are Texture
-(:mod:`features.texture`, sparse co-occurrence) and Costes (:mod:`features.costes`, same
-bisection with a lean Pearson), both parity-tested against cp_measure. Channel-independent families (AreaShape,
-Zernike, Feret) run once per object type, not once per channel, and correlations run once per
-unordered channel pair (cp_measure returns both directions of Manders/RWC/Costes at once).
+Each family returns ``dict[str, ndarray]`` keyed by the full column name
+``{Object}_{Family}_{Feature}_{Channel}[_...]`` with one value per label ``1..n`` of the
+sanitised mask. AreaShape (in groups of similar box size) and Feret call cp_measure's
+functions on the same arrays. Our own implementations, each parity-tested against
+cp_measure to 1e-6 relative, are: Intensity (:mod:`features.intensity`), Texture
+(:mod:`features.texture`), Correlation with Costes (:mod:`features.correlation`, one
+compiled pass per channel pair), RadialDistribution (:mod:`features.radial`, label geometry
+once per object type), Zernike and radial Zernikes (:mod:`features.zernike`, one basis per
+object type) and Granularity (:mod:`features.granularity`, the opening series once per
+channel, shared by object types).
+Neighbors (:mod:`features.neighbors`) follows CellProfiler's module (cp_measure has none).
+Channel-independent families run once per object type, and correlations once per unordered
+channel pair (both directions of Manders/RWC/Costes at once).
 """
 
 from __future__ import annotations
@@ -17,15 +22,21 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
+import scipy.ndimage
 from cp_measure._sanitize import sanitize_masks
-from cp_measure.bulk import get_core_measurements, get_correlation_measurements
+from cp_measure.bulk import get_core_measurements
 
 from .config import FeatureConfig
-from .costes import get_correlation_costes
+from .correlation import correlate_pairs
+from .granularity import granularity, spectrum
+from .grouping import group_pixels
+from .intensity import intensity, object_edges
+from .neighbors import measure_neighbors
+from .radial import radial_distribution, radial_geometry
 from .texture import get_texture
+from .zernike import ZernikeBasis, radial_zernikes, shape_zernikes, zernike_basis
 
 _CORE = get_core_measurements()
-_CORR = get_correlation_measurements()
 
 
 def _shape_name(obj: str, key: str) -> str:
@@ -51,63 +62,134 @@ def _radial_name(obj: str, key: str, channel: str) -> str:
     return f"{obj}_RadialDistribution_{feature}_{channel}_{rest}"
 
 
-def measure_shape(obj: str, masks: np.ndarray, families: Sequence[str]) -> dict[str, np.ndarray]:
-    """AreaShape (+ Zernike, Feret when selected) of a sanitised label image ``(H, W)``."""
+def _box_size_groups(masks: np.ndarray, n: int, *, spread: float = 4.0,
+                     floor: int = 32 * 32) -> list[np.ndarray]:
+    """Labels ``1..n`` grouped so that no bounding box is ``spread``× larger than its group's smallest.
+
+    cp_measure's ``spatial_moments_2d`` pads every object's box to the largest one; one
+    image-spanning cell beside a hundred small ones then costs ``100 × H × W`` floats.
+    """
+    boxes = scipy.ndimage.find_objects(masks, max_label=n)
+    area = np.array([(b[0].stop - b[0].start) * (b[1].stop - b[1].start) if b else 0
+                     for b in boxes])
+    order = np.argsort(area, kind="stable")
+    groups, start = [], 0
+    for k in range(1, n + 1):
+        if k == n or area[order[k]] > spread * max(area[order[start]], floor):
+            groups.append(np.sort(order[start:k]) + 1)
+            start = k
+    return groups
+
+
+def _sizeshape(masks: np.ndarray) -> dict[str, np.ndarray]:
+    """cp_measure's AreaShape, called once per group of similar box sizes.
+
+    Every AreaShape value depends on the object's own pixels only (centroid and box in image
+    coordinates), so measuring a subset of objects relabelled ``1..k`` gives the same values.
+    """
+    n = int(masks.max())
     out: dict[str, np.ndarray] = {}
-    parts = [("AreaShape", "sizeshape"), ("Zernike", "zernike"), ("Feret", "feret")]
-    for family, func in parts:
-        if family in families:
-            for key, values in _CORE[func](masks, None).items():
-                out[_shape_name(obj, key)] = np.asarray(values, dtype=np.float64)
+    for labels in _box_size_groups(masks, n):
+        lut = np.zeros(n + 1, masks.dtype)
+        lut[labels] = np.arange(1, labels.size + 1)
+        for key, values in _CORE["sizeshape"](lut[masks], None).items():
+            out.setdefault(key, np.full(n, np.nan))[labels - 1] = values
     return out
 
 
-def measure_channel(obj: str, masks: np.ndarray, pixels: np.ndarray, channel: str,
-                    families: Sequence[str], scales: Sequence[int],
-                    gray_levels: int) -> dict[str, np.ndarray]:
-    """Intensity, Texture, Granularity, RadialDistribution of one channel ``(H, W)`` float."""
+def measure_shape(obj: str, masks: np.ndarray, families: Sequence[str],
+                  basis: ZernikeBasis | None = None) -> dict[str, np.ndarray]:
+    """AreaShape (+ Zernike, Feret when selected) of a sanitised label image ``(H, W)``.
+
+    ``basis`` (:func:`features.zernike.zernike_basis` of ``masks``) is computed when needed
+    and not given.
+    """
     out: dict[str, np.ndarray] = {}
-    calls = []
+    if "AreaShape" in families:
+        out.update({_shape_name(obj, key): v for key, v in _sizeshape(masks).items()})
+    if "Zernike" in families:
+        basis = basis if basis is not None else zernike_basis(masks)
+        out.update({_shape_name(obj, key): v for key, v in shape_zernikes(basis).items()})
+    if "Feret" in families:
+        for key, values in _CORE["feret"](masks, None).items():
+            out[_shape_name(obj, key)] = np.asarray(values, dtype=np.float64)
+    return out
+
+
+def _correlation_name(obj: str, key: str, a: str, b: str) -> str:
+    feature = key.split("_", 1)[1]
+    if feature.endswith("_2"):
+        return f"{obj}_Correlation_{feature[:-2]}_{b}_{a}"
+    if feature.endswith("_1"):
+        return f"{obj}_Correlation_{feature[:-2]}_{a}_{b}"
+    return f"{obj}_Correlation_{feature}_{a}_{b}"
+
+
+def _named(obj: str, channel: str, result: dict, namer) -> dict[str, np.ndarray]:
+    return {namer(obj, key, channel): np.asarray(v, dtype=np.float64) for key, v in result.items()}
+
+
+def _neighbors(obj: str, masks: np.ndarray, ids: np.ndarray, distance: int) -> dict[str, np.ndarray]:
+    out = {f"{obj}_{key}": v for key, v in measure_neighbors(masks, distance=distance).items()}
+    number = f"{obj}_Neighbors_FirstClosestObjectNumber_Adjacent"
+    closest = out[number].astype(np.int64)            # sanitised number -> original label
+    out[number] = np.where(closest > 0, ids[np.maximum(closest - 1, 0)], 0).astype(np.float64)
+    return out
+
+
+def measure_channels(obj: str, masks: np.ndarray, image: np.ndarray, channels: Sequence[str],
+                     families: Sequence[str], scales: Sequence[int], gray_levels: int,
+                     spectra: list | None = None,
+                     basis: ZernikeBasis | None = None) -> dict[str, np.ndarray]:
+    """Intensity, Texture, Granularity, RadialDistribution of every channel of ``image`` ``(C, H, W)``.
+
+    Label geometry (radial rings and Zernike basis, the granularity operator) is computed
+    once for all channels; ``spectra`` (one :class:`features.granularity.Spectrum` per
+    channel) may be passed in so that object types share them, and ``basis`` (the Zernike
+    basis of ``masks``) so that AreaShape's Zernikes share it.
+    """
+    per_channel: list[dict[str, np.ndarray]] = [{} for _ in channels]
     if "Intensity" in families:
-        calls.append(("intensity", {}, _intensity_name))
+        groups = group_pixels(masks)
+        results = intensity(groups, object_edges(groups, masks), image)
+        for c, name in enumerate(channels):
+            per_channel[c].update(_named(obj, name, results[c], _intensity_name))
     if "Texture" in families:
-        calls += [("texture", {"scale": s, "gray_levels": gray_levels}, _texture_name) for s in scales]
+        for c, name in enumerate(channels):
+            for s in scales:
+                per_channel[c].update(_named(obj, name, get_texture(masks, image[c], s, gray_levels),
+                                             _texture_name))
     if "Granularity" in families:
-        calls.append(("granularity", {}, _granularity_name))
+        spectra = spectra if spectra is not None else [spectrum(ch) for ch in image]
+        for c, result in enumerate(granularity(masks, spectra)):
+            per_channel[c].update(_named(obj, channels[c], result, _granularity_name))
     if "RadialDistribution" in families:
-        calls += [("radial_distribution", {}, _radial_name), ("radial_zernikes", {}, _radial_name)]
-    for func, kwargs, namer in calls:
-        # our sparse Haralick equals cp_measure's to ~1e-11 and is several times faster
-        measure = get_texture if func == "texture" else _CORE[func]
-        for key, values in measure(masks, pixels, **kwargs).items():
-            out[namer(obj, key, channel)] = np.asarray(values, dtype=np.float64)
+        geom = radial_geometry(masks)
+        zernikes = radial_zernikes(basis if basis is not None else zernike_basis(masks), image)
+        for c, name in enumerate(channels):
+            per_channel[c].update(_named(obj, name, radial_distribution(geom, image[c]), _radial_name))
+            per_channel[c].update(_named(obj, name, zernikes[c], _radial_name))
+    out: dict[str, np.ndarray] = {}
+    for feats in per_channel:
+        out.update(feats)
     return out
 
 
-def measure_correlation(obj: str, masks: np.ndarray, first: np.ndarray, second: np.ndarray,
-                        names: tuple[str, str], scale_max: int) -> dict[str, np.ndarray]:
-    """Pearson/Slope, Manders, RWC and Costes of one channel pair, both directions."""
-    a, b = names
+def measure_correlations(obj: str, masks: np.ndarray, image: np.ndarray, channels: Sequence[str],
+                         scale_max: int) -> dict[str, np.ndarray]:
+    """Pearson/Slope, Manders, RWC and Costes of every unordered channel pair, both directions."""
+    pairs = list(itertools.combinations(range(len(channels)), 2))
     out: dict[str, np.ndarray] = {}
-    for func in ("pearson", "manders_fold", "rwc", "costes"):
-        if func == "costes":    # same bisection as cp_measure without scipy's per-call overhead
-            result = get_correlation_costes(first, second, masks, scale_max=scale_max)
-        else:
-            result = _CORR[func](first, second, masks)
+    for (i, j), result in zip(pairs, correlate_pairs(group_pixels(masks), image, pairs,
+                                                     scale_max=scale_max)):
         for key, values in result.items():
-            feature = key.split("_", 1)[1]
-            if feature.endswith("_2"):
-                name = f"{obj}_Correlation_{feature[:-2]}_{b}_{a}"
-            elif feature.endswith("_1"):
-                name = f"{obj}_Correlation_{feature[:-2]}_{a}_{b}"
-            else:
-                name = f"{obj}_Correlation_{feature}_{a}_{b}"
-            out[name] = np.asarray(values, dtype=np.float64)
+            out[_correlation_name(obj, key, channels[i], channels[j])] = values
     return out
 
 
 def measure_objects(obj: str, labels: np.ndarray, image: np.ndarray, channels: Sequence[str],
-                    config: FeatureConfig, *, scale_max: int = 255) -> tuple[np.ndarray, dict]:
+                    config: FeatureConfig, *, scale_max: int = 255,
+                    spectra: list | None = None) -> tuple[np.ndarray, dict]:
     """Measure every selected family of one object type over all channels.
 
     Parameters
@@ -124,6 +206,9 @@ def measure_objects(obj: str, labels: np.ndarray, image: np.ndarray, channels: S
         Families, texture scales and gray levels.
     scale_max : int
         Maximum of the original integer scale, used by Costes' threshold search.
+    spectra : list, optional
+        Granularity opening series of ``image``'s channels (:func:`image_spectra`), shared
+        by the object types of one image; computed here when ``None``.
 
     Returns
     -------
@@ -140,15 +225,27 @@ def measure_objects(obj: str, labels: np.ndarray, image: np.ndarray, channels: S
     features: dict[str, np.ndarray] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        features.update(measure_shape(obj, clean, families))
-        for c, name in enumerate(channels):
-            features.update(measure_channel(obj, clean, image[c], name, families,
-                                            config.active_scales, config.texture_gray_levels))
+        shared = {"Zernike", "RadialDistribution"}
+        basis = zernike_basis(clean) if shared <= set(families) else None
+        features.update(measure_shape(obj, clean, families, basis))
+        if "Neighbors" in families:
+            features.update(_neighbors(obj, clean, ids, config.neighbor_distance))
+        features.update(measure_channels(obj, clean, image, channels, families,
+                                         config.active_scales, config.texture_gray_levels,
+                                         spectra, basis))
         if "Correlation" in families:
-            for i, j in itertools.combinations(range(len(channels)), 2):
-                features.update(measure_correlation(obj, clean, image[i], image[j],
-                                                    (channels[i], channels[j]), scale_max))
+            features.update(measure_correlations(obj, clean, image, channels, scale_max))
     return ids, features
+
+
+def image_spectra(image: np.ndarray, config: FeatureConfig) -> list | None:
+    """Granularity opening series of each channel of ``image`` ``(C, H, W)``, or ``None``.
+
+    The series depends only on the pixels, so one image's object types share it.
+    """
+    if "Granularity" not in config.active_families:
+        return None
+    return [spectrum(ch) for ch in image]
 
 
 def featurize_column_name(obj: str, column: str) -> str:
@@ -162,13 +259,7 @@ def featurize_column_name(obj: str, column: str) -> str:
     if len(parts) == 1:
         return _shape_name(obj, key)
     if len(parts) == 3:
-        a, b = parts[1], parts[2]
-        feature = key.split("_", 1)[1]
-        if feature.endswith("_2"):
-            return f"{obj}_Correlation_{feature[:-2]}_{b}_{a}"
-        if feature.endswith("_1"):
-            return f"{obj}_Correlation_{feature[:-2]}_{a}_{b}"
-        return f"{obj}_Correlation_{feature}_{a}_{b}"
+        return _correlation_name(obj, key, parts[1], parts[2])
     channel = parts[1]
     if key.startswith(("Intensity_", "Location_")):
         return _intensity_name(obj, key, channel)

@@ -1,0 +1,164 @@
+"""Compiled / shared-geometry feature kernels equal cp_measure's own functions."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from cp_measure.bulk import get_core_measurements
+
+from cellcompare.features.granularity import granularity, spectrum
+from cellcompare.features.grouping import group_pixels
+from cellcompare.features.radial import radial_distribution, radial_geometry
+from cellcompare.features.zernike import radial_zernikes, shape_zernikes, zernike_basis
+
+CORE = get_core_measurements()
+
+
+def _touching_objects(size: int = 48, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Three touching blobs (several propagation colours), a 1-pixel object, 3 channels."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    labels = np.zeros((size, size), np.int32)
+    labels[(yy - 14) ** 2 + (xx - 14) ** 2 < 81] = 1
+    labels[(yy - 14) ** 2 + (xx - 30) ** 2 < 64] = 2            # touches 1
+    labels[(yy - 28) ** 2 + (xx - 22) ** 2 < 49] = 3            # touches 1 and 2
+    labels[40, 40] = 4
+    image = rng.random((3, size, size))
+    image[2, :20] = 0.0                                           # zero rings: RadialCV 0/0 rule
+    return labels, image
+
+
+def _assert_equal_dicts(ours: dict, ref: dict) -> None:
+    assert list(ours) == list(ref)
+    for key, expected in ref.items():
+        np.testing.assert_allclose(ours[key], np.asarray(expected, float), rtol=1e-6, atol=1e-12,
+                                   equal_nan=True, err_msg=key)
+
+
+def test_radial_distribution_and_zernikes_equal_cp_measure_on_touching_objects():
+    labels, image = _touching_objects()
+    geom = radial_geometry(labels)
+    zernikes = radial_zernikes(zernike_basis(labels), image)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for c in range(3):
+            ref = dict(CORE["radial_distribution"](labels, image[c]))
+            ref.update(CORE["radial_zernikes"](labels, image[c]))
+            _assert_equal_dicts({**radial_distribution(geom, image[c]), **zernikes[c]}, ref)
+    assert radial_distribution(geom, image[2])["RadialDistribution_RadialCV_1of4"][0] == 0.0
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")      # 1-pixel object: radius 0
+def test_shape_zernikes_equal_cp_measure():
+    labels, _ = _touching_objects()
+    _assert_equal_dicts(shape_zernikes(zernike_basis(labels)), CORE["zernike"](labels, None))
+
+
+def test_granularity_spectrum_shared_by_object_types_equals_cp_measure():
+    labels, image = _touching_objects(size=64)
+    spectra = [spectrum(ch) for ch in image[:2]]
+    grown = np.where(labels > 0, labels, 0)
+    grown[50:60, 5:20] = 5                                        # a second "object type"
+    for lab in (labels, grown):
+        ours = granularity(lab, spectra)
+        for c in range(2):
+            _assert_equal_dicts(ours[c], CORE["granularity"](lab, image[c]))
+
+
+def test_granularity_too_small_image_is_nan():
+    labels = np.ones((6, 6), np.int32)
+    (feats,) = granularity(labels, [spectrum(np.full((6, 6), 0.3))])
+    assert np.isnan(feats["Granularity_1"]).all() and len(feats) == 16
+
+
+def test_group_pixels_runs_in_c_order():
+    labels = np.array([[0, 2, 2], [1, 0, 2], [1, 1, 0]])
+    g = group_pixels(labels)
+    assert g.index.tolist() == [3, 6, 7, 1, 2, 5]
+    assert g.offsets.tolist() == [0, 3, 6] and g.sizes.tolist() == [3, 3]
+    np.testing.assert_array_equal(g.values(np.arange(9.0).reshape(3, 3)), [3, 6, 7, 1, 2, 5])
+
+
+@pytest.mark.parametrize("family", ["radial", "texture"])
+def test_kernels_are_deterministic(family):
+    from cellcompare.features.texture import get_texture
+
+    labels, image = _touching_objects(seed=7)
+    if family == "radial":
+        runs = [radial_zernikes(zernike_basis(labels), image)[0] for _ in range(2)]
+    else:
+        runs = [get_texture(labels, image[0], 2, 64) for _ in range(2)]
+    for key in runs[0]:
+        np.testing.assert_array_equal(runs[0][key], runs[1][key])
+
+
+@pytest.mark.parametrize("levels", [None, 4])
+def test_reconstruction_and_erosion_equal_skimage_exactly(levels):
+    import skimage.morphology as morph
+
+    from cellcompare.features.granularity import _erode_cross, _reconstruct
+
+    rng = np.random.default_rng(11)
+    mask = rng.random((23, 31))
+    if levels:                                   # plateaus exercise the ties
+        mask = np.round(mask * levels) / levels
+    cross = morph.disk(1, dtype=bool)
+    seed = morph.erosion(morph.erosion(mask, footprint=cross), footprint=cross)
+    np.testing.assert_array_equal(_erode_cross(mask), morph.erosion(mask, footprint=cross))
+    np.testing.assert_array_equal(_reconstruct(seed, mask),
+                                  morph.reconstruction(seed, mask, footprint=cross))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")      # 1-pixel object: perimeter 0
+def test_sizeshape_groups_by_box_size_equal_one_call():
+    from cellcompare.features.measure import _box_size_groups, _sizeshape
+
+    labels, _ = _touching_objects(size=128)
+    labels[labels == 4] = 0
+    labels[60:127, 0:128] = 4                    # one wide object beside small ones
+    labels[45, 100] = 5
+    groups = _box_size_groups(labels, 5)
+    assert sorted(np.concatenate(groups).tolist()) == [1, 2, 3, 4, 5] and len(groups) > 1
+    ref = CORE["sizeshape"](labels, None)
+    _assert_equal_dicts(_sizeshape(labels), ref)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_intensity_kernel_equals_cp_measure_with_nan_and_dark_objects():
+    from cellcompare.features.intensity import intensity, object_edges
+
+    labels, image = _touching_objects(seed=3)
+    image[0, 14, 14] = np.nan                     # non-finite pixel: left out, as cp_measure
+    image[1][labels == 2] = 0.0                   # dark object: centre of mass undefined
+    image[2][labels == 3] = 0.25                  # flat object: ties for the maximum
+    groups = group_pixels(labels)
+    ours = intensity(groups, object_edges(groups, labels), image)
+    for c in range(3):
+        _assert_equal_dicts(ours[c], CORE["intensity"](labels, image[c]))
+    assert np.isnan(ours[1]["Location_CenterMassIntensity_X"][1])
+
+
+def test_distance_to_edge_per_object_box_equals_centrosome():
+    import centrosome.cpmorphology
+
+    from cellcompare.features.radial import _distance_to_edge
+
+    labels, _ = _touching_objects()
+    labels[:5, :] = 6                             # object along the image border
+    np.testing.assert_array_equal(_distance_to_edge(labels),
+                                  centrosome.cpmorphology.distance_to_edge(labels))
+
+
+@pytest.mark.parametrize("distinct", [5, 100_000])
+def test_dense_ranks_by_codes_and_by_sorting_agree(distinct):
+    from cellcompare.features.correlation import _dense_ranks, dense_ranks
+
+    rng = np.random.default_rng(distinct)
+    values = rng.integers(0, distinct, 400) / distinct
+    offsets = np.array([0, 1, 1, 150, 399, 400])          # includes 1-pixel and empty objects
+    ranks = dense_ranks(values, offsets)
+    np.testing.assert_array_equal(ranks, _dense_ranks(values, offsets))
+    obj = values[1:150]
+    np.testing.assert_array_equal(ranks[1:150], np.unique(obj, return_inverse=True)[1])
