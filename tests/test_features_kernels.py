@@ -113,16 +113,16 @@ def test_reconstruction_and_erosion_equal_skimage_exactly(levels):
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")      # 1-pixel object: perimeter 0
 def test_sizeshape_groups_by_box_size_equal_one_call():
-    from cellcompare.features.measure import _box_size_groups, _sizeshape
+    from cellcompare.features.shape import area_shape, box_size_groups
 
     labels, _ = _touching_objects(size=128)
     labels[labels == 4] = 0
     labels[60:127, 0:128] = 4                    # one wide object beside small ones
     labels[45, 100] = 5
-    groups = _box_size_groups(labels, 5)
+    groups = box_size_groups(labels, 5)
     assert sorted(np.concatenate(groups).tolist()) == [1, 2, 3, 4, 5] and len(groups) > 1
     ref = CORE["sizeshape"](labels, None)
-    _assert_equal_dicts(_sizeshape(labels), ref)
+    _assert_equal_dicts(area_shape(labels), ref)
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.ndimage
 
 
 @dataclass(frozen=True)
@@ -63,3 +64,12 @@ def group_pixels(labels: np.ndarray) -> ObjectPixels:
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(np.bincount(flat[fg], minlength=n + 1)[1:], out=offsets[1:])
     return ObjectPixels(index=index, offsets=offsets, shape=tuple(labels.shape))
+
+
+def object_boxes(masks: np.ndarray, n: int) -> np.ndarray:
+    """``(n, 4)`` row start/stop, column start/stop of labels ``1..n`` (zeros when absent)."""
+    boxes = np.zeros((n, 4), np.int64)
+    for k, sl in enumerate(scipy.ndimage.find_objects(masks, max_label=n)):
+        if sl is not None:
+            boxes[k] = (sl[0].start, sl[0].stop, sl[1].start, sl[1].stop)
+    return boxes

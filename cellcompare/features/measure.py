@@ -2,14 +2,14 @@
 
 Each family returns ``dict[str, ndarray]`` keyed by the full column name
 ``{Object}_{Family}_{Feature}_{Channel}[_...]`` with one value per label ``1..n`` of the
-sanitised mask. AreaShape (in groups of similar box size) and Feret call cp_measure's
-functions on the same arrays. Our own implementations, each parity-tested against
-cp_measure to 1e-6 relative, are: Intensity (:mod:`features.intensity`), Texture
-(:mod:`features.texture`), Correlation with Costes (:mod:`features.correlation`, one
-compiled pass per channel pair), RadialDistribution (:mod:`features.radial`, label geometry
-once per object type), Zernike and radial Zernikes (:mod:`features.zernike`, one basis per
-object type) and Granularity (:mod:`features.granularity`, the opening series once per
-channel, shared by object types).
+sanitised mask. Feret calls cp_measure's function on the same arrays. Our own
+implementations, each parity-tested against cp_measure to 1e-6 relative, are: AreaShape
+(:mod:`features.shape`, one compiled pass over the object boxes), Intensity
+(:mod:`features.intensity`), Texture (:mod:`features.texture`), Correlation with Costes
+(:mod:`features.correlation`, one compiled pass per channel pair), RadialDistribution
+(:mod:`features.radial`, label geometry once per object type), Zernike and radial Zernikes
+(:mod:`features.zernike`, one basis per object type) and Granularity
+(:mod:`features.granularity`, the opening series once per channel, shared by object types).
 Neighbors (:mod:`features.neighbors`) follows CellProfiler's module (cp_measure has none).
 Channel-independent families run once per object type, and correlations once per unordered
 channel pair (both directions of Manders/RWC/Costes at once).
@@ -22,17 +22,17 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.ndimage
 from cp_measure._sanitize import sanitize_masks
 from cp_measure.bulk import get_core_measurements
 
 from .config import FeatureConfig
 from .correlation import correlate_pairs
 from .granularity import granularity, spectrum
-from .grouping import group_pixels
+from .grouping import group_pixels, object_boxes
 from .intensity import intensity, object_edges
 from .neighbors import measure_neighbors
 from .radial import radial_distribution, radial_geometry
+from .shape import area_shape
 from .texture import get_texture
 from .zernike import ZernikeBasis, radial_zernikes, shape_zernikes, zernike_basis
 
@@ -62,41 +62,6 @@ def _radial_name(obj: str, key: str, channel: str) -> str:
     return f"{obj}_RadialDistribution_{feature}_{channel}_{rest}"
 
 
-def _box_size_groups(masks: np.ndarray, n: int, *, spread: float = 4.0,
-                     floor: int = 32 * 32) -> list[np.ndarray]:
-    """Labels ``1..n`` grouped so that no bounding box is ``spread``× larger than its group's smallest.
-
-    cp_measure's ``spatial_moments_2d`` pads every object's box to the largest one; one
-    image-spanning cell beside a hundred small ones then costs ``100 × H × W`` floats.
-    """
-    boxes = scipy.ndimage.find_objects(masks, max_label=n)
-    area = np.array([(b[0].stop - b[0].start) * (b[1].stop - b[1].start) if b else 0
-                     for b in boxes])
-    order = np.argsort(area, kind="stable")
-    groups, start = [], 0
-    for k in range(1, n + 1):
-        if k == n or area[order[k]] > spread * max(area[order[start]], floor):
-            groups.append(np.sort(order[start:k]) + 1)
-            start = k
-    return groups
-
-
-def _sizeshape(masks: np.ndarray) -> dict[str, np.ndarray]:
-    """cp_measure's AreaShape, called once per group of similar box sizes.
-
-    Every AreaShape value depends on the object's own pixels only (centroid and box in image
-    coordinates), so measuring a subset of objects relabelled ``1..k`` gives the same values.
-    """
-    n = int(masks.max())
-    out: dict[str, np.ndarray] = {}
-    for labels in _box_size_groups(masks, n):
-        lut = np.zeros(n + 1, masks.dtype)
-        lut[labels] = np.arange(1, labels.size + 1)
-        for key, values in _CORE["sizeshape"](lut[masks], None).items():
-            out.setdefault(key, np.full(n, np.nan))[labels - 1] = values
-    return out
-
-
 def measure_shape(obj: str, masks: np.ndarray, families: Sequence[str],
                   basis: ZernikeBasis | None = None) -> dict[str, np.ndarray]:
     """AreaShape (+ Zernike, Feret when selected) of a sanitised label image ``(H, W)``.
@@ -106,7 +71,7 @@ def measure_shape(obj: str, masks: np.ndarray, families: Sequence[str],
     """
     out: dict[str, np.ndarray] = {}
     if "AreaShape" in families:
-        out.update({_shape_name(obj, key): v for key, v in _sizeshape(masks).items()})
+        out.update({_shape_name(obj, key): v for key, v in area_shape(masks).items()})
     if "Zernike" in families:
         basis = basis if basis is not None else zernike_basis(masks)
         out.update({_shape_name(obj, key): v for key, v in shape_zernikes(basis).items()})
@@ -155,10 +120,11 @@ def measure_channels(obj: str, masks: np.ndarray, image: np.ndarray, channels: S
         for c, name in enumerate(channels):
             per_channel[c].update(_named(obj, name, results[c], _intensity_name))
     if "Texture" in families:
+        boxes = object_boxes(masks, int(masks.max()))
         for c, name in enumerate(channels):
             for s in scales:
-                per_channel[c].update(_named(obj, name, get_texture(masks, image[c], s, gray_levels),
-                                             _texture_name))
+                texture = get_texture(masks, image[c], s, gray_levels, boxes=boxes)
+                per_channel[c].update(_named(obj, name, texture, _texture_name))
     if "Granularity" in families:
         spectra = spectra if spectra is not None else [spectrum(ch) for ch in image]
         for c, result in enumerate(granularity(masks, spectra)):

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-import scipy.ndimage
 from cp_measure.core.measureobjectintensitydistribution import (
     _maximum_position_of_labels,
 )
+
+from .distance import edt
+from .grouping import object_boxes
 
 BIN_COUNT = 4
 _WEDGES = 8
@@ -96,15 +98,29 @@ def _distance_to_edge(labels: np.ndarray) -> np.ndarray:
     towards the pixel would land in A, making the two objects touch), and it lies within
     one pixel of A's box, so an EDT of each object's box grown by one pixel is enough.
     """
+    boxes = object_boxes(labels, int(labels.max()) if labels.size else 0)
+    return _edge_distances(np.ascontiguousarray(labels), boxes)
+
+
+@numba.njit(cache=True)
+def _edge_distances(labels, boxes):
     h, w = labels.shape
-    out = np.zeros(labels.shape)
-    for k, box in enumerate(scipy.ndimage.find_objects(labels), start=1):
-        if box is None:
+    out = np.zeros((h, w))
+    for k in range(boxes.shape[0]):
+        if boxes[k, 1] == boxes[k, 0]:
             continue
-        r0, r1 = max(box[0].start - 1, 0), min(box[0].stop + 1, h)
-        c0, c1 = max(box[1].start - 1, 0), min(box[1].stop + 1, w)
-        inside = labels[r0:r1, c0:c1] == k
-        out[r0:r1, c0:c1][inside] = scipy.ndimage.distance_transform_edt(inside)[inside]
+        r0, r1 = max(boxes[k, 0] - 1, 0), min(boxes[k, 1] + 1, h)
+        c0, c1 = max(boxes[k, 2] - 1, 0), min(boxes[k, 3] + 1, w)
+        inside = np.zeros((r1 - r0, c1 - c0), np.uint8)
+        for r in range(r0, r1):
+            for c in range(c0, c1):
+                if labels[r, c] == k + 1:
+                    inside[r - r0, c - c0] = 1
+        dist = edt(inside)
+        for r in range(r0, r1):
+            for c in range(c0, c1):
+                if inside[r - r0, c - c0]:
+                    out[r, c] = dist[r - r0, c - c0]
     return out
 
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-import scipy.ndimage
 import skimage.exposure
 import skimage.util
+
+from .grouping import object_boxes
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -133,16 +134,9 @@ def _texture_kernel(quant, labels, boxes, distance):
     return out
 
 
-def _boxes(masks: np.ndarray, n: int) -> np.ndarray:
-    boxes = np.zeros((n, 4), np.int64)
-    for k, sl in enumerate(scipy.ndimage.find_objects(masks, max_label=n)):
-        if sl is not None:
-            boxes[k] = (sl[0].start, sl[0].stop, sl[1].start, sl[1].stop)
-    return boxes
-
-
 def get_texture(masks: np.ndarray, pixels: np.ndarray, scale: int = 3,
-                gray_levels: int = 256) -> dict[str, np.ndarray]:
+                gray_levels: int = 256, *,
+                boxes: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Drop-in for ``cp_measure.core.measuretexture.get_texture`` (2-D), same keys and values.
 
     Parameters
@@ -155,6 +149,9 @@ def get_texture(masks: np.ndarray, pixels: np.ndarray, scale: int = 3,
         Co-occurrence distance.
     gray_levels : int
         Quantisation levels (2..256).
+    boxes : np.ndarray, optional
+        :func:`features.grouping.object_boxes` of ``masks``, shared by the channels of one
+        object type.
 
     Returns
     -------
@@ -169,9 +166,8 @@ def get_texture(masks: np.ndarray, pixels: np.ndarray, scale: int = 3,
         pixels = skimage.exposure.rescale_intensity(
             pixels, in_range=(0, 255), out_range=(0, gray_levels - 1)).astype(np.uint8)
     n = int(masks.max()) if masks.size else 0
-    feats = _texture_kernel(pixels, np.ascontiguousarray(masks, np.int64), _boxes(masks, n),
-                            int(scale))
-    present = np.unique(masks[masks > 0]) - 1            # regionprops' objects: labels that occur
-    feats = feats[present]
+    boxes = object_boxes(masks, n) if boxes is None else boxes
+    feats = _texture_kernel(pixels, np.ascontiguousarray(masks, np.int64), boxes, int(scale))
+    feats = feats[boxes[:, 1] > boxes[:, 0]]             # regionprops' objects: labels that occur
     return {f"{name}_{scale:d}_{d:02d}_{gray_levels:d}": np.ascontiguousarray(feats[:, d, k])
             for d in range(4) for k, name in enumerate(F_HARALICK)}

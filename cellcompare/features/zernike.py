@@ -33,7 +33,7 @@ class ZernikeBasis:
     r2 : np.ndarray
         ``(G,)`` squared radius in the unit circle (NaN for 1-pixel objects, as cp_measure).
     powers_re, powers_im : np.ndarray
-        ``(G, M)`` real and imaginary parts of ``z**m``, ``m = 1..M``, ``z = y + i x``.
+        ``(M, G)`` real and imaginary parts of ``z**m``, ``m = 1..M``, ``z = y + i x``.
     radii, counts : np.ndarray
         ``(n,)`` enclosing-circle radius and pixel count of each object.
     """
@@ -64,10 +64,10 @@ def zernike_basis(labels: np.ndarray) -> ZernikeBasis:
         ym = (rows - centres[seg, 0]) / radii[seg]
         xm = (cols - centres[seg, 1]) / radii[seg]
     z = ym + 1j * xm
-    powers = [z]
-    for _ in range(1, int(_indexes()[:, 1].max())):
-        powers.append(powers[-1] * z)                    # numpy's complex multiply, as cp_measure
-    powers = np.stack(powers, axis=1)
+    powers = np.empty((int(_indexes()[:, 1].max()), z.size), complex)
+    powers[0] = z
+    for m in range(1, powers.shape[0]):
+        np.multiply(powers[m - 1], z, out=powers[m])     # numpy's complex multiply, as cp_measure
     return ZernikeBasis(n=n, flat=flat, seg=seg, r2=xm * xm + ym * ym,
                         powers_re=np.ascontiguousarray(powers.real),
                         powers_im=np.ascontiguousarray(powers.imag), radii=radii,
@@ -79,7 +79,7 @@ def _zernike_sums(seg, r2, zpow_re, zpow_im, weights, coeffs, zn, zm, n):
     """Per object, Zernike index and channel: sums of weight × basis (cp_measure's arithmetic).
 
     The radial polynomial is Horner in r² (zero outside the unit circle), as
-    ``cp_measure.utils._zernike_scores``; ``zpow_*[:, m - 1]`` hold ``z**m`` computed by numpy
+    ``cp_measure.utils._zernike_scores``; ``zpow_*[m - 1]`` hold ``z**m`` computed by numpy
     exactly as there (its SIMD complex multiply rounds differently from scalar code), and
     pixels are added in the same (C) order as its ``bincount``. numpy's ``(t + 0j) * z``
     adds ``∓0 · z`` terms, which change neither a sum that starts at +0 nor a NaN, so
@@ -101,7 +101,7 @@ def _zernike_sums(seg, r2, zpow_re, zpow_im, weights, coeffs, zn, zm, n):
                 for ch in range(n_ch):
                     real[o, k, ch] += poly * weights[g, ch]
             else:
-                pr, pi = zpow_re[g, zm[k] - 1], zpow_im[g, zm[k] - 1]
+                pr, pi = zpow_re[zm[k] - 1, g], zpow_im[zm[k] - 1, g]
                 for ch in range(n_ch):
                     term = poly * weights[g, ch]
                     real[o, k, ch] += term * pr
