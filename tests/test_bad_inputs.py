@@ -297,6 +297,29 @@ def extract_grown(root: Path, tmp_path: Path, reference: pd.DataFrame) -> None:
         run_extraction(other, out, MINIMAL)
 
 
+def compare_grown(root: Path, tmp_path: Path) -> None:
+    """compare's finished units and exports are keyed by the data: any change makes them stale."""
+    from types import SimpleNamespace
+
+    from cellcompare.comparison.context import data_key
+
+    def key() -> str:
+        ds = open_dataset(root)
+        folds = pd.DataFrame({"sample_id": ds.ids, "label": ds.labels, "fold": 0})
+        return data_key(SimpleNamespace(dataset=ds, folds=folds,
+                                        config=SimpleNamespace(dataset=DatasetConfig(path=str(root)))))
+
+    small = key()
+    assert key() == small                                          # same data, same key: resume
+    shutil.copy(tmp_path / "metadata_full.csv", root / "metadata.csv")
+    for held in tmp_path.glob("held_*.png"):
+        held.rename(next((root / "images").rglob("Plate*")) / held.name[len("held_"):])
+    grown_key = key()
+    victim = sorted((root / "images").rglob("*_w2.png"))[0]
+    os.utime(victim, ns=(victim.stat().st_atime_ns, victim.stat().st_mtime_ns + 10**9))
+    assert len({small, grown_key, key()}) == 3
+
+
 def extract_memory_error(root: Path, tmp_path: Path, reference: pd.DataFrame,
                          monkeypatch: pytest.MonkeyPatch | None = None) -> None:
     """One image raising MemoryError is recorded and the batch goes on (jobs=1: in-process)."""
@@ -399,7 +422,8 @@ CASES = [
          serve=serve_huge),
     Case("empty labels", empty_label, read=read_empty_label,
          compare=compare_refuses("dataset.unlabelled: drop")),
-    Case("dataset grew, changed, or is another one", grown, extract=extract_grown),
+    Case("dataset grew, changed, or is another one", grown, extract=extract_grown,
+         compare=compare_grown),
     Case("MemoryError in one image", copy_of, extract=extract_memory_error),
     Case("blank and NaN images", blank_and_nan, serve=serve_blank),
     Case("249-byte file name with --rename", long_name, serve=serve_long_name),

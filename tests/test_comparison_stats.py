@@ -4,11 +4,24 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from cellcompare.comparison.config import ConfigError, load_config
 from cellcompare.comparison.metrics import compute_metrics, top_k_accuracy
-from cellcompare.comparison.stats import cohens_dz, compare_models, mcnemar, mean_std
+from cellcompare.comparison.stats import (
+    cohens_dz,
+    compare_models,
+    mcnemar,
+    mean_std,
+    pairwise_matrix,
+)
+from cellcompare.comparison.uncertainty import (
+    bootstrap_metrics,
+    headline,
+    uncertainty,
+    well_units,
+)
 
 CLASSES = ["a", "b", "c"]
 DEMO_YAML = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
@@ -124,3 +137,149 @@ def test_constant_fold_differences_leave_the_t_test_undefined():
     assert out["differences"] == [0.5, 0.5, 0.5]
     assert "same in every fold" in out["verdict"] and "p = 0)" not in out["verdict"]
     assert "McNemar on the pooled predictions p = 0.000488" in out["verdict"]  # 2 * 0.5**12
+
+
+# --- bootstrap intervals, pairwise matrix, headline -------------------------------------------
+
+
+
+def _outcomes(correct, top_k=None):
+    correct = np.asarray(correct, dtype=bool)
+    return {"correct": correct, "top_k": correct if top_k is None else np.asarray(top_k, bool)}
+
+
+def test_bootstrap_point_estimates_equal_the_metrics():
+    from sklearn.metrics import balanced_accuracy_score
+
+    y = np.array([0, 0, 0, 1, 1, 2])
+    pred = np.array([0, 1, 0, 1, 1, 0])
+    out = bootstrap_metrics(y, {"m": _outcomes(pred == y, [1, 1, 1, 1, 1, 0])}, 3, n_boot=200)
+    per = out["models"]["m"]
+    assert per["accuracy"]["estimate"] == pytest.approx(4 / 6)
+    assert per["top_k_accuracy"]["estimate"] == pytest.approx(5 / 6)
+    assert per["balanced_accuracy"]["estimate"] == pytest.approx(balanced_accuracy_score(y, pred))
+    for ci in per.values():
+        assert ci["low"] <= ci["estimate"] <= ci["high"]
+
+
+def test_bootstrap_interval_matches_the_binomial_standard_error():
+    n, p = 400, 0.8
+    correct = np.arange(n) < p * n
+    out = bootstrap_metrics(np.zeros(n, int), {"m": _outcomes(correct)}, 1, n_boot=4000, seed=1)
+    ci = out["models"]["m"]["accuracy"]
+    half = 1.96 * math.sqrt(p * (1 - p) / n)           # 0.039
+    assert ci["low"] == pytest.approx(p - half, abs=0.008)
+    assert ci["high"] == pytest.approx(p + half, abs=0.008)
+
+
+def test_resampling_wells_widens_the_interval_when_sites_agree():
+    # 4 sites per well share their outcome: 50 wells carry the evidence of 50 images, not 200
+    wells = np.repeat(np.arange(50), 4)
+    correct = np.repeat(np.arange(50) % 4 != 0, 4)
+    y = np.zeros(200, int)
+    by_image = bootstrap_metrics(y, {"m": _outcomes(correct)}, 1, n_boot=3000, seed=0)
+    by_well = bootstrap_metrics(y, {"m": _outcomes(correct)}, 1, units=wells, n_boot=3000, seed=0)
+    width = {k: v["models"]["m"]["accuracy"]["high"] - v["models"]["m"]["accuracy"]["low"]
+             for k, v in (("image", by_image), ("well", by_well))}
+    assert by_well["n_units"] == 50 and by_image["n_units"] == 200
+    assert 1.6 < width["well"] / width["image"] < 2.4          # sqrt(4) = 2
+
+
+def test_bootstrap_is_seeded_and_paired():
+    y = np.zeros(30, int)
+    a = _outcomes(np.arange(30) % 3 != 0)
+    kwargs = {"n_boot": 500, "pairs": [("a", "b")]}
+    one = bootstrap_metrics(y, {"a": a, "b": a}, 1, seed=3, **kwargs)
+    assert one == bootstrap_metrics(y, {"a": a, "b": a}, 1, seed=3, **kwargs)
+    b = _outcomes(np.arange(30) % 2 == 0)
+    other = [bootstrap_metrics(y, {"a": a, "b": b}, 1, seed=s, **kwargs)["differences"]
+             for s in (3, 4, 5)]
+    assert other[0] != other[1] or other[0] != other[2]          # the seed drives the draws
+    # the same resamples for both models: identical models differ by exactly 0 in every resample
+    assert one["differences"][0]["accuracy"] == {"estimate": 0.0, "low": 0.0, "high": 0.0}
+
+
+def test_bootstrap_rejects_misaligned_inputs():
+    with pytest.raises(ValueError, match=r"outcomes\['m'\]\['correct'\] has 2 entries for 3 images"):
+        bootstrap_metrics([0, 0, 0], {"m": _outcomes([1, 0])}, 1)
+    with pytest.raises(ValueError, match="units has 2 entries for 3 images"):
+        bootstrap_metrics([0, 0, 0], {"m": _outcomes([1, 0, 1])}, 1, units=["w1", "w2"])
+
+
+def test_pairwise_matrix_is_antisymmetric_with_symmetric_pvalues():
+    comps = [compare_models("a", "b", "accuracy", [0.9, 0.8, 0.85], [0.7, 0.75, 0.6],
+                            [True, True, False], [False, True, False]),
+             compare_models("a", "b", "log_loss", [0.1, 0.2, 0.3], [0.4, 0.5, 0.9],
+                            [True], [True])]
+    out = pairwise_matrix(comps, ["b", "a", "c"], "accuracy")
+    assert out["difference"][1][0] == pytest.approx(np.mean([0.2, 0.05, 0.25]))
+    assert out["difference"][0][1] == pytest.approx(-out["difference"][1][0])
+    assert out["t_pvalue"][0][1] == out["t_pvalue"][1][0] == comps[0]["t_test"]["pvalue"]
+    assert out["mcnemar_pvalue"][0][1] == comps[0]["mcnemar"]["pvalue"]
+    assert out["difference"][0][0] is None and out["difference"][2][0] is None
+
+
+def _models(scores: dict[str, tuple[str, float]]) -> dict:
+    return {m: {"kind": kind, "summary": {"accuracy": {"mean": s, "std": 0.01}}}
+            for m, (kind, s) in scores.items()}
+
+
+def _frame(correct: dict[str, np.ndarray], n_folds: int = 3) -> pd.DataFrame:
+    rows = []
+    for model, right in correct.items():
+        for i, ok in enumerate(right):
+            rows.append({"sample_id": f"s{i}", "fold": i % n_folds, "model": model,
+                         "true_label": "a", "proba_a": 0.9 if ok else 0.1,
+                         "proba_b": 0.1 if ok else 0.9})
+    return pd.DataFrame(rows)
+
+
+def test_headline_compares_best_classical_with_best_deep():
+    n = 60
+    correct = {"svm": np.arange(n) % 10 != 0, "xgboost": np.arange(n) % 5 != 0,
+               "resnet18": np.arange(n) % 2 == 0, "smallcnn": np.arange(n) % 3 == 0}
+    models = _models({m: ("deep" if m in ("resnet18", "smallcnn") else "classical",
+                          float(c.mean())) for m, c in correct.items()})
+    preds = _frame(correct)
+    out = uncertainty(models, [], preds, ["a", "b"], 1, seed=0)
+    h = out["headline"]
+    assert (h["model_a"]["model"], h["model_b"]["model"]) == ("svm", "resnet18")
+    assert h["model_a"]["estimate"] == pytest.approx(0.9)
+    assert h["model_b"]["estimate"] == pytest.approx(0.5)
+    assert h["difference"]["estimate"] == pytest.approx(0.4)
+    assert h["difference"]["low"] > 0 and h["distinguishable"] is True
+    assert h["sentence"].startswith("svm (classical) separates the classes better than resnet18 (deep)")
+    assert out["bootstrap"]["models"]["xgboost"]["accuracy"]["estimate"] == pytest.approx(0.8)
+    assert out["pairwise"]["models"] == list(correct)
+
+
+def test_headline_says_indistinguishable_when_the_interval_includes_zero():
+    right = np.arange(40) % 2 == 0
+    correct = {"svm": right, "resnet18": right[::-1].copy()}
+    models = _models({"svm": ("classical", 0.5), "resnet18": ("deep", 0.5)})
+    h = uncertainty(models, [], _frame(correct), ["a", "b"], 1, seed=0)["headline"]
+    assert h["difference"]["low"] < 0 < h["difference"]["high"]
+    assert h["distinguishable"] is False
+    assert "cannot be told apart" in h["sentence"] and "includes 0" in h["sentence"]
+
+
+def test_uncertainty_resamples_wells_and_ignores_the_hold_out():
+    correct = {"svm": np.ones(8, bool), "resnet18": np.arange(8) < 4}
+    preds = _frame(correct)
+    holdout = preds.iloc[:2].assign(fold=-1, sample_id="held")
+    preds = pd.concat([preds, holdout], ignore_index=True)
+    index = pd.DataFrame({"sample_id": [f"s{i}" for i in range(8)] + ["held"],
+                          "well_id": [f"w{i // 2}" for i in range(8)] + ["w9"]})
+    models = _models({"svm": ("classical", 1.0), "resnet18": ("deep", 0.5)})
+    out = uncertainty(models, [], preds, ["a", "b"], 1, seed=0, **well_units(index))
+    assert out["bootstrap"]["unit"] == "well" and out["bootstrap"]["n_units"] == 4
+    assert out["bootstrap"]["n_images"] == 8
+    assert "from 4 wells" in out["headline"]["sentence"]
+    assert well_units(index.drop(columns="well_id")) == {"units": None, "unit": "image"}
+
+
+def test_headline_with_one_model_has_nothing_to_compare():
+    boot = bootstrap_metrics([0, 0], {"svm": _outcomes([1, 0])}, 1, n_boot=10)
+    h = headline(_models({"svm": ("classical", 0.5)}), [], boot)
+    assert h["model_b"] is None and h["difference"] is None
+    assert h["sentence"] == "Only one model (svm) was run, so there is nothing to compare."

@@ -1,4 +1,5 @@
-"""Open a built report in headless Chromium: every image loads, no console errors, a screenshot.
+"""Open a built report in headless Chromium: every image loads, no console errors, a screenshot;
+and ``cellcompare report --pdf`` prints it to a PDF with pages.
 
 Talks to Chromium over the DevTools protocol (``websockets`` sync client). Skips with a reason
 when Chromium or ``websockets`` is absent; CI installs Debian's ``chromium``.
@@ -11,6 +12,7 @@ import http.client
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -19,7 +21,9 @@ from pathlib import Path
 import pytest
 from test_reports_build import make_results_dir
 
+from cellcompare.cli import main
 from cellcompare.reports import build_report
+from cellcompare.reports.pdf import count_pages
 
 CHROMIUM = next((p for p in (os.environ.get("CHROMIUM"), "/usr/bin/chromium",
                              shutil.which("chromium"), shutil.which("chromium-browser")) if p
@@ -112,6 +116,9 @@ def test_report_renders_in_chromium(page, tmp_path):
     ))["result"]["value"]
     assert len(images) >= 6
     assert [i["alt"] for i in images if not i["ok"]] == []
+    alts = {i["alt"] for i in images}
+    assert {"Where resnet18 looks", "What xgboost's top features measure",
+            "Training curves: resnet18"} <= alts
     errors = [e["params"] for e in page.events
               if (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] == "error")
               or e.get("method") == "Runtime.exceptionThrown"
@@ -126,3 +133,21 @@ def test_report_renders_in_chromium(page, tmp_path):
     out = Path(os.environ.get("REPORTS_SCREENSHOT_DIR", tmp_path))
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.png").write_bytes(png)
+
+
+def test_report_cli_prints_a_pdf_with_pages(tmp_path, capsys, monkeypatch):
+    if CHROMIUM is None:
+        pytest.skip("Chromium not installed (apt-get install chromium); CI installs it")
+    monkeypatch.setenv("CHROMIUM", CHROMIUM)
+    root = make_results_dir(tmp_path / "results")
+    assert main(["report", str(root), "--pdf"]) == 0
+    pdf = root / "report.pdf"
+    assert capsys.readouterr().out.split() == [str(root / "report.html"), str(pdf)]
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF") and data.rstrip().endswith(b"%%EOF")
+    pages = count_pages(data)
+    assert pages > 0
+    # the root of the page tree (the largest /Count of a /Pages object) counts the same pages
+    counts = [int(n) for obj in re.findall(rb"obj(.*?)endobj", data, re.DOTALL)
+              if re.search(rb"/Type\s*/Pages\b", obj) for n in re.findall(rb"/Count\s+(\d+)", obj)]
+    assert max(counts) == pages

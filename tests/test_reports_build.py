@@ -26,6 +26,7 @@ from sklearn.metrics import (
 
 from cellcompare import reports
 from cellcompare.cli import main
+from cellcompare.comparison.uncertainty import uncertainty
 from cellcompare.config import UnknownKeyError
 from cellcompare.datasets import synth
 from cellcompare.reports import build_report, load_results
@@ -75,7 +76,9 @@ def make_results_dir(root: Path, *, n_classes: int = 3, per_class: int = 4, n_fo
             logits = rng.normal(size=(len(part), n_classes))
             logits[np.arange(len(part)), y_idx] += SKILL[model]
             proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-            fold_metrics.append(_fold_metrics(part["label"].to_numpy(), proba, classes, f))
+            fold_metrics.append({**_fold_metrics(part["label"].to_numpy(), proba, classes, f),
+                                 "n_train": len(folds) - len(part), "n_test": len(part),
+                                 **_training(model, f)})
             for sid, true, p in zip(part["sample_id"], part["label"], proba):
                 pred_rows.append({"sample_id": sid, "fold": f, "model": model, "true_label": true,
                                   **{f"proba_{c}": v for c, v in zip(classes, p)}})
@@ -104,9 +107,11 @@ def make_results_dir(root: Path, *, n_classes: int = 3, per_class: int = 4, n_fo
         "folds": {"n_splits": n_folds, "group_column": "plate", "seed": 0,
                   "holdout_fraction": 0.0},
         "environment": {"python": "3.11.9", "packages": {"numpy": "2.4.0", "torch": "2.14.0"},
-                        "cpu": "Test CPU @ 2 cores", "gpu": None},
+                        "cpu": "Test CPU @ 2 cores", "cpu_count": 2, "gpu": None},
         "features": {"preset": "standard", "n_features": 412,
-                     "cells_per_image": {"median": 31, "min": 4, "max": 77}},
+                     "cells_per_image": {"median": 31, "min": 4, "max": 77},
+                     "extraction": {"images": len(folds), "seconds": 0.25 * len(folds), "jobs": 2,
+                                    "seconds_per_image": 0.25}},
         "models": models,
         "comparisons": [{
             "model_a": "xgboost", "model_b": "resnet18", "metric": "accuracy",
@@ -116,6 +121,8 @@ def make_results_dir(root: Path, *, n_classes: int = 3, per_class: int = 4, n_fo
             "mcnemar": {"statistic": 1.3, "pvalue": 0.26, "b": 7, "c": 3}, "cohens_dz": 1.2,
             "verdict": "No evidence that xgboost and resnet18 differ in accuracy."}],
     }
+    metrics.update(uncertainty(models, metrics["comparisons"], pd.DataFrame(pred_rows), classes,
+                               metrics["top_k"], seed=seed, n_boot=500))
     root.mkdir(parents=True, exist_ok=True)
     (root / "metrics.json").write_text(json.dumps(metrics))
     if not optional:
@@ -142,7 +149,44 @@ def make_results_dir(root: Path, *, n_classes: int = 3, per_class: int = 4, n_fo
     cells[10:30, 10:30], cells[35:60, 30:55] = 1, 2
     nuclei[15:25, 15:25], nuclei[42:52, 38:48] = 1, 2
     np.savez(qc / f"{folds['sample_id'][0]}.npz", nuclei=nuclei, cells=cells)
+    _write_explain(root / "explain", folds, classes, rng)
     return root
+
+
+def _training(model: str, fold: int) -> dict:
+    """Per-epoch history (deep) and tuning trials (svm), as comparison.explain records them."""
+    if model == "resnet18":
+        return {"history": [{"epoch": e, "lr": 0.01, "train_loss": 2.0 / e, "train_accuracy": 0.2 * e,
+                             "val_loss": 2.2 / e + 0.05 * fold, "val_accuracy": 0.18 * e,
+                             "images_per_s": 30.0} for e in range(1, 5)],
+                "tuning_trials": []}
+    if model == "svm":
+        return {"history": [], "tuning_trials": [
+            {"params": {"C": c}, "mean_log_loss": 1.0 / c + fold, "seconds": 0.1} for c in (1, 10)]}
+    return {"history": [], "tuning_trials": []}
+
+
+def _write_explain(folder: Path, folds: pd.DataFrame, classes: list[str], rng) -> None:
+    """Grad-CAM examples of resnet18 (fold 0) and example cells of xgboost's top features."""
+    folder.mkdir(parents=True)
+    part = folds[folds["fold"] == 0]
+    n = len(part)
+    predicted = np.where(np.arange(n) % 3 == 0, np.roll(part["label"].to_numpy(), 1),
+                         part["label"].to_numpy())
+    yy, xx = np.mgrid[:32, :32]
+    cams = np.stack([np.exp(-((yy - 8 - i % 16) ** 2 + (xx - 16) ** 2) / 40.0) for i in range(n)])
+    np.savez(folder / "resnet18__fold0.gradcam.npz",
+             images=rng.integers(0, 255, (n, 3, 32, 32), dtype=np.uint8),
+             cams=(cams * 255).astype(np.uint8), sample_id=part["sample_id"].to_numpy(str),
+             true_label=part["label"].to_numpy(str), predicted=predicted.astype(str),
+             confidence=rng.uniform(0.4, 1.0, n).astype(np.float32),
+             channels=np.asarray(["DNA", "ER", "Actin"]))
+    features = np.repeat(["Nuclei_AreaShape_F0", "Nuclei_Intensity_F1"], 4)
+    np.savez(folder / "xgboost.features.npz",
+             crops=rng.integers(0, 255, (8, 3, 24, 24), dtype=np.uint8), feature=features,
+             end=np.tile(["low", "low", "high", "high"], 2), value=np.arange(8, dtype=float),
+             sample_id=folds["sample_id"].to_numpy(str)[:8], label=folds["label"].to_numpy(str)[:8],
+             channels=np.asarray(["DNA", "ER", "Actin"]))
 
 
 @pytest.fixture
@@ -201,7 +245,9 @@ EXPECTED_FIGURES = {
     "methods": ["Segmentation QC"],
     "results": ["Scores per fold", *(f"Confusion matrix: {m}" for m in MODELS),
                 "Recall per class", "Time and memory"],
-    "interpretation": ["Top features: svm", "Top features: xgboost", "Top features: xgboost"],
+    "interpretation": ["Where resnet18 looks", "What xgboost's top features measure",
+                       "Top features: svm", "Top features: xgboost", "Top features: xgboost"],
+    "training": ["Training curves: resnet18"],
 }
 
 
@@ -238,8 +284,8 @@ def test_no_image_outside_a_figure(built):
 
 def test_sections_state_weights_tests_and_truth(built):
     root, soup = built
-    callout = soup.select_one("#weights-callout").get_text(" ", strip=True)
-    assert "resnet18" in callout and "none: trained from random initialisation" in callout
+    caveat = soup.select_one('#caveats li[data-key="weights.resnet18"]').get_text(" ", strip=True)
+    assert "resnet18" in caveat and "none: trained from random initialisation" in caveat
     tests = soup.select_one("#tests-table").get_text(" ", strip=True)
     assert "No evidence that xgboost and resnet18 differ" in tests and "0.17" in tests
     truth = soup.select_one("#truth-table").get_text(" ", strip=True)

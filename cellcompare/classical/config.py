@@ -30,6 +30,7 @@ class ClassicalConfig:
     mi_top_k: int | None = None
     random_state: int = 0
     n_jobs: int = 1
+    class_weight: str | dict | None = None
     params: dict = field(default_factory=dict)
 
     @classmethod

@@ -19,6 +19,7 @@ from cellcompare.classical.errors import (
 )
 from cellcompare.classical.models import MODEL_NAMES, SEARCH_SPACES, build_model
 from cellcompare.classical.preprocess import FeatureSelector, TableCleaner, TableScaler
+from cellcompare.classical.scale import MANY_CLASSES
 from cellcompare.classical.tables import (
     SAMPLE_COLUMN,
     validate_features,
@@ -42,8 +43,10 @@ class TableClassifier(ClassifierMixin, BaseEstimator):
         Final estimator.
     granularity : {"image", "cell"}
         ``cell`` models are fitted on cell rows and offer :meth:`predict_image_proba`.
-    normalize : {"standard", "plate_robust"}
-        Scaling fitted on training rows (plate_robust: median/MAD per ``Metadata_group``).
+    normalize : {"standard", "plate_robust", "controls", "controls_robust"}
+        Scaling fitted on training rows (plate_robust: median/MAD per ``Metadata_group``;
+        controls / controls_robust: each plate by its negative-control rows, see
+        :class:`~cellcompare.classical.preprocess.TableScaler`).
     tune : bool
         Search ``SEARCH_SPACES[model]`` by inner stratified CV within the training rows.
     tune_budget : int
@@ -66,6 +69,9 @@ class TableClassifier(ClassifierMixin, BaseEstimator):
         Threads of XGBoost.
     model_params : dict or None
         Fixed parameters of the final estimator (e.g. ``{"C": 10}``).
+    class_weight : None, "balanced" or dict
+        ``{label: weight}`` or ``"balanced"`` (``n / (k * n_label)``) for every final estimator:
+        the SVMs' ``class_weight``, XGBoost's sample weights. Labels a mapping leaves out weigh 1.
     """
 
     def __init__(self, model: str = "svm", granularity: str = "image", normalize: str = "standard",
@@ -73,7 +79,8 @@ class TableClassifier(ClassifierMixin, BaseEstimator):
                  inner_folds: int = 3, variance_threshold: float = 0.0,
                  corr_threshold: float | None = 0.9, mi_top_k: int | None = None,
                  large_table_rows: int = 20000, unseen_groups: str = "self", device: str = "auto",
-                 random_state: int | None = 0, n_jobs: int = 1, model_params: dict | None = None):
+                 random_state: int | None = 0, n_jobs: int = 1, model_params: dict | None = None,
+                 class_weight=None):
         self.model = model
         self.granularity = granularity
         self.normalize = normalize
@@ -90,6 +97,7 @@ class TableClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.model_params = model_params
+        self.class_weight = class_weight
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -97,9 +105,12 @@ class TableClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
     def _pipeline(self, n_rows: int) -> Pipeline:
+        params = dict(self.model_params or {})
+        if self.class_weight is not None:
+            params["class_weight"] = self._encoded_class_weight()
         final = build_model(self.model, large=n_rows > self.large_table_rows, n_jobs=self.n_jobs,
-                            random_state=self.random_state, device=self.device,
-                            **(self.model_params or {}))
+                            n_classes=len(self.classes_),
+                            random_state=self.random_state, device=self.device, **params)
         return Pipeline([
             ("clean", TableCleaner()),
             ("select", FeatureSelector(self.variance_threshold, self.corr_threshold, self.mi_top_k,
@@ -108,8 +119,29 @@ class TableClassifier(ClassifierMixin, BaseEstimator):
             ("model", final),
         ])
 
-    def _min_members(self) -> int:
-        need = 2 if self.model == "xgboost" else 3  # inner validation split / calibration folds
+    def _encoded_class_weight(self):
+        """``class_weight`` keyed by the encoded labels the final estimator sees."""
+        if self.class_weight == "balanced":
+            return "balanced"
+        if not isinstance(self.class_weight, dict):
+            raise ValueError(f"class_weight must be 'balanced', a dict {{label: weight}} or None, "
+                             f"found {self.class_weight!r}")
+        known = {str(c): i for i, c in enumerate(self.classes_)}
+        unknown = sorted(set(map(str, self.class_weight)) - set(known))
+        if unknown:
+            raise UnseenLabelError(f"class_weight names labels {unknown} absent from the training "
+                                   f"labels {list(known)}")
+        named = {str(k): float(v) for k, v in self.class_weight.items()}
+        return {i: named.get(c, 1.0) for c, i in known.items()}
+
+    def _min_members(self, y: np.ndarray) -> int:
+        params = self.model_params or {}
+        if self.model == "xgboost":
+            need = 2  # inner validation split
+        elif self.model == "svm" and len(np.unique(y)) > int(params.get("many_classes", MANY_CLASSES)):
+            need = 1  # scale.OvRLinearSVM: temperature 1 without a split
+        else:
+            need = int(params.get("calibration_folds", 3))  # calibration folds
         return max(need, self.inner_folds if self.tune else 0)
 
     def _inner_groups(self, X: pd.DataFrame, groups) -> np.ndarray | None:
@@ -133,9 +165,9 @@ class TableClassifier(ClassifierMixin, BaseEstimator):
         if self.granularity == "cell" and SAMPLE_COLUMN in X.columns:
             # inner folds keep an image's cells together, so count images, not cells
             images = pd.DataFrame({"s": X[SAMPLE_COLUMN].to_numpy(), "y": y}).drop_duplicates()
-            validate_labels(images["y"].to_numpy(), min_members=self._min_members())
+            validate_labels(images["y"].to_numpy(), min_members=self._min_members(y))
         else:
-            validate_labels(y, min_members=self._min_members())
+            validate_labels(y, min_members=self._min_members(y))
         self._encoder = LabelEncoder().fit(y)
         self.classes_ = self._encoder.classes_
         self.feature_names_in_ = np.asarray(cols, dtype=object)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -12,6 +13,8 @@ from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 from sklearn.pipeline import make_pipeline
 from sklearn.svm import SVC, LinearSVC
 from sklearn.utils.validation import check_is_fitted
+
+from cellcompare.classical.scale import MANY_CLASSES, OvRLinearSVM, bounded_xgb_params
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +59,16 @@ class CalibratedSVM(ClassifierMixin, BaseEstimator):
         Landmarks of the Nystroem approximation.
     random_state : int or None
         Seed of the calibration folds and the Nystroem landmarks.
+    class_weight : None, "balanced" or dict
+        Keys are the labels ``fit`` receives. Turned into per-row sample weights for the SVM and
+        for its calibration, so a minority class's errors cost more and the calibrated
+        probabilities are those of the weighted (for ``balanced``: equal) class prior; an SVM
+        whose weights would only move the margin is pulled back to the majority by Platt scaling.
     """
 
     def __init__(self, kernel: str = "rbf", C: float = 1.0, gamma="scale", calibration_folds: int = 3,
-                 n_components: int = 500, max_iter: int = 2000, random_state: int | None = 0):
+                 n_components: int = 500, max_iter: int = 2000, random_state: int | None = 0,
+                 class_weight=None):
         self.kernel = kernel
         self.C = C
         self.gamma = gamma
@@ -67,6 +76,7 @@ class CalibratedSVM(ClassifierMixin, BaseEstimator):
         self.n_components = n_components
         self.max_iter = max_iter
         self.random_state = random_state
+        self.class_weight = class_weight
 
     def _base(self, n_features: int):
         if self.kernel == "rbf":
@@ -74,6 +84,8 @@ class CalibratedSVM(ClassifierMixin, BaseEstimator):
         linear = LinearSVC(C=self.C, dual="auto", max_iter=self.max_iter, random_state=self.random_state)
         if self.kernel == "linear":
             return linear
+        # a Pipeline takes no sample_weight in fit: the LinearSVC gets the class weights itself
+        linear.set_params(class_weight=self.class_weight)
         gamma = 1.0 / n_features if self.gamma == "scale" else self.gamma  # inputs are scaled
         return make_pipeline(Nystroem(gamma=gamma, n_components=self.n_components,
                                       random_state=self.random_state), linear)
@@ -81,7 +93,15 @@ class CalibratedSVM(ClassifierMixin, BaseEstimator):
     def fit(self, X: np.ndarray, y: np.ndarray) -> "CalibratedSVM":
         cv = StratifiedKFold(self.calibration_folds, shuffle=True, random_state=self.random_state)
         self.calibrated_ = CalibratedClassifierCV(self._base(X.shape[1]), method="sigmoid", cv=cv)
-        self.calibrated_.fit(X, y)
+        weights = {}
+        if self.class_weight is not None:
+            from sklearn.utils.class_weight import compute_sample_weight
+
+            weights["sample_weight"] = compute_sample_weight(self.class_weight, y)
+        with warnings.catch_warnings():
+            # the Nystroem pipeline uses the weights for calibration only (its SVC has class_weight)
+            warnings.filterwarnings("ignore", message=".*does not support sample_weight.*")
+            self.calibrated_.fit(X, y, **weights)
         self.classes_ = self.calibrated_.classes_
         return self
 
@@ -110,13 +130,16 @@ class EarlyStoppingXGB(ClassifierMixin, BaseEstimator):
         Row / column subsampling and histogram bins (fewer bins and columns: faster on wide tables).
     n_jobs, random_state : int
         Threads and seed.
+    class_weight : None, "balanced" or dict
+        Turned into per-row sample weights (``sklearn.utils.class_weight.compute_sample_weight``)
+        of the training rows and of the early-stopping rows.
     """
 
     def __init__(self, n_estimators: int = 300, max_depth: int = 6, learning_rate: float = 0.1,
                  early_stopping_rounds: int = 20, validation_fraction: float = 0.15,
                  subsample: float = 1.0, colsample_bytree: float = 1.0, max_bin: int = 256,
                  device: str = "auto",
-                 n_jobs: int = 1, random_state: int | None = 0):
+                 n_jobs: int = 1, random_state: int | None = 0, class_weight=None):
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.learning_rate = learning_rate
@@ -128,8 +151,10 @@ class EarlyStoppingXGB(ClassifierMixin, BaseEstimator):
         self.device = device
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.class_weight = class_weight
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "EarlyStoppingXGB":
+        from sklearn.utils.class_weight import compute_sample_weight
         from xgboost import XGBClassifier
 
         self.classes_ = np.unique(y)
@@ -148,7 +173,11 @@ class EarlyStoppingXGB(ClassifierMixin, BaseEstimator):
             early_stopping_rounds=self.early_stopping_rounds,
             eval_metric="logloss" if binary else "mlogloss", n_jobs=self.n_jobs, random_state=self.random_state or 0,
         )
-        self.booster_.fit(X[train], y[train], eval_set=[(X[val], y[val])], verbose=False)
+        weights = {}
+        if self.class_weight is not None:
+            weights = {"sample_weight": compute_sample_weight(self.class_weight, y[train]),
+                       "sample_weight_eval_set": [compute_sample_weight(self.class_weight, y[val])]}
+        self.booster_.fit(X[train], y[train], eval_set=[(X[val], y[val])], verbose=False, **weights)
         self.best_iteration_ = int(self.booster_.best_iteration)
         logger.info("xgboost on %s: stopped at iteration %d of %d", self.device_,
                     self.best_iteration_ + 1, self.n_estimators)
@@ -171,10 +200,25 @@ class EarlyStoppingXGB(ClassifierMixin, BaseEstimator):
 
 
 def build_model(name: str, *, large: bool, n_jobs: int, random_state: int | None,
-                device: str = "auto", calibration_folds: int = 3, **params) -> BaseEstimator:
-    """Return the unfitted final estimator for ``name`` (``svm`` switches to Nystroem when ``large``)."""
+                device: str = "auto", calibration_folds: int = 3, n_classes: int = 0,
+                **params) -> BaseEstimator:
+    """Return the unfitted final estimator for ``name`` (``svm`` switches to Nystroem when ``large``).
+
+    Above ``many_classes`` classes (a param, default ``scale.MANY_CLASSES``) ``svm`` is
+    ``scale.OvRLinearSVM`` and XGBoost's rounds and histograms are bounded
+    (``scale.bounded_xgb_params``); both are logged.
+    """
+    many = int(params.pop("many_classes", MANY_CLASSES))
     if name == "xgboost":
+        params, note = bounded_xgb_params(n_classes, params, many_classes=many)
+        if note:
+            logger.warning(note)
         return EarlyStoppingXGB(device=device, n_jobs=n_jobs, random_state=random_state, **params)
+    if name == "svm" and n_classes > many:
+        logger.warning("svm: %d classes (> %d) would be %d one-vs-one RBF problems; using one-vs-rest "
+                       "linear SVMs (classical.scale.OvRLinearSVM)", n_classes, many,
+                       n_classes * (n_classes - 1) // 2)
+        return OvRLinearSVM(calibration_folds=calibration_folds, random_state=random_state, **params)
     if name in ("svm", "linear_svm"):
         kernel = "linear" if name == "linear_svm" else ("nystroem" if large else "rbf")
         if kernel == "linear":

@@ -1,8 +1,13 @@
-"""``cellcompare compare [--config FILE]``: every model on identical folds, then the report."""
+"""``cellcompare compare [--config FILE] [--pdf]``: every model on identical folds, then the report.
+
+Ends with a short results table (model, accuracy, top-k, balanced accuracy, time) above the
+report's path, and the PDF's path with ``--pdf``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 #: What ``compare`` runs without ``--config``: the embedded demo, relative to the working folder.
@@ -11,11 +16,27 @@ DEMO_CONFIG_PATH = Path("configs") / "demo.yaml"
 
 def _compare(args: argparse.Namespace) -> int:
     from cellcompare.comparison import load_config, run
+    from cellcompare.reports import load_results
+    from cellcompare.reports.tables import terminal_table
 
     config = load_config(args.config, output=str(args.out) if args.out else None)
     results = run(config)
     report = results / "report.html"
+    print(terminal_table(load_results(results)))
+    print()
     print(report if report.exists() else results)
+    if args.pdf:
+        from cellcompare.reports.pdf import PdfError, print_pdf
+
+        if not report.exists():
+            print(f"error: --pdf needs the HTML report, but {report} was not written "
+                  "(report: false in the configuration?)", file=sys.stderr)
+            return 2
+        try:
+            print(print_pdf(report))
+        except PdfError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 
@@ -25,4 +46,6 @@ def add_commands(sub: argparse._SubParsersAction, *, default_config: Path = DEMO
     compare.add_argument("--config", type=Path, default=default_config,
                          help=f"YAML configuration (default: {default_config}, the embedded demo)")
     compare.add_argument("--out", type=Path, default=None, help="results directory (overrides output:)")
+    compare.add_argument("--pdf", action="store_true",
+                         help="also print report.pdf with headless Chromium (for lab meetings)")
     compare.set_defaults(func=_compare, log_level_default="INFO")

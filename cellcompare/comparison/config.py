@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from cellcompare.classical.inputs import GRANULARITIES
+from cellcompare.comparison.labels import LabelsConfig
 from cellcompare.config import ConfigError, build, name_tuple, read_yaml, to_plain
 from cellcompare.datasets.config import DatasetConfig
 
@@ -29,7 +30,9 @@ class ModelSpec:
     label : str
         Name in the results (defaults to ``name``; set it to run one model twice).
     granularity : str
-        ``image`` or ``cell`` (classical models only).
+        ``image`` or ``cell``: classical models read the per-image or per-cell feature table,
+        deep models whole images or one crop per nucleus (``deep.crops``); for ``cell`` an
+        image's probabilities are the mean of its cells'.
     params : dict
         Passed to ``classical.make_classifier`` or ``deep.DeepConfig.from_dict``. For deep
         models ``weights: auto`` means ImageNet when cached, else ``none`` (logged and reported).
@@ -103,6 +106,7 @@ class CompareConfig:
     feature_importance: str = "gain"
     report: bool = True
     export_models: tuple[str, ...] = ()
+    labels: LabelsConfig = field(default_factory=LabelsConfig)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -118,6 +122,11 @@ class CompareConfig:
                               f"found {self.feature_importance!r}")
         if self.jobs < 1:
             raise ConfigError(f"jobs must be >= 1, found {self.jobs}")
+        if self.labels.level == "cell":
+            wrong = [m.label for m in self.models if m.granularity != "cell"]
+            if wrong:
+                raise ConfigError(f"labels.level: cell classifies cells; models {wrong} need "
+                                  f"granularity: cell")
         unknown = [x for x in self.export_models if x not in labels]
         if unknown:
             raise ConfigError(f"export_models: {unknown} name no configured model; valid labels "
@@ -140,6 +149,8 @@ class CompareConfig:
                                    for i, m in enumerate(data["models"]))
         if "output" in data:
             data["output"] = str(data["output"])
+        if "labels" in data:
+            data["labels"] = LabelsConfig.from_dict(data["labels"], source=source)
         if "export_models" in data:
             data["export_models"] = name_tuple(data["export_models"], "export_models") or ()
         return build(cls, data, source=source)

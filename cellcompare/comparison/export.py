@@ -20,7 +20,7 @@ from typing import Any
 
 from cellcompare import atomic
 from cellcompare.comparison.config import ModelSpec
-from cellcompare.comparison.context import RunContext
+from cellcompare.comparison.context import RunContext, data_key
 from cellcompare.comparison.models import (
     ClassicalModel,
     DeepModel,
@@ -48,7 +48,7 @@ def _settings_hash(spec: ModelSpec, train_ids, context: RunContext, dtype: str |
     key = {"name": spec.name, "granularity": spec.granularity, "params": spec.params,
            "seed": config.seed, "features": config.features, "channels": context.channel_names,
            "channel_index": index, "dtype": dtype, "dataset": config.dataset.path,
-           "train_ids": sorted(map(str, train_ids)), "format": 2}
+           "train_ids": sorted(map(str, train_ids)), "data": data_key(context), "format": 2}
     text = json.dumps(key, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -73,8 +73,10 @@ def _write(adapter: ModelAdapter, train: FoldData, target: Path, context: RunCon
         serve.export_model(adapter.estimator_, target, channels=channels, dtype=dtype,
                            feature_config=context.feature_config, train_table=adapter.rows(train))
     elif isinstance(adapter, DeepModel):
+        cell = adapter.granularity == "cell"
         serve.export_model(adapter.classifier_, target, channels=channels, dtype=dtype,
-                           channel_index=adapter.channel_index)
+                           channel_index=adapter.channel_index, granularity=adapter.granularity,
+                           feature_config=context.segmentation_config if cell else None)
     else:
         raise ValueError(f"{type(adapter).__name__} is neither a ClassicalModel nor a DeepModel; "
                          "serve cannot load it")

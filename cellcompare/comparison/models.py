@@ -23,6 +23,8 @@ __all__ = ["FoldData", "ModelAdapter", "ClassicalModel", "DeepModel", "ModelInpu
            "register_model", "unregister_model", "registered_names", "model_kind", "build_adapter"]
 
 log = logging.getLogger(__name__)
+#: Cell id column of a ``level: cell`` run's cell table (``labels.cell_id``).
+CELL_COLUMN = "Metadata_cell_id"
 
 
 class ModelInputError(ValueError):
@@ -45,6 +47,8 @@ class FoldData:
         Per-cell feature rows of these images.
     classes : tuple of str
         Global class order of the run.
+    level : {"image", "cell"}
+        ``cell``: ``sample_ids`` are cell ids (``labels.cell_id``) with per-cell labels ``y``.
     """
 
     sample_ids: np.ndarray
@@ -54,6 +58,7 @@ class FoldData:
     image_table: pd.DataFrame | None = None
     cell_table: pd.DataFrame | None = None
     classes: tuple[str, ...] = ()
+    level: str = "image"
 
     def __len__(self) -> int:
         return len(self.sample_ids)
@@ -103,7 +108,13 @@ class ClassicalModel(ModelAdapter):
         table = data.cell_table if self.granularity == "cell" else data.image_table
         if table is None:
             raise ModelInputError(f"{self.name}: the fold has no {self.granularity} feature table")
+        if data.level == "cell":
+            wanted = set(map(str, data.sample_ids))
+            return table[table[CELL_COLUMN].astype(str).isin(wanted)].reset_index(drop=True)
         return feature_rows(table, data.sample_ids)
+
+    def _key(self, data: FoldData) -> str:
+        return CELL_COLUMN if data.level == "cell" else "Metadata_sample_id"
 
     def fit(self, train: FoldData) -> "ClassicalModel":
         """Fit on the feature rows of the training images (cells carry their image's label)."""
@@ -111,8 +122,8 @@ class ClassicalModel(ModelAdapter):
 
         table = self.rows(train)
         label_of = dict(zip(map(str, train.sample_ids), map(str, train.y)))
-        y = table["Metadata_sample_id"].astype(str).map(label_of).to_numpy()
-        missing = len(set(label_of) - set(table["Metadata_sample_id"].astype(str)))
+        y = table[self._key(train)].astype(str).map(label_of).to_numpy()
+        missing = len(set(label_of) - set(table[self._key(train)].astype(str)))
         if missing:
             log.warning("%s: %d training images have no feature rows (failed extraction) and are "
                         "left out of training", self.name, missing)
@@ -126,7 +137,9 @@ class ClassicalModel(ModelAdapter):
     def predict_proba(self, test: FoldData) -> np.ndarray:
         """Probabilities per test image; images without feature rows get the training prior."""
         table = self.rows(test)
-        if self.granularity == "cell":
+        if test.level == "cell":
+            ids, proba = table[CELL_COLUMN].astype(str).to_numpy(), self.estimator_.predict_proba(table)
+        elif self.granularity == "cell":
             ids, proba = self.estimator_.predict_image_proba(table)
         else:
             ids, proba = table["Metadata_sample_id"].astype(str).to_numpy(), self.estimator_.predict_proba(table)
@@ -166,12 +179,18 @@ class ClassicalModel(ModelAdapter):
 
 
 class DeepModel(ModelAdapter):
-    """``deep.DeepClassifier`` on ``deep.inputs.sample_input`` images.
+    """``deep.DeepClassifier`` on whole images or on single-cell crops.
 
-    ``weights: auto`` means ImageNet when the file is cached, else random initialisation.
+    ``granularity: image`` reads ``deep.inputs.sample_input`` of each image; ``granularity: cell``
+    reads the crops of a ``deep.crop_cache.CropCache`` (``crops``, set by ``RunContext.adapter``), one
+    per nucleus; each crop carries its image's label and an image's probabilities are the mean of
+    its cells' (the classical cell granularity's rule). ``weights: auto`` means ImageNet when the
+    file is cached, else random initialisation.
     """
 
     kind = "deep"
+    #: ``deep.crop_cache.CropCache`` of the run (cell granularity only).
+    crops: Any = None
 
     def _config(self):
         from cellcompare.deep import DeepConfig, imagenet_weights_path
@@ -189,6 +208,8 @@ class DeepModel(ModelAdapter):
                 log.warning(msg)
                 if msg not in self.notes:
                     self.notes.append(msg)
+        if self.granularity == "cell" and self.crops is not None:
+            params["crop_size"] = int(self.crops.crop_size)  # the size actually cut (auto resolved)
         return DeepConfig.from_dict(params)
 
     @property
@@ -203,22 +224,93 @@ class DeepModel(ModelAdapter):
             raise ModelInputError(f"{self.name}: the fold has no dataset to read images from")
         return SampleImages(data.dataset, data.sample_ids, channels=self.channel_index)
 
+    def cell_inputs(self, data: FoldData, normalize: str):
+        """The crops of ``data``'s images and the image id of each crop.
+
+        ``normalize`` (``DeepConfig.normalize``) scales each crop's channels by the mean of its
+        plate's crops (``group``: ``data.groups``) or of its image's crops (``image``), computed on
+        this side of the fold only.
+        """
+        from cellcompare.deep.crops import CellCrops, group_scales
+
+        if self.crops is None:
+            raise ModelInputError(f"{self.name}: granularity 'cell' needs the run's crop cache "
+                                  f"(RunContext.adapter sets it); none was given")
+        cells = self.crops.cells
+        images = cells["Metadata_sample_id"].astype(str).to_numpy()
+        if data.level == "cell":  # sample ids are cell ids: one crop each
+            from cellcompare.comparison.labels import cell_id
+
+            ids = cell_id(images, cells["Metadata_ObjectNumber"])
+            position = pd.Series(np.arange(len(ids)), index=ids)
+            wanted = pd.Index(map(str, data.sample_ids))
+            rows = position.reindex(wanted[wanted.isin(position.index)]).to_numpy(dtype=np.int64)
+            sids = ids.astype(str)[rows]
+        else:
+            rows = self.crops.rows(data.sample_ids)
+            sids = images[rows]
+        scale = None
+        if normalize != "none":
+            group_of = dict(zip(map(str, data.sample_ids), map(str, data.groups)))
+            keys = images[rows] if normalize == "image" else np.array([group_of[s] for s in sids])
+            scale = group_scales(self.crops.crops, rows, keys)
+        return CellCrops(self.crops.crops, rows, scale), sids
+
     def fit(self, train: FoldData) -> "DeepModel":
-        """Train on the training images (read lazily, one per access)."""
+        """Train on the training images (or their cells' crops), read lazily."""
         from cellcompare.deep import DeepClassifier
 
-        self.classifier_ = DeepClassifier(self._config())
-        self.classifier_.fit(self.images(train), np.asarray(train.y, dtype=str))
+        config = self._config()
+        self.classifier_ = DeepClassifier(config)
+        self.prior_ = _prior(np.asarray(train.y, dtype=str), train.classes)
+        if self.granularity == "cell":
+            images, sids = self.cell_inputs(train, config.normalize)
+            label_of = dict(zip(map(str, train.sample_ids), map(str, train.y)))
+            keep = _per_image(sids, config.cells_per_image, config.seed)
+            images = images.subset(keep)
+            y = np.array([label_of[s] for s in sids[keep]], dtype=str)
+            log.info("%s: training on %d cell crops", self.name, len(y))
+        else:
+            images, y = self.images(train), np.asarray(train.y, dtype=str)
+        self.classifier_.fit(images, y)
         self.weights = _jsonable(dict(getattr(self.classifier_, "weights_info_", {}) or {}))
         return self
 
     def predict_proba(self, test: FoldData) -> np.ndarray:
-        """Probabilities per test image in the global class order."""
-        proba = self.classifier_.predict_proba(self.images(test))
-        return align_columns(np.asarray(proba), self.classifier_.classes_, test.classes)
+        """Probabilities per test image in the global class order (cells: mean over its crops)."""
+        if self.granularity != "cell":
+            proba = self.classifier_.predict_proba(self.images(test))
+            return align_columns(np.asarray(proba), self.classifier_.classes_, test.classes)
+        images, sids = self.cell_inputs(test, self.classifier_.config.normalize)
+        proba = align_columns(np.asarray(self.classifier_.predict_proba(images)),
+                              self.classifier_.classes_, test.classes)
+        self.cell_proba_ = (sids, images.rows, proba)
+        means = pd.DataFrame(proba, index=pd.Index(sids)).groupby(level=0).mean()
+        out = means.reindex([str(s) for s in test.sample_ids])
+        absent = out.isna().any(axis=1).to_numpy()
+        if absent.any():
+            unit = "cells have no crop" if test.level == "cell" else "images have no segmented cells"
+            msg = f"{self.name}: {int(absent.sum())} test {unit}; they get the training class prior"
+            log.warning(msg)
+            self.notes.append(msg)
+            out.loc[absent] = np.tile(self.prior_, (int(absent.sum()), 1))
+        return out.to_numpy(dtype=float)
 
     def chosen_params(self) -> dict:
         return _jsonable(getattr(self.classifier_, "best_params_", {}) or {})
+
+
+def _per_image(sids: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """Positions keeping at most ``limit`` crops per image, drawn once with ``seed`` (sorted)."""
+    positions = np.arange(len(sids))
+    if limit is None:
+        return positions
+    rng = np.random.default_rng(seed)
+    keep = []
+    for sid in np.unique(sids):
+        mine = positions[sids == sid]
+        keep.append(mine if len(mine) <= limit else rng.choice(mine, limit, replace=False))
+    return np.sort(np.concatenate(keep)) if keep else positions[:0]
 
 
 def _jsonable(value: Any) -> Any:

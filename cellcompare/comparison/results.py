@@ -88,6 +88,27 @@ def model_summary(folds: list[dict]) -> dict[str, dict]:
     return {k: mean_std([f[k] for f in folds if f.get(k) is not None]) for k in keys}
 
 
+#: Largest / smallest class size above which balanced accuracy leads the tables.
+IMBALANCE_RATIO = 3.0
+
+
+def metric_order(class_counts: dict[str, int]) -> list[str]:
+    """``METRIC_NAMES`` with ``balanced_accuracy`` first when class sizes differ > 3x.
+
+    Plain accuracy rewards predicting the majority class; with imbalanced classes the report's
+    tables lead with the metric that weighs every class equally.
+
+    Examples
+    --------
+    >>> metric_order({"a": 95, "b": 5})[0], metric_order({"a": 10, "b": 12})[0]
+    ('balanced_accuracy', 'accuracy')
+    """
+    sizes = [int(v) for v in class_counts.values() if int(v) > 0]
+    if len(sizes) < 2 or max(sizes) <= IMBALANCE_RATIO * min(sizes):
+        return list(METRIC_NAMES)
+    return ["balanced_accuracy"] + [m for m in METRIC_NAMES if m != "balanced_accuracy"]
+
+
 def summary_frame(models: dict[str, dict]) -> pd.DataFrame:
     """``summary.csv``: one row per model, ``{metric}_mean`` and ``{metric}_std``."""
     rows = []

@@ -16,20 +16,27 @@ import yaml
 
 from cellcompare import atomic
 from cellcompare.atomic import atomic_path
+from cellcompare.comparison import explain
 from cellcompare.comparison.config import CompareConfig, ConfigError, ModelSpec
-from cellcompare.comparison.context import RunContext
+from cellcompare.comparison.context import RunContext, data_key
 from cellcompare.comparison.export import export_models
-from cellcompare.comparison.metrics import METRIC_NAMES, compute_metrics
+from cellcompare.comparison.gallery import write_cell_gallery
+from cellcompare.comparison.labels import prepare_cell_task
+from cellcompare.comparison.metrics import compute_metrics
 from cellcompare.comparison.models import model_kind
+from cellcompare.comparison.preflight import preflight
 from cellcompare.comparison.results import (
     comparisons,
     environment,
+    metric_order,
     model_summary,
     summary_frame,
     write_json,
     write_parquet,
 )
 from cellcompare.comparison.splits import HOLDOUT, folds_for
+from cellcompare.comparison.uncertainty import uncertainty, well_units
+from cellcompare.comparison.wells import well_results
 from cellcompare.progress import progress_bar
 
 __all__ = ["run", "prepare_dataset", "run_units", "MEMORY_METHOD", "UnitError"]
@@ -64,7 +71,10 @@ def _features(config: CompareConfig, out: Path) -> tuple[pd.DataFrame, pd.DataFr
     folder = out / "features"
     options = config.dataset.open_options()
     _check_manifest(folder / "manifest.json", fconfig.to_dict(), options)
+    done = len(list((folder / "image").glob("*.parquet"))) if (folder / "image").is_dir() else 0
+    start = time.perf_counter()
     run_extraction(config.dataset.path, folder, fconfig, jobs=config.jobs, dataset_options=options)
+    seconds = time.perf_counter() - start
     images, cells = (load_table(folder, level=level) for level in ("image", "cell"))
     n_features = sum(not c.startswith("Metadata_") and not c.endswith("__mean") for c in images.columns)
     counts = (images["Metadata_Object_Count"] if "Metadata_Object_Count" in images
@@ -72,8 +82,20 @@ def _features(config: CompareConfig, out: Path) -> tuple[pd.DataFrame, pd.DataFr
     info = {"preset": fconfig.preset, "n_features": int(n_features),
             "n_cell_features": int(sum(not c.startswith("Metadata_") for c in cells.columns)),
             "cells_per_image": {"median": float(counts.median()), "min": int(counts.min()),
-                                "max": int(counts.max())}}
+                                "max": int(counts.max())},
+            "extraction": _extraction_timing(out, len(images) - done, seconds, config.jobs)}
     return images, cells, info
+
+
+def _extraction_timing(out: Path, n_images: int, seconds: float, jobs: int) -> dict | None:
+    """Wall seconds per image of the feature extraction, kept from the run that extracted."""
+    path = out / "extraction_timing.json"
+    if n_images <= 0:
+        return json.loads(path.read_text()) if path.is_file() else None
+    timing = {"images": int(n_images), "seconds": seconds, "jobs": int(jobs),
+              "seconds_per_image": seconds / n_images}
+    write_json(timing, path)
+    return timing
 
 
 def _feature_config(config: CompareConfig):
@@ -137,17 +159,21 @@ def _run_unit(spec: ModelSpec, fold: int, context: RunContext):
                           "true_label": test.y})
     for j, c in enumerate(context.classes):
         preds[f"proba_{c}"] = proba[:, j]
+    record.update(explain.training_record(adapter))
+    if adapter.kind == "deep":
+        explain.write_gradcam_examples(Path(config.output), spec.label, fold, adapter, test, proba,
+                                       context.classes)
     importance = None
     if config.feature_importance != "none" and spec.name == "xgboost":
         importance = adapter.feature_importance(test, config.feature_importance == "permutation")
     return record, preds, importance
 
 
-def _spec_key(spec: ModelSpec, config: CompareConfig) -> dict:
-    """What a finished unit depends on besides the folds (checked on resume)."""
+def _spec_key(spec: ModelSpec, config: CompareConfig, data: str = "") -> dict:
+    """What a finished unit depends on (checked on resume); ``data`` is :func:`context.data_key`."""
     return json.loads(json.dumps({"name": spec.name, "granularity": spec.granularity,
                                   "params": spec.params, "seed": config.seed, "top_k": config.top_k,
-                                  "features": config.features}, default=str))
+                                  "features": config.features, "data": data}, default=str))
 
 
 def run_units(context: RunContext, out: Path) -> list[dict]:
@@ -158,12 +184,13 @@ def run_units(context: RunContext, out: Path) -> list[dict]:
     if (folds.fold == HOLDOUT).any():
         fold_list.append(HOLDOUT)
     units = [(spec, k) for spec in config.models for k in fold_list]
+    data = data_key(context)
     records = []
     for spec, k in progress_bar(units, desc="units", unit="unit"):
         json_path, pred_path = _unit_paths(out, spec.label, k)
         if json_path.exists() and pred_path.exists():
             done = json.loads(json_path.read_text())
-            if done.get("spec") == _spec_key(spec, config):
+            if done.get("spec") == _spec_key(spec, config, data):
                 log.info("skipping finished unit %s fold %d", spec.label, k)
                 records.append(done)
                 continue
@@ -178,7 +205,7 @@ def run_units(context: RunContext, out: Path) -> list[dict]:
         if importance is not None:
             imp = importance.assign(model=spec.label, fold=k)
             write_parquet(imp, out / "units" / f"{spec.label}__fold{k}.importance.parquet")
-        record["spec"] = _spec_key(spec, config)
+        record["spec"] = _spec_key(spec, config, data)
         write_json(record, json_path)  # written last: its presence marks the unit finished
         records.append(record)
     return records
@@ -261,31 +288,55 @@ def run(config: CompareConfig) -> Path:
     atomic.write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     ds = prepare_dataset(config)
     dataset_info = _dataset_info(ds, config, out)
+    checked = preflight(config, ds.index)  # seconds; before features: counts vs each model's needs
+    config = checked.config
     classes = tuple(str(c) for c in ds.classes)
-    needs_features = any(model_kind(m.name) != "deep" for m in config.models)
+    cell_level = config.labels.level == "cell"  # the gate / annotations need the cell table
+    needs_features = cell_level or any(model_kind(m.name) != "deep" for m in config.models)
     images = cells = None
     feature_info: dict[str, Any] = {"preset": None, "n_features": 0, "cells_per_image": {}}
     if needs_features:
         images, cells, feature_info = _features(config, out)
-    folds = folds_for(out / "folds.csv", ds.index, config.folds, config.seed)
+    channel_index, index, task = _channel_index(ds, config), ds.index, None
+    if cell_level:
+        task = prepare_cell_task(config, ds, cells, segmentation=_feature_config(config),
+                                 channel_index=channel_index, out=out)
+        classes, index, images, cells, channel_index = (task.classes, task.index, None, task.cell_table,
+                                                        task.channel_index)
+    folds = folds_for(out / "folds.csv", index, task.folds if task else config.folds, config.seed)
     context = RunContext(config=config, dataset=ds, classes=classes, folds=folds,
-                         image_table=images, cell_table=cells,
-                         channel_index=_channel_index(ds, config),
-                         feature_config=_feature_config(config) if needs_features else None)
+                         image_table=images, cell_table=cells, channel_index=channel_index,
+                         feature_config=_feature_config(config) if needs_features else None,
+                         level=config.labels.level)
+    class_counts = task.info["class_counts"] if task else dataset_info["class_counts"]
     records = run_units(context, out)
     collected = _collect(config, records, out, classes)
+    for label, entry in collected["models"].items():
+        entry["notes"] = sorted(set(entry["notes"]) | set(checked.notes(label)))
+    collected.update(uncertainty(collected["models"], collected["comparisons"],
+                                 pd.read_parquet(out / "predictions.parquet"), classes, config.top_k,
+                                 metric=metric_order(class_counts)[0],
+                                 seed=config.seed,
+                                 **(well_units(index) if task is None else {"units": None, "unit": "cell"})))
+    collected["wells"] = (well_results(out, index, classes, config.top_k) if task is None else
+                          {"available": False, "reason": "labels.level: cell scores cells, not wells"})
     if config.export_models:
         collected["exported_models"] = export_models(context, out)
-    metrics = {"top_k": config.top_k, "metric_names": METRIC_NAMES, "classes": list(classes),
+    metrics = {"top_k": config.top_k, "metric_names": metric_order(class_counts),
+               "classes": list(classes), "labels": task.info if task else {"level": "image"},
                "dataset": dataset_info,
                "folds": {"n_splits": config.folds.n_splits, "group_column": config.folds.group_column,
                          "seed": config.seed, "holdout_fraction": config.folds.holdout_fraction},
                "environment": environment(), "memory_method": MEMORY_METHOD,
-               "features": feature_info, **collected}
+               "features": feature_info, "preflight": checked.report, **collected}
     write_json(metrics, out / "metrics.json")
+    if task is not None:
+        write_cell_gallery(out, metrics, context.gallery_crops())
     with atomic_path(out / "summary.csv") as tmp:
         summary_frame(collected["models"]).to_csv(tmp, index=False)
     _write_importance(out)
+    if (out / "feature_importance.csv").is_file() and cells is not None:
+        explain.write_feature_examples(out, pd.read_csv(out / "feature_importance.csv"), cells, ds)
     source = Path(config.dataset.path) / "class_differences.json"
     if source.is_file():
         shutil.copyfile(source, out / "class_differences.json")

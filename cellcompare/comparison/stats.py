@@ -1,4 +1,5 @@
-"""Honest statistics over folds: mean ± std, paired tests, McNemar, effect size, a verdict."""
+"""Honest statistics over folds: mean ± std, paired tests, McNemar, effect size, a verdict, and
+the pairwise tests of one metric as a compact matrix."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ import numpy as np
 from scipy import stats as sps
 
 __all__ = ["ALPHA", "MIN_FOLDS_FOR_TESTS", "mean_std", "paired_tests", "mcnemar", "cohens_dz",
-           "verdict", "compare_models"]
+           "verdict", "compare_models", "pairwise_matrix", "finite_or_none"]
 
 ALPHA = 0.05
 MIN_FOLDS_FOR_TESTS = 3
 EXACT_MCNEMAR_BELOW = 25
 
 
-def _clean(x: float | None) -> float | None:
+def finite_or_none(x: float | None) -> float | None:
+    """``x`` as a float, or ``None`` when it is missing, NaN or infinite (JSON has no NaN)."""
     return None if x is None or not math.isfinite(float(x)) else float(x)
 
 
@@ -59,12 +61,12 @@ def paired_tests(a: Sequence[float], b: Sequence[float]) -> dict[str, dict[str, 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             t = sps.ttest_rel(a, b)
-        out["t_test"] = {"statistic": _clean(t.statistic), "pvalue": _clean(t.pvalue)}
+        out["t_test"] = {"statistic": finite_or_none(t.statistic), "pvalue": finite_or_none(t.pvalue)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             w = sps.wilcoxon(a, b, zero_method="wilcox")
-            out["wilcoxon"] = {"statistic": _clean(w.statistic), "pvalue": _clean(w.pvalue)}
+            out["wilcoxon"] = {"statistic": finite_or_none(w.statistic), "pvalue": finite_or_none(w.pvalue)}
         except ValueError:
             pass
     return out
@@ -127,7 +129,44 @@ def compare_models(model_a: str, model_b: str, metric: str, scores_a: Sequence[f
     return {
         "model_a": model_a, "model_b": model_b, "metric": metric,
         "differences": [float(x) for x in d], "mean_difference": mean_d,
-        **tests, "mcnemar": mc, "cohens_dz": _clean(cohens_dz(d)),
+        **tests, "mcnemar": mc, "cohens_dz": finite_or_none(cohens_dz(d)),
         "verdict": verdict(model_a, model_b, metric, mean_d, len(d), tests["t_test"]["pvalue"],
                            mc["pvalue"], lower_is_better),
     }
+
+
+def pairwise_matrix(comparisons: Sequence[dict], models: Sequence[str],
+                    metric: str) -> dict[str, Any]:
+    """The paired tests of one metric as square matrices (row model minus column model).
+
+    Parameters
+    ----------
+    comparisons : sequence of dict
+        ``comparisons`` entries of metrics.json (each pair once, in either order).
+    models : sequence of str
+        Row and column order.
+    metric : str
+        The metric to show.
+
+    Returns
+    -------
+    dict
+        ``models``, and ``difference``, ``t_pvalue``, ``mcnemar_pvalue``: lists of rows with
+        ``None`` on the diagonal and for pairs that were not compared. ``difference[i][j]`` is
+        the mean per-fold difference ``models[i] - models[j]``.
+    """
+    index = {m: i for i, m in enumerate(models)}
+    n = len(models)
+    out = {"models": list(models), "metric": metric,
+           **{k: [[None] * n for _ in range(n)] for k in ("difference", "t_pvalue", "mcnemar_pvalue")}}
+    for comp in comparisons:
+        a, b = comp.get("model_a"), comp.get("model_b")
+        if comp.get("metric") != metric or a not in index or b not in index:
+            continue
+        i, j = index[a], index[b]
+        diff = comp.get("mean_difference")
+        for (r, c), sign in (((i, j), 1.0), ((j, i), -1.0)):
+            out["difference"][r][c] = None if diff is None else sign * float(diff)
+            out["t_pvalue"][r][c] = (comp.get("t_test") or {}).get("pvalue")
+            out["mcnemar_pvalue"][r][c] = (comp.get("mcnemar") or {}).get("pvalue")
+    return out

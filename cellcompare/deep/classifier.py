@@ -54,6 +54,30 @@ def inner_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, 
     return np.sort(train), np.sort(val)
 
 
+def class_weights(encoded: np.ndarray, classes: np.ndarray, spec: Any) -> np.ndarray | None:
+    """Loss weight per class index from ``DeepConfig.class_weight``.
+
+    ``"balanced"`` gives ``n / (k * n_c)`` (scikit-learn's rule); a mapping gives its value per
+    class (classes it leaves out weigh 1).
+
+    Raises
+    ------
+    ImageInputError
+        The mapping names a class absent from the training labels.
+    """
+    if spec is None:
+        return None
+    if spec == "balanced":
+        counts = np.bincount(encoded, minlength=len(classes)).astype(float)
+        return len(encoded) / (len(classes) * np.maximum(counts, 1.0))
+    unknown = sorted(set(map(str, spec)) - set(map(str, classes)))
+    if unknown:
+        raise ImageInputError(f"class_weight names classes {unknown} absent from the training labels "
+                              f"{[str(c) for c in classes]}")
+    named = {str(k): float(v) for k, v in spec.items()}
+    return np.array([named.get(str(c), 1.0) for c in classes])
+
+
 class DeepClassifier:
     """Image classifier (ResNet18 or a small CNN) with ``fit`` / ``predict_proba``.
 
@@ -104,7 +128,8 @@ class DeepClassifier:
         model, self.weights_info_ = build_model(cfg.arch, self.n_channels_, len(self.classes_), cfg.weights)
         train_idx, val_idx = inner_split(encoded, cfg.val_fraction, cfg.seed)
         self.channel_mean_, self.channel_std_ = channel_stats(images, progress=cfg.progress)
-        common = {"mean": self.channel_mean_, "std": self.channel_std_, "image_size": cfg.image_size}
+        common = {"mean": self.channel_mean_, "std": self.channel_std_, "image_size": cfg.image_size,
+                  "resize": cfg.resize}
         train_ds = ImageDataset(images, encoded, indices=train_idx,
                                 transform=build_augmentation(cfg.augment), **common)
         val_ds = ImageDataset(images, encoded, indices=val_idx, **common) if len(val_idx) else None
@@ -117,7 +142,8 @@ class DeepClassifier:
         start = time.perf_counter()
         self.history_ = fit_model(model, train_ds, val_ds, cfg, lr=self.best_params_["lr"],
                                   batch_size=min(self.best_params_["batch_size"], len(train_ds)),
-                                  epochs=cfg.epochs, device=device, checkpoint_dir=cfg.checkpoint_dir)
+                                  epochs=cfg.epochs, device=device, checkpoint_dir=cfg.checkpoint_dir,
+                                  class_weight=class_weights(encoded, self.classes_, cfg.class_weight))
         self.fit_seconds_ = time.perf_counter() - start
         self.model_ = model.eval()
         return self
@@ -128,7 +154,7 @@ class DeepClassifier:
         cfg = self.config
         device = next(model.parameters()).device
         dataset = ImageDataset(images, None, mean=self.channel_mean_, std=self.channel_std_,
-                               image_size=cfg.image_size)
+                               image_size=cfg.image_size, resize=cfg.resize)
         if len(dataset) == 0:
             return np.zeros((0, len(self.classes_)), dtype=np.float32)
         loader = make_loader(dataset, batch_size=cfg.batch_size, shuffle=False, device=device,

@@ -15,6 +15,8 @@ ARCHS = ("resnet18", "smallcnn")
 OPTIMIZERS = ("adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
 TTA_MODES = ("none", "flip", "rot90", "d4")
+RESIZE_MODES = ("pad", "crop")
+NORMALIZE_MODES = ("none", "group", "image")
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,19 @@ class DeepConfig:
     ``d4`` (all 8 rotations/flips). ``precise_bn`` re-estimates the BatchNorm running statistics
     on up to ``precise_bn_batches`` training batches after every epoch, before validation (see
     :func:`deep.train.recalibrate_batchnorm`).
+
+    ``resize`` is how an image becomes ``image_size`` square: ``pad`` scales the long side and
+    zero-pads the short one (keeps the aspect ratio, e.g. 1110x420 embryos keep their ends),
+    ``crop`` scales the short side and centre-crops. ``class_weight`` weights the loss:
+    ``None`` (all 1), ``"balanced"`` (n / (k * n_class)) or ``{class: weight}``.
+
+    Single-cell crops (``granularity: cell`` in a comparison, :mod:`deep.crops`): ``crop_size``
+    (``None`` = 3.5 x the median nucleus diameter), ``crop_mask`` (zero pixels outside the cell),
+    ``cells_per_image`` (at most this many crops per training image, drawn once with ``seed``;
+    ``None`` = all) and ``normalize``: ``group`` divides each channel by its mean over the crops of
+    the same plate (the configured group; test plates use their own crops, as the classical
+    ``plate_robust`` does), ``image`` by the mean over the same image's crops, ``none`` keeps the
+    [0, 1] intensities. The classifier's own per-channel standardisation follows either way.
     """
 
     arch: str = "resnet18"
@@ -115,12 +130,25 @@ class DeepConfig:
     tune: TuneConfig = field(default_factory=TuneConfig)
     checkpoint_dir: str | None = None
     progress: bool = True
+    resize: str = "pad"
+    class_weight: Any = None
+    crop_size: int | None = None
+    crop_mask: bool = False
+    cells_per_image: int | None = None
+    normalize: str = "none"
 
     def __post_init__(self) -> None:
         _check_choice("arch", self.arch, ARCHS)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("device", self.device, DEVICES)
         _check_choice("tta", self.tta, TTA_MODES)
+        _check_choice("resize", self.resize, RESIZE_MODES)
+        _check_choice("normalize", self.normalize, NORMALIZE_MODES)
+        check_class_weight(self.class_weight)
+        for key in ("crop_size", "cells_per_image"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{key} must be a positive integer or null, found {value!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), found {self.val_fraction}")
         for key in ("image_size", "epochs", "batch_size"):
@@ -157,6 +185,19 @@ class DeepConfig:
     def replace(self, **changes: Any) -> "DeepConfig":
         """Return a copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)
+
+
+def check_class_weight(value: Any) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is None, ``"balanced"`` or ``{class: weight > 0}``."""
+    if value is None or value == "balanced":
+        return
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigError(f"class_weight must be 'balanced', a mapping {{class: weight}} or null, "
+                          f"found {value!r}")
+    bad = {k: v for k, v in value.items()
+           if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0}
+    if bad:
+        raise ConfigError(f"class_weight values must be positive numbers, found {bad}")
 
 
 def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:

@@ -79,6 +79,31 @@ def resize_crop(image: torch.Tensor, size: int) -> torch.Tensor:
     return image
 
 
+def resize_pad(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize the longer side to ``size`` (bilinear, antialiased) and zero-pad to a square.
+
+    The aspect ratio is kept, so a long object (a 1110x420 embryo) keeps both ends; the padding
+    is split evenly between the two sides of the short axis.
+
+    Examples
+    --------
+    >>> resize_pad(torch.ones(1, 2, 8), 4)[0].tolist()
+    [[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
+    """
+    h, w = image.shape[-2:]
+    if (h, w) == (size, size):
+        return image
+    scale = size / max(h, w)
+    new_h, new_w = max(1, min(size, round(h * scale))), max(1, min(size, round(w * scale)))
+    if (new_h, new_w) != (h, w):
+        image = F.resize(image, [new_h, new_w], antialias=True)
+    top, left = (size - new_h) // 2, (size - new_w) // 2
+    return F.pad(image, [left, top, size - new_w - left, size - new_h - top], fill=0.0)
+
+
+RESIZERS = {"pad": resize_pad, "crop": resize_crop}
+
+
 class ImageDataset(Dataset):
     """Images as normalised float tensors, with optional augmentation.
 
@@ -97,11 +122,14 @@ class ImageDataset(Dataset):
         Subset of ``images`` to expose.
     transform : callable, optional
         Augmentation on the resized raw ``(C, H, W)`` tensor.
+    resize : {"pad", "crop"}
+        :func:`resize_pad` (keep the aspect ratio) or :func:`resize_crop` (centre square).
     """
 
     def __init__(self, images: Sequence, labels: np.ndarray | None, *, mean: np.ndarray,
                  std: np.ndarray, image_size: int, indices: Sequence[int] | None = None,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 resize: str = "pad") -> None:
         self.images = images
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
         self.indices = np.arange(len(images)) if indices is None else np.asarray(indices)
@@ -109,6 +137,9 @@ class ImageDataset(Dataset):
         self.std = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1)
         self.image_size = image_size
         self.transform = transform
+        if resize not in RESIZERS:
+            raise ImageInputError(f"resize must be one of {sorted(RESIZERS)}, found {resize!r}")
+        self.resize = RESIZERS[resize]
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -116,7 +147,7 @@ class ImageDataset(Dataset):
     def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
         index = int(self.indices[item])
         array = as_chw(self.images[index], index, self.mean.shape[0])
-        image = resize_crop(torch.from_numpy(np.ascontiguousarray(array)), self.image_size)
+        image = self.resize(torch.from_numpy(np.ascontiguousarray(array)), self.image_size)
         if self.transform is not None:
             image = self.transform(image)
         image = (image - self.mean) / self.std

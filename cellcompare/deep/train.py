@@ -285,8 +285,11 @@ def _open_checkpoint(checkpoint_dir: str | Path | None, model: nn.Module, optimi
 
 def fit_model(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, config: DeepConfig, *,
               lr: float, batch_size: int, epochs: int, device: torch.device,
-              checkpoint_dir: str | Path | None = None) -> list[dict[str, float]]:
+              checkpoint_dir: str | Path | None = None,
+              class_weight: np.ndarray | None = None) -> list[dict[str, float]]:
     """Train ``model`` in place; on return it holds the best weights (lowest validation loss).
+
+    ``class_weight`` (one positive weight per class index) weights the cross-entropy loss.
 
     Without a validation set the last epoch's weights are kept and there is no early stopping.
 
@@ -305,7 +308,8 @@ def fit_model(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, confi
                                drop_last=len(train_ds) > batch_size)
     val_loader = None if val_ds is None else make_loader(
         val_ds, batch_size=batch_size, shuffle=False, device=device, num_workers=config.num_workers, seed=0)
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    weight = None if class_weight is None else torch.as_tensor(class_weight, dtype=torch.float32, device=device)
+    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
     optimizer = build_optimizer(model, config, lr)
     steps = len(train_loader)
     scheduler = warmup_cosine(optimizer, int(round(config.warmup_epochs * steps)), epochs * steps)

@@ -3,10 +3,15 @@
 >>> from features import FeatureConfig, extract_sample, run_extraction, load_table
 """
 
-from .batch import DatasetOptionsMismatchError, FeatureConfigMismatchError, load_table, run_extraction
+from .batch import (
+    DatasetOptionsMismatchError,
+    FeatureConfigMismatchError,
+    load_table,
+    run_extraction,
+)
 from .config import FAMILIES, PRESETS, FeatureConfig, FeatureConfigError
-from .resume import DatasetChangedError
 from .extract import ChannelConfigError, aggregate, extract_sample, segment_sample
+from .resume import DatasetChangedError
 from .segmentation import (
     SegmentationError,
     cytoplasm,

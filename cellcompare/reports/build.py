@@ -10,7 +10,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from cellcompare import atomic
-from cellcompare.reports import sections, tables
+from cellcompare.reports import attribution, cells, sections, tables, verdict
 from cellcompare.reports.load import Results, load_results
 from cellcompare.reports.theme import apply_theme
 
@@ -68,6 +68,9 @@ def render_html(results: Results, options: sections.ReportOptions | None = None)
         results_dir=str(results.root), classes=results.classes,
         dataset=dataset, methods=methods, results=result,
         interpretation=sections.interpretation_section(results, options),
+        box=verdict.first_box(results),
+        why=attribution.explanation_section(results, sections.frame_rows),
+        cells=cells.cells_section(results),
         options=options,
     )
     match = _EXTERNAL.search(html)

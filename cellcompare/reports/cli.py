@@ -1,4 +1,4 @@
-"""``cellcompare report RESULTS_DIR``: the HTML report of a results folder (never trains)."""
+"""``cellcompare report RESULTS_DIR [--pdf]``: the HTML report of a results folder (never trains)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,18 @@ import sys
 
 from cellcompare.reports.build import build_report
 from cellcompare.reports.load import ResultsError
+from cellcompare.reports.pdf import PdfError, print_pdf
 
 
 def _report(args: argparse.Namespace) -> int:
     try:
         path = build_report(args.results_dir)
-    except ResultsError as exc:
+        print(path)
+        if args.pdf:
+            print(print_pdf(path))
+    except (ResultsError, PdfError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(path)
     return 0
 
 
@@ -23,4 +26,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``report`` to the ``cellcompare`` command line."""
     build = sub.add_parser("report", help="write report.html, summary.csv and summary.md")
     build.add_argument("results_dir", help="results directory written by a comparison run")
+    build.add_argument("--pdf", action="store_true",
+                       help="also print report.pdf with headless Chromium (for lab meetings)")
     build.set_defaults(func=_report)

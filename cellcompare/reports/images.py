@@ -20,7 +20,7 @@ from skimage.transform import resize
 from cellcompare.reports.figures import ReportFigure
 from cellcompare.reports.theme import PALETTE, figure_to_data_uri
 
-__all__ = ["composite", "open_images", "montage_figure", "overlay_figure"]
+__all__ = ["channel_limits", "composite", "open_images", "montage_figure", "overlay_figure"]
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,17 @@ CHANNEL_COLORS = np.array([[0, 0.45, 1], [0, 1, 0], [1, 0, 0], [1, 0, 1], [0, 1,
 THUMB = 160
 
 
-def composite(image: np.ndarray, *, size: int = THUMB) -> np.ndarray:
+def channel_limits(images: np.ndarray) -> np.ndarray:
+    """Per-channel 1 and 99.5 percentiles over a stack ``(N, C, H, W)``: ``(C, 2)``.
+
+    Pass them to :func:`composite` so that several images share one contrast and their
+    intensities stay comparable.
+    """
+    stack = np.asarray(images, dtype=np.float32)
+    return np.stack([np.percentile(stack[:, k], [1, 99.5]) for k in range(stack.shape[1])])
+
+
+def composite(image: np.ndarray, *, size: int = THUMB, limits: np.ndarray | None = None) -> np.ndarray:
     """Colour composite of a ``(C, H, W)`` image, each channel stretched to its 1–99.5 %ile.
 
     Parameters
@@ -38,6 +48,9 @@ def composite(image: np.ndarray, *, size: int = THUMB) -> np.ndarray:
         ``(C, H, W)`` image of any dtype; a 2-D image counts as one channel.
     size : int
         Longest side of the returned thumbnail in pixels.
+    limits : np.ndarray, optional
+        ``(C, 2)`` low and high value per channel (:func:`channel_limits`) instead of the
+        image's own percentiles.
 
     Returns
     -------
@@ -51,7 +64,7 @@ def composite(image: np.ndarray, *, size: int = THUMB) -> np.ndarray:
     shape = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[2] * scale)))
     rgb = np.zeros((*shape, 3), dtype=np.float32)
     for k, channel in enumerate(image[: len(CHANNEL_COLORS)]):
-        lo, hi = np.percentile(channel, [1, 99.5])
+        lo, hi = np.percentile(channel, [1, 99.5]) if limits is None else limits[k]
         stretched = np.clip((channel - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(channel)
         small = resize(stretched, shape, anti_aliasing=scale < 1, preserve_range=True)
         color = np.ones(3) if image.shape[0] == 1 else CHANNEL_COLORS[k]

@@ -60,6 +60,9 @@ class Results:
         ``class_differences.json`` (synthetic data only): ``{class: {description, params}}``.
     qc_files : tuple of Path
         ``features/qc/*.npz`` label images for segmentation overlays, sorted by name.
+    explain_files : tuple of Path
+        ``explain/*.npz`` written by ``comparison.explain`` (Grad-CAM examples of deep models,
+        example cells of classical models' top features), sorted by name.
     """
 
     root: Path
@@ -72,6 +75,7 @@ class Results:
     dataset_summary: dict[str, Any] | None = None
     class_differences: dict[str, Any] | None = None
     qc_files: tuple[Path, ...] = field(default_factory=tuple)
+    explain_files: tuple[Path, ...] = field(default_factory=tuple)
 
     @property
     def classes(self) -> list[str]:
@@ -172,6 +176,7 @@ def load_results(results_dir: str | Path) -> Results:
         return lambda p: _check_columns(pd.read_csv(p), p, expected)
 
     qc_dir = root / "features" / "qc"
+    explain_dir = root / "explain"
     return Results(
         root=root,
         metrics=metrics,
@@ -183,4 +188,5 @@ def load_results(results_dir: str | Path) -> Results:
         dataset_summary=_optional(root / "dataset_summary.json", _read_json),
         class_differences=_optional(root / "class_differences.json", _read_json),
         qc_files=tuple(sorted(qc_dir.glob("*.npz"))) if qc_dir.is_dir() else (),
+        explain_files=tuple(sorted(explain_dir.glob("*.npz"))) if explain_dir.is_dir() else (),
     )

@@ -18,7 +18,7 @@ from cellcompare.reports import figures, images, tables
 from cellcompare.reports.load import Results
 
 __all__ = ["dataset_section", "methods_section", "results_section", "interpretation_section",
-           "weights_statement", "ReportOptions"]
+           "frame_rows", "weights_statement", "ReportOptions"]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class ReportOptions:
         """Build from a mapping (e.g. the ``report:`` block of config.yaml); unknown keys fail."""
         return build(cls, data, where="report", source=source)
 
-def _frame_rows(frame: pd.DataFrame) -> dict[str, Any]:
+def frame_rows(frame: pd.DataFrame) -> dict[str, Any]:
     """Columns and rows of ``(text, is_number)`` cells for the template's table macro."""
     return {"columns": [str(c) for c in frame.columns],
             "rows": [[(_fmt(v), isinstance(v, (int, float, np.number)) or "±" in str(v))
@@ -163,7 +163,7 @@ def methods_section(results: Results, dataset: Any, opts: ReportOptions) -> dict
             "groups": grouped["group"].apply(lambda g: ", ".join(sorted(map(str, g.unique())))),
         }).reset_index()
         fold_table["fold"] = fold_table["fold"].map(lambda f: "hold-out" if f == -1 else str(f))
-        section["fold_table"] = _frame_rows(fold_table)
+        section["fold_table"] = frame_rows(fold_table)
     return section
 
 
@@ -192,7 +192,7 @@ def _cells_per_image(results: Results) -> np.ndarray | None:
 
 
 def results_section(results: Results, opts: ReportOptions) -> dict[str, Any]:
-    """Section 3: summary table, fold plot, confusions, recall, tests, cost."""
+    """Section 3: summary table, bootstrap intervals, fold plot, tests, confusions, recall, cost."""
     summary = tables.summary_frame(results)
     folds = results.fold_table()
     top_k = results.metrics.get("top_k", 3)
@@ -214,7 +214,7 @@ def results_section(results: Results, opts: ReportOptions) -> dict[str, Any]:
         entry = {"model": model, "figure": None, "top": None}
         if many:
             counts = np.sum(np.asarray(mats, dtype=float), axis=0)
-            entry["top"] = _frame_rows(tables.top_confusions(counts, results.classes,
+            entry["top"] = frame_rows(tables.top_confusions(counts, results.classes,
                                                              opts.top_confusions))
         else:
             entry["figure"] = figures.confusion_figure(model, figures.normalised_confusion(mats),
@@ -226,12 +226,19 @@ def results_section(results: Results, opts: ReportOptions) -> dict[str, Any]:
                                                          max_classes=opts.heatmap_max_classes)
         wide = recall.pivot(index="class", columns="model", values="recall")
         wide = wide[[m for m in results.model_names if m in wide.columns]]
-        section["recall_table"] = _frame_rows(wide.reset_index())
+        section["recall_table"] = frame_rows(wide.reset_index())
         worst = wide.mean(axis=1).sort_values().head(opts.worst_classes).index
-        section["worst"] = _frame_rows(wide.loc[worst].reset_index())
+        section["worst"] = frame_rows(wide.loc[worst].reset_index())
     if {"fit_seconds", "predict_seconds", "peak_memory_mb"} & set(folds.columns):
         section["cost_figure"] = figures.cost_figure(folds)
-        section["cost"] = _frame_rows(tables.cost_table(folds))
+        section["cost"] = frame_rows(tables.cost_table(folds))
+    boot = tables.bootstrap_frame(results)
+    pairwise = tables.pairwise_frame(results)
+    section["bootstrap"] = None if boot is None else frame_rows(boot)
+    section["bootstrap_info"] = results.metrics.get("bootstrap") or {}
+    section["pairwise"] = None if pairwise is None else frame_rows(pairwise)
+    section["pairwise_metric"] = tables.metric_label(
+        (results.metrics.get("pairwise") or {}).get("metric", "accuracy"), top_k)
     section["summary_frame"] = summary
     return section
 
@@ -254,6 +261,6 @@ def interpretation_section(results: Results, opts: ReportOptions) -> dict[str, A
             section["models"].append({
                 "model": model, "score": score,
                 "figure": figures.importance_figure(top, model, score),
-                "table": _frame_rows(top[["feature", "family", "gain", "permutation"]]),
+                "table": frame_rows(top[["feature", "family", "gain", "permutation"]]),
             })
     return section

@@ -12,7 +12,8 @@ from cellcompare.reports.load import Results, lower_is_better
 
 __all__ = ["Cell", "SummaryTable", "format_mean_std", "summary_frame", "summary_table",
            "markdown_table", "top_confusions", "recall_long", "cost_table", "top_features",
-           "comparison_rows", "metric_label", "DECIMALS"]
+           "comparison_rows", "metric_label", "DECIMALS", "format_interval", "bootstrap_frame",
+           "pairwise_frame", "terminal_table"]
 
 DECIMALS = 3
 
@@ -176,3 +177,79 @@ def comparison_rows(results: Results) -> list[dict[str, str]]:
             "verdict": str(comp.get("verdict", "")),
         })
     return rows
+
+
+def format_interval(ci: dict | None, decimals: int = DECIMALS, *, signed: bool = False) -> str:
+    """``{"estimate", "low", "high"}`` as ``0.912 [0.850, 0.960]`` (``n/a`` when missing)."""
+    if not ci or ci.get("estimate") is None:
+        return "n/a"
+    f = f"{{:+.{decimals}f}}" if signed else f"{{:.{decimals}f}}"
+    if ci.get("low") is None or ci.get("high") is None:
+        return f.format(ci["estimate"])
+    return f"{f.format(ci['estimate'])} [{f.format(ci['low'])}, {f.format(ci['high'])}]"
+
+
+def bootstrap_frame(results: Results) -> pd.DataFrame | None:
+    """Per model, each bootstrapped metric as ``estimate [low, high]`` (``None`` without them)."""
+    boot = results.metrics.get("bootstrap") or {}
+    models = boot.get("models") or {}
+    if not models:
+        return None
+    top_k = results.metrics.get("top_k", 3)
+    metrics = list(dict.fromkeys(k for per in models.values() for k in per))
+    rows = [{"model": m, **{metric_label(k, top_k): format_interval(per.get(k)) for k in metrics}}
+            for m, per in models.items()]
+    return pd.DataFrame(rows)
+
+
+def pairwise_frame(results: Results) -> pd.DataFrame | None:
+    """The compact matrix of paired tests (row minus column) from metrics.json's ``pairwise``.
+
+    Each cell reads ``+0.188 · t p=0.29 · McN p=0.022``; the diagonal is ``-``.
+    """
+    pair = results.metrics.get("pairwise") or {}
+    models = pair.get("models") or []
+    if len(models) < 2:
+        return None
+
+    def cell(i: int, j: int) -> str:
+        if i == j:
+            return "-"
+        diff = pair["difference"][i][j]
+        if diff is None:
+            return "n/a"
+        t, mc = pair["t_pvalue"][i][j], pair["mcnemar_pvalue"][i][j]
+        return (f"{diff:+.{DECIMALS}f} · t p={'n/a' if t is None else f'{t:.2g}'}"
+                f" · McN p={'n/a' if mc is None else f'{mc:.2g}'}")
+
+    return pd.DataFrame([{"row − column": a, **{b: cell(i, j) for j, b in enumerate(models)}}
+                         for i, a in enumerate(models)])
+
+
+def terminal_table(results: Results) -> str:
+    """A plain-text results table for the terminal: model, accuracy, top-k, balanced accuracy, time.
+
+    Time is the mean over folds of fit plus predict seconds.
+    """
+    summary = summary_frame(results)
+    folds = results.fold_table()
+    top_k = results.metrics.get("top_k", 3)
+    header = ["model", "accuracy", f"top-{top_k} accuracy", "balanced accuracy", "time (s/fold)"]
+    rows = []
+    for model, row in summary.iterrows():
+        cells = [str(model)]
+        for metric in ("accuracy", "top_k_accuracy", "balanced_accuracy"):
+            cells.append(format_mean_std(row.get(f"{metric}_mean"), row.get(f"{metric}_std")))
+        mine = folds[(folds["model"] == model) & (folds["fold"] >= 0)] if not folds.empty else folds
+        seconds = [c for c in ("fit_seconds", "predict_seconds") if c in mine.columns]
+        total = mine[seconds].sum(axis=1).mean() if seconds and len(mine) else np.nan
+        cells.append("n/a" if not np.isfinite(total) else f"{total:.1f}")
+        rows.append(cells)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        # the model name is left-aligned, numbers right-aligned
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths)))
+
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows)])

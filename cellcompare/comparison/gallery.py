@@ -1,0 +1,93 @@
+"""Result files of a cell task for the report: "fetch cells" galleries (CellProfiler Analyst).
+
+For a ``labels.level: cell`` run, :func:`write_cell_gallery` picks, for the model with the best
+balanced accuracy, per true class the most confidently right and the most confidently wrong test
+cells, and writes their crops as an array beside a table: ``cells/gallery.parquet`` (``cell_id,
+model, fold, true_label, predicted, probability, kind, position``) and ``cells/gallery.npy``
+(float16 ``(n, C, S, S)`` crops in [0, 1], row ``position``). The report only reads them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cellcompare.atomic import atomic_path
+
+__all__ = ["GALLERY_CROPS", "GALLERY_TABLE", "pick_cells", "write_cell_gallery"]
+
+log = logging.getLogger(__name__)
+GALLERY_TABLE = "cells/gallery.parquet"
+GALLERY_CROPS = "cells/gallery.npy"
+
+
+def pick_cells(predictions: pd.DataFrame, classes: list[str], *, per_class: int = 6) -> pd.DataFrame:
+    """Per true class, the ``per_class`` most probable right and wrong predictions.
+
+    Parameters
+    ----------
+    predictions : pd.DataFrame
+        One model's rows of ``predictions.parquet`` (``sample_id``, ``true_label``, ``proba_*``).
+    classes : list of str
+        Column order of the probabilities.
+
+    Returns
+    -------
+    pd.DataFrame
+        ``cell_id, fold, true_label, predicted, probability, kind`` (``kind``: correct | wrong).
+    """
+    proba = predictions[[f"proba_{c}" for c in classes]].to_numpy(dtype=float)
+    frame = pd.DataFrame({"cell_id": predictions["sample_id"].astype(str).to_numpy(),
+                          "fold": predictions["fold"].to_numpy(),
+                          "true_label": predictions["true_label"].astype(str).to_numpy(),
+                          "predicted": np.asarray(classes, dtype=object)[proba.argmax(1)],
+                          "probability": proba.max(1)})
+    frame["kind"] = np.where(frame.predicted == frame.true_label, "correct", "wrong")
+    frame = frame.sort_values(["true_label", "kind", "probability", "cell_id"],
+                              ascending=[True, True, False, True])
+    return frame.groupby(["true_label", "kind"], sort=True).head(per_class).reset_index(drop=True)
+
+
+def write_cell_gallery(out: Path, metrics: dict[str, Any], crops: Any, *, per_class: int = 6) -> str | None:
+    """Write the gallery files of a cell task; returns the model shown (None when impossible).
+
+    Parameters
+    ----------
+    out : Path
+        Results directory (``predictions.parquet`` is read).
+    metrics : dict
+        ``models`` (with ``summary``) and ``classes`` as in ``metrics.json``.
+    crops : deep.crop_cache.CropCache
+        The run's crops (cell ids are ``{image}#{object}``).
+    """
+    from cellcompare.comparison.labels import cell_id
+
+    models = metrics.get("models") or {}
+    scored = {m: info["summary"].get("balanced_accuracy", {}).get("mean") for m, info in models.items()}
+    scored = {m: s for m, s in scored.items() if s is not None}
+    if not scored or crops is None:
+        return None
+    best = max(sorted(scored), key=lambda m: scored[m])
+    preds = pd.read_parquet(Path(out) / "predictions.parquet")
+    preds = preds[(preds.model == best) & (preds.fold >= 0)]
+    chosen = pick_cells(preds, list(metrics["classes"]), per_class=per_class)
+    ids = cell_id(crops.cells["Metadata_sample_id"], crops.cells["Metadata_ObjectNumber"])
+    position = pd.Series(np.arange(len(ids)), index=ids)
+    chosen = chosen[chosen.cell_id.isin(position.index)].reset_index(drop=True)
+    chosen.insert(1, "model", best)
+    chosen["position"] = np.arange(len(chosen))
+    rows = position.loc[chosen.cell_id].to_numpy(dtype=np.int64)
+    array = np.asarray(crops.crops[np.sort(rows)] if len(rows) else np.zeros((0, 1, 1, 1)), dtype=np.float16)
+    array = array[np.argsort(np.argsort(rows))] if len(rows) else array
+    folder = Path(out) / "cells"
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(Path(out) / GALLERY_CROPS) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array)
+    with atomic_path(Path(out) / GALLERY_TABLE) as tmp:
+        chosen.to_parquet(tmp, index=False)
+    log.info("cell gallery of %s: %d cells written to %s", best, len(chosen), folder)
+    return best

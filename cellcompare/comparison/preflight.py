@@ -1,0 +1,263 @@
+"""Check class, fold and group counts against what each model needs, before any heavy work.
+
+:func:`preflight` runs right after the configuration and the dataset index are read (seconds,
+even at RxRx1's 125k sites): it computes the folds the run will use (``splits.make_folds``, the
+same seed, so ``folds.csv`` agrees) and counts, per fold, the training images of every class.
+Each model needs a least count per class:
+
+====================  ==================================  =========================================
+model                 needs (training images per class)   rule when a fold has fewer
+====================  ==================================  =========================================
+svm, linear_svm       ``calibration_folds`` (default 3)   lowered to the count when that is >= 2,
+                                                          else the run stops
+svm, many classes     2 (temperature split, see            temperature 1 (softmax of the decision
+(``classical.scale``) ``classical.scale``)                 values); noted
+xgboost               2 (early-stopping split)            the run stops
+any classical, tune   ``inner_folds`` (default 3)         lowered to the count when >= 2, else the
+                                                          run stops
+deep models           2 (validation split, early stop)    trains without validation / early
+                                                          stopping (``deep.classifier``); noted
+====================  ==================================  =========================================
+
+A lowered setting is written into the model's params for this run and said in
+``metrics.json`` (``preflight`` and the model's ``notes``). A stop raises :class:`PreflightError`
+with the counts summarised, the first few classes named and the fix suggested.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cellcompare.comparison.config import CompareConfig, ModelSpec
+from cellcompare.comparison.models import model_kind
+from cellcompare.comparison.splits import HOLDOUT, FoldError, make_folds
+
+__all__ = ["Need", "Preflight", "PreflightError", "model_needs", "preflight", "training_counts"]
+
+log = logging.getLogger(__name__)
+#: Classes named in a message before "... (+n more)".
+SHOWN = 3
+
+
+class PreflightError(FoldError):
+    """The data cannot feed a configured model; the message summarises counts and the fix."""
+
+
+@dataclass(frozen=True)
+class Need:
+    """One requirement of one model: ``needed`` training images per class for ``what``.
+
+    ``param`` is the model parameter a fold with fewer may lower (down to ``floor``); ``None``
+    with ``floor < needed`` means the model degrades by itself (``degraded`` says how).
+    """
+
+    label: str
+    what: str
+    needed: int
+    floor: int
+    param: str | None = None
+    degraded: str = ""
+
+
+def _head(names: list[str]) -> str:
+    shown = ", ".join(repr(n) for n in names[:SHOWN])
+    return shown + (f", ... (+{len(names) - SHOWN} more)" if len(names) > SHOWN else "")
+
+
+def model_needs(spec: ModelSpec, n_classes: int) -> list[Need]:
+    """The per-class training counts ``spec`` needs with ``n_classes`` classes (see module doc)."""
+    params = spec.params
+    if model_kind(spec.name) == "deep":
+        if float(params.get("val_fraction", 0.15)) <= 0:
+            return []
+        return [Need(spec.label, "validation split (early stopping)", 2, 1,
+                     degraded="trains on every image without validation or early stopping")]
+    needs = []
+    if spec.name in ("svm", "linear_svm"):
+        from cellcompare.classical.scale import MANY_CLASSES
+
+        many = int(params.get("many_classes", MANY_CLASSES))
+        if spec.name == "svm" and n_classes > many:
+            needs.append(Need(spec.label, "temperature split (one-vs-rest linear)", 2, 1,
+                              degraded="probabilities are the softmax of the decision values "
+                                       "(temperature 1)"))
+        else:
+            needs.append(Need(spec.label, "calibration folds", int(params.get("calibration_folds", 3)),
+                              2, param="calibration_folds"))
+    elif spec.name == "xgboost":
+        needs.append(Need(spec.label, "early-stopping split", 2, 2))
+    if params.get("tune", False):
+        needs.append(Need(spec.label, "inner tuning folds", int(params.get("inner_folds", 3)), 2,
+                          param="inner_folds"))
+    return needs
+
+
+def training_counts(folds: pd.DataFrame) -> pd.DataFrame:
+    """Training images per class (rows) in each fold (columns), from ``folds.csv``'s frame."""
+    cv = folds[folds.fold >= 0]
+    fold_list = sorted(cv.fold.unique())
+    if (folds.fold == HOLDOUT).any():
+        fold_list.append(HOLDOUT)
+    total = cv.groupby("label").size()
+    classes = sorted(folds.label.unique())
+    columns = {}
+    for k in fold_list:
+        test = cv[cv.fold == k].groupby("label").size() if k != HOLDOUT else 0
+        columns[int(k)] = (total - test).reindex(classes).fillna(0).astype(int)
+    return pd.DataFrame(columns, index=pd.Index(classes, name="label"))
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """What :func:`preflight` found: the run's config (settings lowered by rule) and a record."""
+
+    config: CompareConfig
+    report: dict[str, Any]
+
+    def notes(self, label: str) -> list[str]:
+        """Notes on model ``label`` (lowered settings, degraded steps)."""
+        return list(self.report.get("notes", {}).get(label, []))
+
+
+def _count_problems(index: pd.DataFrame, config: CompareConfig) -> list[str]:
+    """Classes with fewer images (or plates / groups) than folds, summarised."""
+    k, group = config.folds.n_splits, config.folds.group_column
+    labels = index["label"].astype(str)
+    problems = []
+    if labels.nunique() < 2:
+        problems.append(f"the dataset has {labels.nunique()} class(es); a comparison needs 2 or more")
+    images = labels.value_counts()
+    small = sorted(images[images < k].index)
+    if small:
+        problems.append(f"{k}-fold cross-validation needs {k} images per class; {len(small)} of "
+                        f"{len(images)} classes have fewer ({_head(small)}; smallest "
+                        f"{int(images.min())})")
+    if group is not None and group in index.columns:
+        groups = index.assign(label=labels).groupby("label")[group].nunique()
+        few = sorted(groups[groups < k].index)
+        if few:
+            problems.append(f"folds grouped by {group!r} need every class in {k} groups; "
+                            f"{len(few)} of {len(groups)} classes are in fewer ({_head(few)}; "
+                            f"fewest {int(groups.min())})")
+    return problems
+
+
+def _fix(config: CompareConfig) -> str:
+    return (f"Fix: use fewer folds (folds.n_splits is {config.folds.n_splits}), add images of "
+            f"these classes, or drop them (dataset.exclude_classes); a model's own setting can be "
+            f"lowered in its params (calibration_folds, inner_folds).")
+
+
+def _check_need(need: Need, counts: pd.DataFrame) -> tuple[str | None, int | None, str | None]:
+    """``(problem, lowered value, note)`` for one need against the training counts."""
+    per_fold = counts.min(axis=0)
+    have = int(per_fold.min())
+    if have >= need.needed:
+        return None, None, None
+    fold = int(per_fold.idxmin())
+    short = sorted(counts.index[counts[fold] < need.needed])
+    where = (f"fold {fold} leaves {len(short)} of {len(counts)} classes with fewer ({_head(short)}; "
+             f"smallest {have})")
+    if have >= need.floor and need.param is not None:
+        return None, have, (f"{need.label}: {need.param} lowered from {need.needed} to {have} "
+                            f"({need.what}): {where}")
+    if have >= need.floor:
+        return None, None, f"{need.label}: {need.degraded} ({need.what} needs {need.needed}; {where})"
+    return (f"{need.label} needs {need.floor} training images per class for its {need.what}; "
+            f"{where}"), None, None
+
+
+def _scale_note(spec: ModelSpec, n_classes: int) -> str | None:
+    """What ``classical.scale`` changes for ``spec`` at ``n_classes`` classes (None: nothing)."""
+    from cellcompare.classical.scale import MANY_CLASSES, bounded_xgb_params
+
+    many = int(spec.params.get("many_classes", MANY_CLASSES))
+    if spec.name == "svm" and n_classes > many:
+        return (f"{spec.label}: {n_classes} classes (> {many}): one-vs-rest linear SVMs "
+                f"(classical.scale.OvRLinearSVM) instead of {n_classes * (n_classes - 1) // 2} "
+                f"one-vs-one RBF problems")
+    if spec.name == "xgboost":
+        return bounded_xgb_params(n_classes, dict(spec.params), many_classes=many)[1]
+    return None
+
+
+def preflight(config: CompareConfig, index: pd.DataFrame) -> Preflight:
+    """Check ``config``'s models against the dataset ``index`` before features are extracted.
+
+    Parameters
+    ----------
+    config : CompareConfig
+        The run's configuration.
+    index : pd.DataFrame
+        The dataset index (``sample_id``, ``label`` and the grouping column), one row per image.
+
+    Returns
+    -------
+    Preflight
+        ``config`` with settings lowered by the module's rules, and a record for metrics.json
+        (``train_images_per_class`` summary, ``adjusted`` params, ``notes`` per model label).
+
+    Raises
+    ------
+    PreflightError
+        When a class has fewer images or groups than folds, or a fold leaves fewer training
+        images per class than a model can work with; counts summarised, the fix suggested.
+
+    Examples
+    --------
+    >>> pre = preflight(config, dataset.index)  # doctest: +SKIP
+    >>> config = pre.config
+    """
+    start = time.perf_counter()
+    if config.labels.level != "image":
+        return Preflight(config, {"checked": False, "reason": "labels.level: cell (per-cell folds)"})
+    problems = _count_problems(index, config)
+    if problems:
+        raise PreflightError("preflight: " + "; ".join(problems) + ". " + _fix(config))
+    try:
+        folds = make_folds(index, config.folds, config.seed)
+    except FoldError as exc:  # e.g. a fold's test side lacks a class: keep the message short
+        text = str(exc)
+        raise PreflightError(f"preflight: {text[:400]}{' ...' if len(text) > 400 else ''}") from exc
+    counts = training_counts(folds)
+    n_classes = len(counts)
+    notes: dict[str, list[str]] = {}
+    adjusted: dict[str, dict[str, int]] = {}
+    specs = []
+    for spec in config.models:
+        params = dict(spec.params)
+        for need in model_needs(spec, n_classes):
+            problem, lowered, note = _check_need(need, counts)
+            if problem:
+                problems.append(problem)
+            if lowered is not None:
+                params[need.param] = lowered
+                adjusted.setdefault(spec.label, {})[need.param] = lowered
+            if note:
+                log.warning("preflight: %s", note)
+                notes.setdefault(spec.label, []).append(note)
+        switch = _scale_note(spec, n_classes)
+        if switch:
+            notes.setdefault(spec.label, []).append(switch)
+        specs.append(dataclasses.replace(spec, params=params))
+    if problems:
+        summary = (f"training images per class over {counts.shape[1]} folds: min "
+                   f"{int(counts.values.min())}, median {float(np.median(counts.values)):g}, max "
+                   f"{int(counts.values.max())}")
+        raise PreflightError("preflight: " + "; ".join(problems) + f" ({summary}). " + _fix(config))
+    seconds = time.perf_counter() - start
+    log.info("preflight: %d classes, %d images, %d folds checked in %.2f s", n_classes, len(index),
+             counts.shape[1], seconds)
+    report = {"checked": True, "n_classes": n_classes, "n_images": len(index),
+              "train_images_per_class": {"min": int(counts.values.min()),
+                                         "median": float(np.median(counts.values)),
+                                         "max": int(counts.values.max())},
+              "adjusted": adjusted, "notes": notes, "seconds": seconds}
+    return Preflight(config.replace(models=tuple(specs)), report)

@@ -1,0 +1,59 @@
+"""The report at RxRx1's 1,139 classes: no axis with 1,139 ticks, a bounded file, quick to build."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from bs4 import BeautifulSoup
+from test_reports_build import MODELS, make_results_dir
+
+from cellcompare.datasets import open_dataset, synth
+from cellcompare.reports import attribution, build_report, cells, figures, images
+
+#: Most tick labels one axis of any report figure may carry.
+MAX_TICKS = 40
+#: Most bytes of report.html at 1,139 classes.
+MAX_BYTES = 6 * 2**20
+
+
+@pytest.fixture(scope="module")
+def rxrx1_sized(tmp_path_factory):
+    """A tiny-image synthetic set with 1,139 classes (class folders: the RxRx1-layout generator
+    fits 308 wells on a plate) and results on it."""
+    tmp = tmp_path_factory.mktemp("rxrx1_sized")
+    data = synth.make_stages(tmp / "data", classes=1139, per_class=2, size=(32, 32))
+    ds = open_dataset(data)
+    root = make_results_dir(tmp / "results", classes=list(ds.classes), dataset_root=data,
+                            per_class=1, n_folds=2, optional=False)
+    return ds, root
+
+
+def test_report_at_1139_classes_is_readable_and_bounded(rxrx1_sized, monkeypatch):
+    ds, root = rxrx1_sized
+    assert len(ds.classes) == 1139
+    ticks: list[tuple[str, int]] = []
+    for module in (figures, attribution, cells, images):
+        original = module.figure_to_data_uri
+
+        def counting(fig, *args, _original=original, **kwargs):
+            for ax in fig.axes:
+                labelled = [t for t in ax.get_xticklabels() + ax.get_yticklabels() if t.get_text()]
+                ticks.append((ax.get_title() or fig.get_label(), len(labelled)))
+            return _original(fig, *args, **kwargs)
+
+        monkeypatch.setattr(module, "figure_to_data_uri", counting)
+    start = time.perf_counter()
+    path = build_report(root)
+    seconds = time.perf_counter() - start
+    assert ticks and max(n for _, n in ticks) <= MAX_TICKS, sorted(ticks, key=lambda t: -t[1])[:3]
+    assert path.stat().st_size < MAX_BYTES
+    assert seconds < 60
+    soup = BeautifulSoup(path.read_text(), "html.parser")
+    assert [b["data-model"] for b in soup.select(".top-confusions")] == list(MODELS)
+    assert all(len(b.select("tbody tr")) <= 20 for b in soup.select(".top-confusions"))
+    assert not any("Confusion matrix" in (img.get("alt") or "") for img in soup.find_all("img"))
+    hardest = soup.find("h4", string=lambda s: s and "hardest classes" in s)
+    assert hardest is not None and "20 hardest" in hardest.get_text()
+    collapsed = [d for d in soup.find_all("details") if "Recall of every class" in d.get_text()]
+    assert collapsed and "(1139 rows)" in collapsed[0].summary.get_text()
