@@ -112,10 +112,21 @@ def test_bad_uploads_get_4xx_json(server, payload, status, words):
     assert "/tmp" not in response.json()["detail"]  # no server paths leak
 
 
+def post_until_served(url: str, data: bytes, tries: int = 200) -> httpx.Response:
+    """What a client does with 503 + Retry-After (all prediction workers busy): wait, retry."""
+    for _ in range(tries):
+        response = post(url, data)
+        if response.status_code != 503:
+            return response
+        assert response.headers["retry-after"] == "1"
+        time.sleep(0.2)
+    return response
+
+
 def test_burst_of_concurrent_requests_all_answered(server):
     data = [tiff_bytes(disk_image(20 if i % 2 else 8, i)[0]) for i in range(16)]
     with ThreadPoolExecutor(16) as pool:
-        responses = list(pool.map(lambda d: post(server[0], d), data))
+        responses = list(pool.map(lambda d: post_until_served(server[0], d), data))
     assert [r.status_code for r in responses] == [200] * 16
     predictor = serve.load_predictor(server[1])
     samples = [Sample(id=f"s{i}", image=disk_image(20 if i % 2 else 8, i)) for i in range(16)]
