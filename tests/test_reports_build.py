@@ -418,3 +418,37 @@ def test_options_switch_to_top_confusions_and_reject_unknown_keys(results_dir):
     assert len(soup.select(".top-confusions")) == len(MODELS)
     with pytest.raises(UnknownKeyError, match="'report.heatmap_classes'"):
         reports.ReportOptions.from_dict({"heatmap_classes": 2})
+
+
+def _with_wells(root: Path, sites_per_well: int) -> dict:
+    metrics = json.loads((root / "metrics.json").read_text())
+    summaries = {m: {k: {"mean": 0.5 + 0.1 * i + 0.01 * j, "std": 0.02 * (j + 1)}
+                     for j, k in enumerate(["accuracy", "top_k_accuracy", "balanced_accuracy",
+                                            "macro_f1", "log_loss"])}
+                 for i, m in enumerate(MODELS)}
+    metrics["wells"] = {"available": True, "n_wells": 6, "wells_split_across_folds": 0,
+                        "sites_per_well": {"median": sites_per_well, "min": 1, "max": sites_per_well},
+                        "aggregation": "mean of the sites' class probabilities",
+                        "models": {m: {"folds": [], "summary": s} for m, s in summaries.items()}}
+    (root / "metrics.json").write_text(json.dumps(metrics))
+    return summaries
+
+
+def test_well_table_equals_metrics_json_when_wells_hold_several_sites(tmp_path):
+    root = make_results_dir(tmp_path / "wells", optional=False)
+    summaries = _with_wells(root, sites_per_well=2)
+    soup = BeautifulSoup(build_report(root).read_text(), "html.parser")
+    rows = soup.select("#wells-table tbody tr")
+    assert [r.find("td").get_text(strip=True) for r in rows] == list(MODELS)
+    metric_names = json.loads((root / "metrics.json").read_text())["metric_names"]
+    for row in rows:
+        cells = [td.get_text(strip=True) for td in row.find_all("td")[1:]]
+        summary = summaries[row.find("td").get_text(strip=True)]
+        assert cells == [f"{summary[k]['mean']:.3f} ± {summary[k]['std']:.3f}" for k in metric_names]
+
+
+def test_no_well_table_when_each_well_has_one_site(tmp_path):
+    root = make_results_dir(tmp_path / "single", optional=False)
+    _with_wells(root, sites_per_well=1)
+    soup = BeautifulSoup(build_report(root).read_text(), "html.parser")
+    assert soup.select("#wells-table") == []

@@ -239,6 +239,9 @@ def results_section(results: Results, opts: ReportOptions) -> dict[str, Any]:
     section["pairwise"] = None if pairwise is None else frame_rows(pairwise)
     section["pairwise_metric"] = tables.metric_label(
         (results.metrics.get("pairwise") or {}).get("metric", "accuracy"), top_k)
+    well_table = tables.wells_frame(results)
+    section["wells"] = None if well_table is None else frame_rows(well_table)
+    section["wells_info"] = results.metrics.get("wells") or {}
     section["summary_frame"] = summary
     return section
 

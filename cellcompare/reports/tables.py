@@ -13,7 +13,7 @@ from cellcompare.reports.load import Results, lower_is_better
 __all__ = ["Cell", "SummaryTable", "format_mean_std", "summary_frame", "summary_table",
            "markdown_table", "top_confusions", "recall_long", "cost_table", "top_features",
            "comparison_rows", "metric_label", "DECIMALS", "format_interval", "bootstrap_frame",
-           "pairwise_frame", "terminal_table"]
+           "pairwise_frame", "terminal_table", "wells_frame"]
 
 DECIMALS = 3
 
@@ -200,6 +200,24 @@ def bootstrap_frame(results: Results) -> pd.DataFrame | None:
     rows = [{"model": m, **{metric_label(k, top_k): format_interval(per.get(k)) for k in metrics}}
             for m, per in models.items()]
     return pd.DataFrame(rows)
+
+
+def wells_frame(results: Results) -> pd.DataFrame | None:
+    """Per model, the well-level metrics as ``mean ± std`` over folds (``None`` without wells).
+
+    ``metrics.json``'s ``wells`` entry averages the sites' probabilities per well before
+    scoring; shown only when some well has more than one site (otherwise it repeats the table).
+    """
+    wells = results.metrics.get("wells") or {}
+    if not wells.get("available") or (wells.get("sites_per_well") or {}).get("max", 1) <= 1:
+        return None
+    top_k = results.metrics.get("top_k", 3)
+    rows = []
+    for model, info in (wells.get("models") or {}).items():
+        summary = info.get("summary") or {}
+        rows.append({"model": model, **{metric_label(k, top_k): format_mean_std(
+            summary[k]["mean"], summary[k]["std"]) for k in results.metric_names if k in summary}})
+    return pd.DataFrame(rows) if rows else None
 
 
 def pairwise_frame(results: Results) -> pd.DataFrame | None:
