@@ -43,6 +43,22 @@ def test_grouped_folds_keep_groups_apart():
         assert not test_groups & train_groups
 
 
+@pytest.mark.parametrize("well_columns", [("well_id",), ("Metadata_Plate", "Metadata_Well")])
+def test_sites_of_one_well_stay_in_one_fold_without_a_group_column(well_columns):
+    index = _index(per_class=12)
+    well = index["sample_id"].str.replace(r"_(\d+)$", lambda m: f"_w{int(m[1]) // 2}", regex=True)
+    if well_columns == ("well_id",):
+        index["well_id"] = well
+    else:
+        index["Metadata_Plate"], index["Metadata_Well"] = "P1", well
+    folds = make_folds(index, FoldsConfig(n_splits=3), seed=0)
+    assert (folds.groupby(well.to_numpy()).fold.nunique() == 1).all()       # 2 sites, 1 fold
+    assert list(folds["group"]) == list(index["group"])                      # groups unchanged
+    assert (folds.groupby(["fold", "label"]).size() == 4).all()              # still stratified
+    plain = make_folds(_index(per_class=12), FoldsConfig(n_splits=3), seed=0)
+    assert (plain.groupby(well.to_numpy()).fold.nunique() > 1).any()          # what it prevents
+
+
 def test_folds_are_deterministic_and_seed_dependent():
     a = make_folds(_index(), FoldsConfig(n_splits=5), seed=3)
     b = make_folds(_index(), FoldsConfig(n_splits=5), seed=3)

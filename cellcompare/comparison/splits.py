@@ -103,6 +103,9 @@ def _check_fold_classes(folds: pd.DataFrame, n_splits: int) -> None:
 def make_folds(index: pd.DataFrame, config: FoldsConfig, seed: int = 0) -> pd.DataFrame:
     """Assign every image to a fold (``-1`` = hold-out), stratified by label, grouped if asked.
 
+    Without ``group_column``, images of one well (``comparison.wells.well_keys``: plate and
+    well, or RxRx1's ``well_id``) are kept in one fold whenever some well has several sites.
+
     Parameters
     ----------
     index : pd.DataFrame
@@ -122,28 +125,44 @@ def make_folds(index: pd.DataFrame, config: FoldsConfig, seed: int = 0) -> pd.Da
     FoldError
         A class has fewer images (or groups) than folds, or a fold would lack a class.
     """
-    grouped = config.group_column is not None
     frame = _index_frame(index, config.group_column)
-    frame["fold"] = HOLDOUT
-    cv = np.ones(len(frame), dtype=bool)
+    # without a group column, the sites of one well still stay together: they share a
+    # treatment and a spot on the plate, so splitting them would let the test peek at training
+    wells = None if config.group_column is not None else _repeated_wells(index)
+    split = frame if wells is None else frame.assign(group=wells)
+    grouped = config.group_column is not None or wells is not None
+    split["fold"] = HOLDOUT
+    cv = np.ones(len(split), dtype=bool)
     if config.holdout_fraction > 0:
-        _check_class_sizes(frame, 2, grouped)
-        cv = ~_holdout(frame, config.holdout_fraction, grouped, seed)
-    sub = frame[cv]
+        _check_class_sizes(split, 2, grouped)
+        cv = ~_holdout(split, config.holdout_fraction, grouped, seed)
+    sub = split[cv]
     _check_class_sizes(sub, config.n_splits, grouped)
     splitter = (StratifiedGroupKFold(config.n_splits, shuffle=True, random_state=seed) if grouped
                 else StratifiedKFold(config.n_splits, shuffle=True, random_state=seed))
     fold = np.full(len(sub), HOLDOUT)
     for k, (_, test) in enumerate(splitter.split(sub, sub.label, sub.group if grouped else None)):
         fold[test] = k
-    frame.loc[cv, "fold"] = fold
-    frame["fold"] = frame["fold"].astype(int)
-    _check_fold_classes(frame, config.n_splits)
-    check_no_leakage(frame, grouped=grouped)
-    log.info("%d images in %d folds%s%s", len(frame), config.n_splits,
-             f" grouped by {config.group_column}" if grouped else "",
+    split.loc[cv, "fold"] = fold
+    split["fold"] = split["fold"].astype(int)
+    _check_fold_classes(split, config.n_splits)
+    check_no_leakage(split, grouped=grouped)
+    frame["fold"] = split["fold"].to_numpy()
+    by = (f" grouped by {config.group_column}" if config.group_column is not None
+          else " keeping each well's sites together" if wells is not None else "")
+    log.info("%d images in %d folds%s%s", len(frame), config.n_splits, by,
              f", {int((frame.fold == HOLDOUT).sum())} held out" if config.holdout_fraction else "")
     return frame
+
+
+def _repeated_wells(index: pd.DataFrame) -> np.ndarray | None:
+    """Well of every image when the layout knows wells and some well has several sites."""
+    from cellcompare.comparison.wells import well_keys
+
+    keys = well_keys(index)
+    if keys is None or not keys.duplicated().any():
+        return None
+    return keys.to_numpy(dtype=str)
 
 
 def check_no_leakage(folds: pd.DataFrame, *, grouped: bool = True,
