@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -121,6 +122,11 @@ class RunContext:
         if self.level == "cell":
             ids = ids.str.rsplit("#", n=1).str[0]
         return list(dict.fromkeys(ids))
+
+    @functools.cached_property
+    def data_digest(self) -> str:
+        """:func:`data_key` of this run, computed once (it stats every file of the dataset)."""
+        return data_key(self)
 
     @property
     def channel_names(self) -> list[str]:

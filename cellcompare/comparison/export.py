@@ -20,7 +20,7 @@ from typing import Any
 
 from cellcompare import atomic
 from cellcompare.comparison.config import ModelSpec
-from cellcompare.comparison.context import RunContext, data_key
+from cellcompare.comparison.context import RunContext
 from cellcompare.comparison.models import (
     ClassicalModel,
     DeepModel,
@@ -48,7 +48,7 @@ def _settings_hash(spec: ModelSpec, train_ids, context: RunContext, dtype: str |
     key = {"name": spec.name, "granularity": spec.granularity, "params": spec.params,
            "seed": config.seed, "features": config.features, "channels": context.channel_names,
            "channel_index": index, "dtype": dtype, "dataset": config.dataset.path,
-           "train_ids": sorted(map(str, train_ids)), "data": data_key(context), "format": 2}
+           "train_ids": sorted(map(str, train_ids)), "data": context.data_digest, "format": 2}
     text = json.dumps(key, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -93,6 +93,21 @@ class ModelAdapter:
         """Hyper-parameters the fitted model ended up with (tuned or fixed)."""
         return {}
 
+    def _rows_or_prior(self, rows: pd.DataFrame, sample_ids: Sequence[str], missing: str) -> np.ndarray:
+        """``rows`` (indexed by id) in ``sample_ids`` order; ids without a row get ``prior_``.
+
+        The fill is logged and kept in :attr:`notes`: "{n} test {missing}; they get the
+        training class prior".
+        """
+        out = rows.reindex([str(s) for s in sample_ids])
+        absent = out.isna().any(axis=1).to_numpy()
+        if absent.any():
+            msg = f"{self.name}: {int(absent.sum())} test {missing}; they get the training class prior"
+            log.warning(msg)
+            self.notes.append(msg)
+            out.loc[absent] = np.tile(self.prior_, (int(absent.sum()), 1))
+        return out.to_numpy(dtype=float)
+
     def feature_importance(self, test: FoldData, permutation: bool = True) -> pd.DataFrame | None:
         """``feature, family, gain, permutation`` rows, or None for models without features."""
         return None
@@ -146,15 +161,7 @@ class ClassicalModel(ModelAdapter):
         proba = align_columns(np.asarray(proba), self.estimator_.classes_, test.classes)
         rows = pd.DataFrame(proba, index=pd.Index(map(str, ids)))
         rows = rows[~rows.index.duplicated()]
-        out = rows.reindex([str(s) for s in test.sample_ids])
-        absent = out.isna().any(axis=1).to_numpy()
-        if absent.any():
-            msg = (f"{self.name}: {int(absent.sum())} test images have no feature rows; they get the "
-                   f"training class prior")
-            log.warning(msg)
-            self.notes.append(msg)
-            out.loc[absent] = np.tile(self.prior_, (int(absent.sum()), 1))
-        return out.to_numpy(dtype=float)
+        return self._rows_or_prior(rows, test.sample_ids, "images have no feature rows")
 
     def chosen_params(self) -> dict:
         return _jsonable(getattr(self.estimator_, "best_params_", {}) or {})
@@ -286,15 +293,8 @@ class DeepModel(ModelAdapter):
                               self.classifier_.classes_, test.classes)
         self.cell_proba_ = (sids, images.rows, proba)
         means = pd.DataFrame(proba, index=pd.Index(sids)).groupby(level=0).mean()
-        out = means.reindex([str(s) for s in test.sample_ids])
-        absent = out.isna().any(axis=1).to_numpy()
-        if absent.any():
-            unit = "cells have no crop" if test.level == "cell" else "images have no segmented cells"
-            msg = f"{self.name}: {int(absent.sum())} test {unit}; they get the training class prior"
-            log.warning(msg)
-            self.notes.append(msg)
-            out.loc[absent] = np.tile(self.prior_, (int(absent.sum()), 1))
-        return out.to_numpy(dtype=float)
+        missing = "cells have no crop" if test.level == "cell" else "images have no segmented cells"
+        return self._rows_or_prior(means, test.sample_ids, missing)
 
     def chosen_params(self) -> dict:
         return _jsonable(getattr(self.classifier_, "best_params_", {}) or {})

@@ -18,7 +18,7 @@ from cellcompare import atomic
 from cellcompare.atomic import atomic_path
 from cellcompare.comparison import explain
 from cellcompare.comparison.config import CompareConfig, ConfigError, ModelSpec
-from cellcompare.comparison.context import RunContext, data_key
+from cellcompare.comparison.context import RunContext
 from cellcompare.comparison.export import export_models
 from cellcompare.comparison.gallery import write_cell_gallery
 from cellcompare.comparison.labels import prepare_cell_task
@@ -170,7 +170,7 @@ def _run_unit(spec: ModelSpec, fold: int, context: RunContext):
 
 
 def _spec_key(spec: ModelSpec, config: CompareConfig, data: str = "") -> dict:
-    """What a finished unit depends on (checked on resume); ``data`` is :func:`context.data_key`."""
+    """What a finished unit depends on (checked on resume); ``data`` is ``RunContext.data_digest``."""
     return json.loads(json.dumps({"name": spec.name, "granularity": spec.granularity,
                                   "params": spec.params, "seed": config.seed, "top_k": config.top_k,
                                   "features": config.features, "data": data}, default=str))
@@ -184,7 +184,7 @@ def run_units(context: RunContext, out: Path) -> list[dict]:
     if (folds.fold == HOLDOUT).any():
         fold_list.append(HOLDOUT)
     units = [(spec, k) for spec in config.models for k in fold_list]
-    data = data_key(context)
+    data = context.data_digest
     records = []
     for spec, k in progress_bar(units, desc="units", unit="unit"):
         json_path, pred_path = _unit_paths(out, spec.label, k)

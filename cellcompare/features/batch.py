@@ -16,7 +16,6 @@ that select other images is refused.
 from __future__ import annotations
 
 import csv
-import functools
 import hashlib
 import json
 import logging
@@ -138,9 +137,11 @@ def _exit_with_parent(parent_pid: int, interval: float = 0.5) -> None:
 _exit_with_parent.started = False
 
 
-@functools.lru_cache(maxsize=2)
+_OPENED: dict[tuple[str, str, str], object] = {}
+
+
 def _open(dataset_dir: str, options_json: str = "{}", version: str = ""):
-    """Open a dataset once per worker process (probing headers is not free).
+    """Open a dataset once per process (probing headers is not free); the last two are kept.
 
     ``options_json`` is the normalized ``dataset_options`` as JSON (hashable for the cache).
     ``version`` is a digest of the dataset's sources as the main process saw them, so a worker
@@ -148,7 +149,19 @@ def _open(dataset_dir: str, options_json: str = "{}", version: str = ""):
     """
     from cellcompare.datasets import open_dataset
 
-    return open_dataset(dataset_dir, **{**DEFAULT_DATASET_OPTIONS, **json.loads(options_json)})
+    key = (dataset_dir, options_json, version)
+    if key not in _OPENED:
+        ds = open_dataset(dataset_dir, **{**DEFAULT_DATASET_OPTIONS, **json.loads(options_json)})
+        _remember(key, ds)
+    return _OPENED[key]
+
+
+def _remember(key: tuple[str, str, str], ds) -> None:
+    """Keep ``ds`` under ``key`` (the main process hands its fresh view to in-process jobs)."""
+    _OPENED.pop(key, None)
+    _OPENED[key] = ds
+    while len(_OPENED) > 2:
+        _OPENED.pop(next(iter(_OPENED)))
 
 
 def process_one(dataset_dir: str, out_dir: str, index: int, config: FeatureConfig,
@@ -322,9 +335,12 @@ def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: Feature
     for sub in ("cells", "image", "qc"):
         for path in atomic.remove_stale(out / sub):
             log.info("removed %s, left by a job killed while writing it", path)
-    ds = _open.__wrapped__(str(dataset_dir), json.dumps(options))   # never a cached, older view
+    from cellcompare.datasets import open_dataset
+
+    ds = open_dataset(str(dataset_dir), **{**DEFAULT_DATASET_OPTIONS, **options})  # never an older view
     sources = _resume(out, ds)
     version = hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()[:16]
+    _remember((str(dataset_dir), json.dumps(options), version), ds)   # jobs=1 runs in this process
     _write_manifest(out, str(dataset_dir), ds, config, options, sources)
     skipped = [{"sample_id": "", "path": str(r.path), "reason": str(r.reason)} for r in ds.skipped]
     _append_errors(out, skipped)

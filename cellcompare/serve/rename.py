@@ -77,10 +77,11 @@ def plan_renames(rows: Sequence[PredictionRow], *,
             continue
         for file in row.files:
             old = Path(file)  # absolute, not resolve(): rename a symlink, not its target
-            name = new_name(old, row.top, name_max(old.parent))
+            limit = name_max(old.parent)
+            name = new_name(old, row.top, limit)
             if name is None:
                 logger.warning("skip %s: no name with the top class fits the file system's "
-                               "%d-byte limit", old, name_max(old.parent))
+                               "%d-byte limit", old, limit)
                 continue
             new = old.parent / name
             if Path(name).name != name or new.resolve().parent != old.parent.resolve():
