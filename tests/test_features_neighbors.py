@@ -99,3 +99,27 @@ def test_single_object_and_bad_distance():
         measure_neighbors(labels, distance=0)
     with pytest.raises(FeatureConfigError, match="neighbor_distance"):
         FeatureConfig(neighbor_distance=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_neighbour_pairs_seen_from_outlines_equal_the_search_from_every_pixel(seed):
+    """The outline-only search finds exactly the pairs a search from every pixel finds."""
+    from centrosome.outline import outline
+    from skimage.measure import label
+    from skimage.segmentation import expand_labels
+
+    from cellcompare.features.neighbors import _near_other_objects, _offsets
+
+    rng = np.random.default_rng(seed)
+    seeds = np.zeros((80, 90), np.int64)
+    seeds[rng.integers(0, 80, 30), rng.integers(0, 90, 30)] = 1
+    labels = expand_labels(label(seeds), distance=int(rng.integers(2, 7)))
+    labels[rng.random(labels.shape) < 0.05] = 0            # holes and ragged edges
+    labels = np.ascontiguousarray(labels, np.int64)
+    n = int(labels.max())
+    edge = outline(labels)
+    for d in (1, 3, 5):
+        every, _ = _near_other_objects(labels, labels, _offsets(d), n, False)
+        outlined, _ = _near_other_objects(labels, edge, _offsets(d), n, False)
+        assert every.sum() > 0
+        np.testing.assert_array_equal(outlined, every)

@@ -88,8 +88,11 @@ def measure_sample(image: np.ndarray, names: tuple[str, ...], masks: dict[str, n
             continue
         obj_ids, feats = measure_objects(obj, masks[obj], sub, channels, config, scale_max=scale_max,
                                          spectra=spectra)
-        if feats:
-            block = pd.DataFrame(feats, index=pd.Index(obj_ids, name="ObjectNumber"))
+        if feats:                                # one float64 block, not a Series per column
+            values = np.empty((len(obj_ids), len(feats)))
+            for k, column in enumerate(feats.values()):
+                values[:, k] = column
+            block = pd.DataFrame(values, columns=list(feats), index=pd.Index(obj_ids, name="ObjectNumber"))
             table = table.join(block, how="left")
     x, y = _centroids(masks[primary], ids)
     table.insert(0, "Metadata_Location_Center_Y", y)

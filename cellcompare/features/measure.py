@@ -2,13 +2,15 @@
 
 Each family returns ``dict[str, ndarray]`` keyed by the full column name
 ``{Object}_{Family}_{Feature}_{Channel}[_...]`` with one value per label ``1..n`` of the
-sanitised mask. Feret calls cp_measure's function on the same arrays. Our own
+sanitised mask. Feret calls the centrosome functions cp_measure calls, on the convex hull of
+the objects' outline pixels (:func:`object_hulls`), which Zernike's enclosing circles share.
+Our own
 implementations, each parity-tested against cp_measure to 1e-6 relative, are: AreaShape
 (:mod:`features.shape`, one compiled pass over the object boxes), Intensity
 (:mod:`features.intensity`), Texture (:mod:`features.texture`), Correlation with Costes
 (:mod:`features.correlation`, one compiled pass per channel pair), RadialDistribution
 (:mod:`features.radial`, label geometry once per object type), Zernike and radial Zernikes
-(:mod:`features.zernike`, one basis per object type) and Granularity
+(:mod:`features.zernike`, one basis and one pass per object type) and Granularity
 (:mod:`features.granularity`, the opening series once per channel, shared by object types).
 Neighbors (:mod:`features.neighbors`) follows CellProfiler's module (cp_measure has none).
 Channel-independent families run once per object type, and correlations once per unordered
@@ -22,8 +24,8 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
+from centrosome.cpmorphology import convex_hull, feret_diameter
 from cp_measure._sanitize import sanitize_masks
-from cp_measure.bulk import get_core_measurements
 
 from .config import FeatureConfig
 from .correlation import correlate_pairs
@@ -34,9 +36,23 @@ from .neighbors import measure_neighbors
 from .radial import radial_distribution, radial_geometry
 from .shape import area_shape
 from .texture import get_texture
-from .zernike import ZernikeBasis, radial_zernikes, shape_zernikes, zernike_basis
+from .zernike import (
+    ZernikeSums,
+    radial_zernikes,
+    shape_zernikes,
+    zernike_basis,
+    zernike_sums,
+)
 
-_CORE = get_core_measurements()
+
+def object_hulls(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Convex hulls of labels ``1..N`` of ``masks`` (``centrosome.cpmorphology.convex_hull``).
+
+    centrosome builds them from the outline pixels, cp_measure's Feret from every pixel; the
+    extreme points are outline pixels, so the hulls are the same (Feret diameters and
+    enclosing circles are tested equal to cp_measure's).
+    """
+    return convex_hull(masks, np.arange(1, int(masks.max()) + 1))
 
 
 def _shape_name(obj: str, key: str) -> str:
@@ -63,21 +79,23 @@ def _radial_name(obj: str, key: str, channel: str) -> str:
 
 
 def measure_shape(obj: str, masks: np.ndarray, families: Sequence[str],
-                  basis: ZernikeBasis | None = None) -> dict[str, np.ndarray]:
+                  zernikes: ZernikeSums | None = None, hull: tuple | None = None) -> dict[str, np.ndarray]:
     """AreaShape (+ Zernike, Feret when selected) of a sanitised label image ``(H, W)``.
 
-    ``basis`` (:func:`features.zernike.zernike_basis` of ``masks``) is computed when needed
-    and not given.
+    ``zernikes`` (:func:`features.zernike.zernike_sums` over ``masks``) and ``hull``
+    (:func:`object_hulls`) are computed when needed and not given.
     """
     out: dict[str, np.ndarray] = {}
     if "AreaShape" in families:
         out.update({_shape_name(obj, key): v for key, v in area_shape(masks).items()})
     if "Zernike" in families:
-        basis = basis if basis is not None else zernike_basis(masks)
-        out.update({_shape_name(obj, key): v for key, v in shape_zernikes(basis).items()})
+        zernikes = zernikes if zernikes is not None else zernike_basis(masks, hull)
+        out.update({_shape_name(obj, key): v for key, v in shape_zernikes(zernikes).items()})
     if "Feret" in families:
-        for key, values in _CORE["feret"](masks, None).items():
-            out[_shape_name(obj, key)] = np.asarray(values, dtype=np.float64)
+        hull = hull if hull is not None else object_hulls(masks)
+        low, high = feret_diameter(hull[0], hull[1], np.arange(1, int(masks.max()) + 1))
+        out[_shape_name(obj, "MinFeretDiameter")] = np.asarray(low, dtype=np.float64)
+        out[_shape_name(obj, "MaxFeretDiameter")] = np.asarray(high, dtype=np.float64)
     return out
 
 
@@ -105,13 +123,13 @@ def _neighbors(obj: str, masks: np.ndarray, ids: np.ndarray, distance: int) -> d
 def measure_channels(obj: str, masks: np.ndarray, image: np.ndarray, channels: Sequence[str],
                      families: Sequence[str], scales: Sequence[int], gray_levels: int,
                      spectra: list | None = None,
-                     basis: ZernikeBasis | None = None) -> dict[str, np.ndarray]:
+                     zernikes: ZernikeSums | None = None) -> dict[str, np.ndarray]:
     """Intensity, Texture, Granularity, RadialDistribution of every channel of ``image`` ``(C, H, W)``.
 
     Label geometry (radial rings and Zernike basis, the granularity operator) is computed
     once for all channels; ``spectra`` (one :class:`features.granularity.Spectrum` per
-    channel) may be passed in so that object types share them, and ``basis`` (the Zernike
-    basis of ``masks``) so that AreaShape's Zernikes share it.
+    channel) may be passed in so that object types share them, and ``zernikes`` (the
+    Zernike sums of ``masks`` over ``image``) so that AreaShape's Zernikes share their pass.
     """
     per_channel: list[dict[str, np.ndarray]] = [{} for _ in channels]
     if "Intensity" in families:
@@ -131,10 +149,10 @@ def measure_channels(obj: str, masks: np.ndarray, image: np.ndarray, channels: S
             per_channel[c].update(_named(obj, channels[c], result, _granularity_name))
     if "RadialDistribution" in families:
         geom = radial_geometry(masks)
-        zernikes = radial_zernikes(basis if basis is not None else zernike_basis(masks), image)
+        radial = radial_zernikes(zernikes if zernikes is not None else zernike_basis(masks), image)
         for c, name in enumerate(channels):
             per_channel[c].update(_named(obj, name, radial_distribution(geom, image[c]), _radial_name))
-            per_channel[c].update(_named(obj, name, zernikes[c], _radial_name))
+            per_channel[c].update(_named(obj, name, radial[c], _radial_name))
     out: dict[str, np.ndarray] = {}
     for feats in per_channel:
         out.update(feats)
@@ -192,13 +210,15 @@ def measure_objects(obj: str, labels: np.ndarray, image: np.ndarray, channels: S
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         shared = {"Zernike", "RadialDistribution"}
-        basis = zernike_basis(clean) if shared <= set(families) else None
-        features.update(measure_shape(obj, clean, families, basis))
+        hull = object_hulls(clean) if len({"Feret", *shared} & set(families)) > 1 else None
+        zernikes = (zernike_sums(zernike_basis(clean, hull), image) if shared <= set(families)
+                    else None)
+        features.update(measure_shape(obj, clean, families, zernikes, hull))
         if "Neighbors" in families:
             features.update(_neighbors(obj, clean, ids, config.neighbor_distance))
         features.update(measure_channels(obj, clean, image, channels, families,
                                          config.active_scales, config.texture_gray_levels,
-                                         spectra, basis))
+                                         spectra, zernikes))
         if "Correlation" in families:
             features.update(measure_correlations(obj, clean, image, channels, scale_max))
     return ids, features

@@ -17,7 +17,10 @@ wrapper for it), for the case "neighbours are the same objects":
 CellProfiler repeats the centroid measurements under every scale's name although they do not
 depend on the scale; we emit them once, under the ``Adjacent`` name. Whole-image pairwise
 searches are compiled (numba) instead of CellProfiler's per-object dilation of patches; the
-pair matrix holds ``N²`` booleans (4 MB at 2,000 objects).
+pair matrix holds ``N²`` booleans (4 MB at 2,000 objects). Both searches look only from
+outline pixels: the pixel of object A nearest to a pixel ``q`` of another object is on A's
+outline (from an inner pixel, the 4-neighbour one step towards ``q`` is in A and nearer), so
+some outline pixel of A has ``q`` within the disk whenever any pixel of A has.
 """
 
 from __future__ import annotations
@@ -125,7 +128,7 @@ def measure_neighbors(labels: np.ndarray, *, distance: int = 5) -> dict[str, np.
     perimeter = np.bincount(edge.ravel(), minlength=n + 1)[1:].astype(float)
     out: dict[str, np.ndarray] = {}
     for scale, d in ((ADJACENT, 1), (str(distance), distance)):
-        near, _ = _near_other_objects(labels, labels, _offsets(d), n, False)
+        near, _ = _near_other_objects(labels, edge, _offsets(d), n, False)
         _, touching = _near_other_objects(labels, edge, _offsets(d + 0.5), n, True)
         out[f"Neighbors_NumberOfNeighbors_{scale}"] = near.sum(1).astype(float)
         with np.errstate(invalid="ignore", divide="ignore"):

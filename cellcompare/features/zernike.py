@@ -3,8 +3,8 @@
 cp_measure evaluates the Zernike basis on every foreground pixel once per call: once for the
 shape moments and once per channel for the intensity-weighted radial moments. Here
 :func:`zernike_basis` computes each pixel's coordinates in its object's enclosing unit circle
-and the powers ``z**m`` once per object type, and one compiled pass sums basis × weight for
-every channel at once. The arithmetic is ``cp_measure.utils._zernike_scores``' (Horner in r²,
+and the powers ``z**m`` once per object type, and one compiled pass (:func:`zernike_sums`)
+sums basis × weight for the shape and every channel at once. The arithmetic is ``cp_measure.utils._zernike_scores``' (Horner in r²,
 powers by numpy's complex multiply, pixels summed in C order), so values agree to round-off;
 parity is tested to 1e-6 relative.
 """
@@ -52,10 +52,15 @@ def _indexes() -> np.ndarray:
     return zernike.get_zernike_indexes(ZERNIKE_DEGREE + 1)
 
 
-def zernike_basis(labels: np.ndarray) -> ZernikeBasis:
-    """Unit-circle coordinates and ``z`` powers of ``labels`` ``(H, W)`` (labels ``1..N``)."""
+def zernike_basis(labels: np.ndarray, hull: tuple | None = None) -> ZernikeBasis:
+    """Unit-circle coordinates and ``z`` powers of ``labels`` ``(H, W)`` (labels ``1..N``).
+
+    ``hull`` is ``centrosome.cpmorphology.convex_hull(labels, 1..N)`` when already computed
+    (the enclosing circle is found from it; computed here otherwise).
+    """
     n = int(labels.max()) if labels.size else 0
-    centres, radii = zernike.minimum_enclosing_circle(labels, np.arange(1, n + 1))
+    centres, radii = zernike.minimum_enclosing_circle(labels, np.arange(1, n + 1),
+                                                      hull_and_point_count=hull)
     radii = np.asarray(radii, dtype=float)
     flat = np.flatnonzero(labels.ravel() > 0)
     seg = labels.ravel()[flat] - 1
@@ -74,73 +79,127 @@ def zernike_basis(labels: np.ndarray) -> ZernikeBasis:
                         counts=np.bincount(seg, minlength=n).astype(float))
 
 
+@dataclass(frozen=True)
+class ZernikeSums:
+    """Zernike moment sums of one label image: the shape (weight 1) and each channel.
+
+    Attributes
+    ----------
+    basis : ZernikeBasis
+        The basis the sums were taken over.
+    real, imag : np.ndarray
+        ``(1 + C, n, K)`` sums of weight × basis, ``K`` Zernike indexes (:func:`_indexes`
+        order); index 0 is the shape (every pixel weighs 1), ``1..C`` the image channels.
+    """
+
+    basis: ZernikeBasis
+    real: np.ndarray
+    imag: np.ndarray
+
+
+def _padded_coefficients(indexes: np.ndarray) -> np.ndarray:
+    """``(S, K)`` radial polynomial coefficients in Horner order, right-aligned, zero-padded.
+
+    Horner from ``poly = 0`` through leading zeros gives ``0 * r² + 0 = 0`` exactly (NaN for
+    a NaN ``r²``, as the first real step would), so every index runs the same ``S`` steps and
+    one loop over indexes evaluates all polynomials with unchanged arithmetic.
+    """
+    coeffs = zernike.construct_zernike_lookuptable(indexes)
+    terms = (indexes[:, 0] - indexes[:, 1]) // 2 + 1
+    padded = np.zeros((int(terms.max()), len(indexes)))
+    for k, d in enumerate(terms):
+        padded[padded.shape[0] - d:, k] = coeffs[k, :d]
+    return padded
+
+
 @numba.njit(cache=True)
-def _zernike_sums(seg, r2, zpow_re, zpow_im, weights, coeffs, zn, zm, n):
-    """Per object, Zernike index and channel: sums of weight × basis (cp_measure's arithmetic).
+def _zernike_sums(seg, r2, zpow_re, zpow_im, weights, horner, zm, n):
+    """Per object, channel and Zernike index: sums of weight × basis (cp_measure's arithmetic).
 
     The radial polynomial is Horner in r² (zero outside the unit circle), as
-    ``cp_measure.utils._zernike_scores``; ``zpow_*[m - 1]`` hold ``z**m`` computed by numpy
-    exactly as there (its SIMD complex multiply rounds differently from scalar code), and
-    pixels are added in the same (C) order as its ``bincount``. numpy's ``(t + 0j) * z``
-    adds ``∓0 · z`` terms, which change neither a sum that starts at +0 nor a NaN, so
-    they are left out. Returns ``(n, K, C)`` arrays.
+    ``cp_measure.utils._zernike_scores``, run for all indexes at once over right-aligned
+    coefficients (``horner``, :func:`_padded_coefficients`); ``zpow_*[m - 1]`` hold ``z**m``
+    computed by numpy exactly as there (its SIMD complex multiply rounds differently from
+    scalar code), and pixels are added in the same (C) order as its ``bincount``. Each term
+    is ``(poly × weight) × z**m``, as numpy's ``(t + 0j) * z`` whose extra ``∓0 · z`` terms
+    change neither a sum that starts at +0 nor a NaN. For ``m = 0`` the factor is 1 (exact)
+    and the imaginary sums are not used. ``weights`` is ``(C, G)``; returns ``(n, C, K)``.
     """
-    n_ch, k_max = weights.shape[1], zn.size
-    real = np.zeros((n, k_max, n_ch))
-    imag = np.zeros((n, k_max, n_ch))
+    n_ch, k_max, steps = weights.shape[0], zm.size, horner.shape[0]
+    real = np.zeros((n, n_ch, k_max))
+    imag = np.zeros((n, n_ch, k_max))
+    poly = np.empty(k_max)
+    fac_re = np.ones(k_max)
+    fac_im = np.zeros(k_max)
     for g in range(seg.size):
-        o = seg[g]
+        o, rr = seg[g], r2[g]
+        poly[:] = 0.0
+        for step in range(steps):
+            for k in range(k_max):
+                poly[k] = poly[k] * rr + horner[step, k]
+        if rr > 1:
+            poly[:] = 0.0
         for k in range(k_max):
-            poly = 0.0
-            for c in range((zn[k] - zm[k]) // 2 + 1):
-                poly *= r2[g]
-                poly += coeffs[k, c]
-            if r2[g] > 1:
-                poly = 0.0
-            if zm[k] == 0:
-                for ch in range(n_ch):
-                    real[o, k, ch] += poly * weights[g, ch]
-            else:
-                pr, pi = zpow_re[zm[k] - 1, g], zpow_im[zm[k] - 1, g]
-                for ch in range(n_ch):
-                    term = poly * weights[g, ch]
-                    real[o, k, ch] += term * pr
-                    imag[o, k, ch] += term * pi
+            if zm[k] > 0:
+                fac_re[k] = zpow_re[zm[k] - 1, g]
+                fac_im[k] = zpow_im[zm[k] - 1, g]
+        for ch in range(n_ch):
+            w = weights[ch, g]
+            re, im = real[o, ch], imag[o, ch]
+            for k in range(k_max):
+                term = poly[k] * w
+                re[k] += term * fac_re[k]
+                im[k] += term * fac_im[k]
     return real, imag
 
 
-def _moments(basis: ZernikeBasis, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(C, n, K)`` real and imaginary moment sums for ``weights`` ``(G, C)``."""
+def zernike_sums(basis: ZernikeBasis, image: np.ndarray | None = None) -> ZernikeSums:
+    """Moment sums of the shape and of every channel of ``image`` ``(C, H, W)``, in one pass.
+
+    The per-pixel work (radial polynomials, ``z`` powers) is shared by the shape and the
+    channels, so AreaShape's Zernikes and the radial Zernikes cost one pass together.
+    """
     indexes = _indexes()
-    coeffs = np.ascontiguousarray(zernike.construct_zernike_lookuptable(indexes), dtype=np.float64)
-    real, imag = _zernike_sums(basis.seg, basis.r2, basis.powers_re, basis.powers_im,
-                               np.ascontiguousarray(weights), coeffs,
-                               indexes[:, 0].astype(np.int64), indexes[:, 1].astype(np.int64),
+    channels = [] if image is None else [np.ascontiguousarray(ch, dtype=np.float64).ravel()[basis.flat]
+                                         for ch in image]
+    weights = np.stack([np.ones(basis.flat.size), *channels])
+    real, imag = _zernike_sums(basis.seg, basis.r2, basis.powers_re, basis.powers_im, weights,
+                               _padded_coefficients(indexes), indexes[:, 1].astype(np.int64),
                                basis.n)
-    return np.moveaxis(real, 2, 0), np.moveaxis(imag, 2, 0)
+    real, imag = np.moveaxis(real, 1, 0), np.moveaxis(imag, 1, 0)
+    imag[:, :, indexes[:, 1] == 0] = 0.0          # never accumulated by cp_measure (m = 0)
+    return ZernikeSums(basis=basis, real=real, imag=imag)
 
 
-def shape_zernikes(basis: ZernikeBasis) -> dict[str, np.ndarray]:
-    """AreaShape ``Zernike_n_m`` (degree 9): moment magnitude over the enclosing-circle area."""
-    real, imag = _moments(basis, np.ones((basis.flat.size, 1)))
+def shape_zernikes(sums: ZernikeSums | ZernikeBasis) -> dict[str, np.ndarray]:
+    """AreaShape ``Zernike_n_m`` (degree 9): moment magnitude over the enclosing-circle area.
+
+    ``sums`` may be :func:`zernike_sums` already taken (with or without channels) or a basis.
+    """
+    sums = sums if isinstance(sums, ZernikeSums) else zernike_sums(sums)
+    basis, real, imag = sums.basis, sums.real, sums.imag
     area = np.pi * basis.radii * basis.radii
     with np.errstate(divide="ignore", invalid="ignore"):
         score = np.sqrt(real[0] * real[0] + imag[0] * imag[0]) / area[:, None]
     return {f"Zernike_{zn}_{zm}": score[:, i] for i, (zn, zm) in enumerate(_indexes())}
 
 
-def radial_zernikes(basis: ZernikeBasis, image: np.ndarray) -> list[dict[str, np.ndarray]]:
+def radial_zernikes(sums: ZernikeSums | ZernikeBasis,
+                    image: np.ndarray | None = None) -> list[dict[str, np.ndarray]]:
     """ZernikeMagnitude / ZernikePhase ``n_m`` (degree 9) of every channel of ``image`` ``(C, H, W)``.
 
-    Magnitude is normalised by the object's pixel count; phase is CellProfiler's
-    ``arctan2(real, imag)``.
+    ``sums`` is :func:`zernike_sums` of the image already taken, or a basis (then ``image``
+    is required). Magnitude is normalised by the object's pixel count; phase is
+    CellProfiler's ``arctan2(real, imag)``.
     """
-    indexes = _indexes()
-    weights = np.stack([np.ascontiguousarray(ch, dtype=np.float64).ravel()[basis.flat]
-                        for ch in image], axis=1)
-    real, imag = _moments(basis, weights)
+    if not isinstance(sums, ZernikeSums):
+        if image is None:
+            raise ValueError("radial_zernikes needs the image when given a basis")
+        sums = zernike_sums(sums, image)
+    indexes, basis = _indexes(), sums.basis
+    real, imag = sums.real[1:], sums.imag[1:]
     out = []
-    for ch in range(weights.shape[1]):
+    for ch in range(real.shape[0]):
         magnitude = np.sqrt(real[ch] * real[ch] + imag[ch] * imag[ch]) / basis.counts[:, None]
         phase = np.arctan2(real[ch], imag[ch])
         feats = {}
