@@ -32,8 +32,8 @@ class ZernikeBasis:
         ``(G,)`` flat index and object index (label − 1) of each foreground pixel.
     r2 : np.ndarray
         ``(G,)`` squared radius in the unit circle (NaN for 1-pixel objects, as cp_measure).
-    powers_re, powers_im : np.ndarray
-        ``(M, G)`` real and imaginary parts of ``z**m``, ``m = 1..M``, ``z = y + i x``.
+    powers : np.ndarray
+        ``(M, G)`` complex ``z**m``, ``m = 1..M``, ``z = y + i x``.
     radii, counts : np.ndarray
         ``(n,)`` enclosing-circle radius and pixel count of each object.
     """
@@ -42,8 +42,7 @@ class ZernikeBasis:
     flat: np.ndarray
     seg: np.ndarray
     r2: np.ndarray
-    powers_re: np.ndarray
-    powers_im: np.ndarray
+    powers: np.ndarray
     radii: np.ndarray
     counts: np.ndarray
 
@@ -73,9 +72,7 @@ def zernike_basis(labels: np.ndarray, hull: tuple | None = None) -> ZernikeBasis
     powers[0] = z
     for m in range(1, powers.shape[0]):
         np.multiply(powers[m - 1], z, out=powers[m])     # numpy's complex multiply, as cp_measure
-    return ZernikeBasis(n=n, flat=flat, seg=seg, r2=xm * xm + ym * ym,
-                        powers_re=np.ascontiguousarray(powers.real),
-                        powers_im=np.ascontiguousarray(powers.imag), radii=radii,
+    return ZernikeBasis(n=n, flat=flat, seg=seg, r2=xm * xm + ym * ym, powers=powers, radii=radii,
                         counts=np.bincount(seg, minlength=n).astype(float))
 
 
@@ -113,12 +110,12 @@ def _padded_coefficients(indexes: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def _zernike_sums(seg, r2, zpow_re, zpow_im, weights, horner, zm, n):
+def _zernike_sums(seg, r2, zpow, weights, horner, zm, n):
     """Per object, channel and Zernike index: sums of weight × basis (cp_measure's arithmetic).
 
     The radial polynomial is Horner in r² (zero outside the unit circle), as
     ``cp_measure.utils._zernike_scores``, run for all indexes at once over right-aligned
-    coefficients (``horner``, :func:`_padded_coefficients`); ``zpow_*[m - 1]`` hold ``z**m``
+    coefficients (``horner``, :func:`_padded_coefficients`); ``zpow[m - 1]`` holds ``z**m``
     computed by numpy exactly as there (its SIMD complex multiply rounds differently from
     scalar code), and pixels are added in the same (C) order as its ``bincount``. Each term
     is ``(poly × weight) × z**m``, as numpy's ``(t + 0j) * z`` whose extra ``∓0 · z`` terms
@@ -141,8 +138,8 @@ def _zernike_sums(seg, r2, zpow_re, zpow_im, weights, horner, zm, n):
             poly[:] = 0.0
         for k in range(k_max):
             if zm[k] > 0:
-                fac_re[k] = zpow_re[zm[k] - 1, g]
-                fac_im[k] = zpow_im[zm[k] - 1, g]
+                fac_re[k] = zpow[zm[k] - 1, g].real
+                fac_im[k] = zpow[zm[k] - 1, g].imag
         for ch in range(n_ch):
             w = weights[ch, g]
             re, im = real[o, ch], imag[o, ch]
@@ -163,7 +160,7 @@ def zernike_sums(basis: ZernikeBasis, image: np.ndarray | None = None) -> Zernik
     channels = [] if image is None else [np.ascontiguousarray(ch, dtype=np.float64).ravel()[basis.flat]
                                          for ch in image]
     weights = np.stack([np.ones(basis.flat.size), *channels])
-    real, imag = _zernike_sums(basis.seg, basis.r2, basis.powers_re, basis.powers_im, weights,
+    real, imag = _zernike_sums(basis.seg, basis.r2, basis.powers, weights,
                                _padded_coefficients(indexes), indexes[:, 1].astype(np.int64),
                                basis.n)
     real, imag = np.moveaxis(real, 1, 0), np.moveaxis(imag, 1, 0)
