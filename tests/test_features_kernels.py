@@ -162,3 +162,135 @@ def test_dense_ranks_by_codes_and_by_sorting_agree(distinct):
     np.testing.assert_array_equal(ranks, _dense_ranks(values, offsets))
     obj = values[1:150]
     np.testing.assert_array_equal(ranks[1:150], np.unique(obj, return_inverse=True)[1])
+
+
+def test_bucket_propagation_equals_a_heap_dijkstra_to_the_bit():
+    """Radial centre distances: the bucket queue gives a heap Dijkstra's floats exactly."""
+    import heapq
+
+    from skimage.measure import label
+    from skimage.segmentation import expand_labels
+
+    from cellcompare.features.grouping import object_boxes
+    from cellcompare.features.radial import _propagate_within_labels
+
+    rng = np.random.default_rng(3)
+    seeds = np.zeros((60, 70), np.int64)
+    seeds[rng.integers(0, 60, 12), rng.integers(0, 70, 12)] = 1
+    labels = expand_labels(label(seeds), distance=9)
+    labels[rng.random(labels.shape) < 0.15] = 0            # ragged, non-convex objects
+    n = int(labels.max())
+    ci = np.array([np.argwhere(labels == k)[0][0] for k in range(1, n + 1)])
+    cj = np.array([np.argwhere(labels == k)[0][1] for k in range(1, n + 1)])
+    expected = np.full(labels.shape, -1.0)
+    heap = []
+    for i, j in zip(ci, cj):
+        expected[i, j] = 0.0
+        heapq.heappush(heap, (0.0, i * labels.shape[1] + j))
+    done = np.zeros(labels.shape, bool)
+    while heap:
+        d, p = heapq.heappop(heap)
+        i, j = divmod(p, labels.shape[1])
+        if done[i, j]:
+            continue
+        done[i, j] = True
+        for di in (-1, 0, 1):
+            for dj in (-1, 0, 1):
+                a, b = i + di, j + dj
+                if (di or dj) and 0 <= a < 60 and 0 <= b < 70 and labels[a, b] == labels[i, j] \
+                        and not done[a, b]:
+                    nd = d + (np.sqrt(2.0) if di and dj else 1.0)
+                    if expected[a, b] < 0 or nd < expected[a, b]:
+                        expected[a, b] = nd
+                        heapq.heappush(heap, (nd, a * labels.shape[1] + b))
+    got = _propagate_within_labels(np.ascontiguousarray(labels, np.int64), ci.astype(np.int64),
+                                   cj.astype(np.int64), object_boxes(labels, n))
+    assert (got > 5).any()
+    np.testing.assert_array_equal(got, expected)
+
+
+# --- Intensity order statistics and edges, Texture inputs (issue 14) ---------------------
+
+
+def _sorted_reference(vals: np.ndarray) -> tuple[float, float, float, float]:
+    """Quartiles, median and MAD by a full sort, with the kernel's interpolation formula."""
+    def at(ranked, frac):
+        pos = (ranked.size - 1) * frac
+        lo = min(int(pos), ranked.size - 1)
+        hi, f = min(lo + 1, ranked.size - 1), pos - lo
+        return ranked[lo] * (1.0 - f) + ranked[hi] * f
+
+    ranked = np.sort(vals)
+    median = at(ranked, 0.5)
+    return at(ranked, 0.25), median, at(np.sort(np.abs(vals - median)), 0.5), at(ranked, 0.75)
+
+
+def _row_objects(samples: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """One object per row holding ``samples[k]`` in its first columns; ``(1, K, W)`` image."""
+    width = max(s.size for s in samples) + 1
+    labels = np.zeros((len(samples), width), np.int32)
+    image = np.zeros((1, len(samples), width))
+    for k, s in enumerate(samples):
+        labels[k, :s.size] = k + 1
+        image[0, k, :s.size] = s
+    return labels, image
+
+
+def test_intensity_order_statistics_equal_a_full_sort_exactly():
+    from cellcompare.features.intensity import intensity, object_edges
+
+    rng = np.random.default_rng(14)
+    samples = [rng.random(n) for n in (1, 2, 3, 5, 16, 63, 64, 65, 257)]
+    samples += [
+        np.round(rng.random(900) * 6) / 6,                   # few levels: ties everywhere
+        np.r_[rng.random(700) * 1e-3, 1e6],                  # outlier: one histogram bucket
+        rng.exponential(size=1000) ** 3,                     # skewed: wide MAD band
+        -rng.random(400),
+        np.full(300, 0.25),
+        np.r_[rng.standard_normal(200), -1e308, 1e308],      # span overflows: plain selection
+        np.tile(np.arange(8.0), 128),                        # sorted runs
+    ]
+    labels, image = _row_objects(samples)
+    groups = group_pixels(labels)
+    (ours,) = intensity(groups, object_edges(groups, labels), image)
+    keys = ("Intensity_LowerQuartileIntensity", "Intensity_MedianIntensity",
+            "Intensity_MADIntensity", "Intensity_UpperQuartileIntensity")
+    for k, vals in enumerate(samples):
+        assert tuple(ours[key][k] for key in keys) == _sorted_reference(vals), k
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_object_edges_equal_skimage_find_boundaries(seed):
+    import skimage.segmentation
+
+    from cellcompare.features.intensity import object_edges
+
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 9, (6, 7))                       # touching blocks, some background
+    labels = np.kron(coarse, np.ones((5, 4), np.int64))[:-2]  # objects cut by every border
+    labels[rng.random(labels.shape) < 0.05] = 0
+    groups = group_pixels(labels)
+    expected = skimage.segmentation.find_boundaries(labels[np.newaxis], mode="inner")[0]
+    np.testing.assert_array_equal(object_edges(groups, labels), expected.ravel()[groups.index])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8, np.uint16])
+def test_texture_of_non_float64_images_equals_cp_measure(dtype):
+    from cp_measure.core.measuretexture import get_texture as reference
+
+    from cellcompare.features.texture import get_texture
+
+    labels, image = _touching_objects(seed=5)
+    pixels = image[0].astype(dtype) if dtype == np.float32 else \
+        (image[0] * np.iinfo(dtype).max).astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _assert_equal_dicts(get_texture(labels, pixels, 1, 16), reference(labels, pixels, 1, 16))
+
+
+def test_texture_rejects_float_images_outside_unit_range():
+    from cellcompare.features.texture import get_texture
+
+    labels, image = _touching_objects()
+    with pytest.raises(ValueError, match="between -1 and 1"):
+        get_texture(labels, image[0] * 2.0, 1, 256)
