@@ -164,6 +164,20 @@ def test_dense_ranks_by_codes_and_by_sorting_agree(distinct):
     np.testing.assert_array_equal(ranks[1:150], np.unique(obj, return_inverse=True)[1])
 
 
+def test_dense_ranks_hash_codes_equal_unique_per_object():
+    """3,000 levels grow the hash table past its first size; ±0 and NaNs count once each."""
+    from cellcompare.features.correlation import dense_ranks
+
+    rng = np.random.default_rng(7)
+    values = rng.integers(0, 3000, 20_000) / 3000
+    values[rng.random(values.size) < 0.05] = -0.0
+    values[rng.random(values.size) < 0.01] = np.nan
+    offsets = np.array([0, 5000, 5003, 20_000])
+    ranks = dense_ranks(values, offsets)
+    for a, z in zip(offsets[:-1], offsets[1:]):
+        np.testing.assert_array_equal(ranks[a:z], np.unique(values[a:z], return_inverse=True)[1])
+
+
 def test_bucket_propagation_equals_a_heap_dijkstra_to_the_bit():
     """Radial centre distances: the bucket queue gives a heap Dijkstra's floats exactly."""
     import heapq
@@ -294,3 +308,20 @@ def test_texture_rejects_float_images_outside_unit_range():
     labels, image = _touching_objects()
     with pytest.raises(ValueError, match="between -1 and 1"):
         get_texture(labels, image[0] * 2.0, 1, 256)
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (5, 7), (23, 40)])
+def test_granularity_background_disk_filters_equal_skimage(shape):
+    """Erosion and dilation by disk(10), outside pixels ignored, equal skimage's (reflect border)."""
+    import skimage.morphology
+
+    from cellcompare.features.granularity import ELEMENT_SIZE, _disk_extreme, _disk_offsets
+
+    image = np.random.default_rng(shape[0]).random(shape)
+    disk = skimage.morphology.disk(ELEMENT_SIZE, dtype=bool)
+    offsets = _disk_offsets(ELEMENT_SIZE)
+    eroded = _disk_extreme(image, offsets, True)
+    np.testing.assert_array_equal(eroded, skimage.morphology.erosion(image, footprint=disk))
+    np.testing.assert_array_equal(_disk_extreme(eroded, offsets, False),
+                                  skimage.morphology.dilation(eroded, footprint=disk))
+    assert eroded.min() == image.min() and (eroded < image).any()

@@ -20,7 +20,7 @@ import scipy.ndimage
 import scipy.sparse
 import skimage.morphology
 
-from .grouping import group_pixels
+from .grouping import ObjectPixels, group_pixels
 
 SUBSAMPLE = 0.25
 BACKGROUND_SAMPLE = 0.25
@@ -56,13 +56,41 @@ def _resample(image: np.ndarray, shape, factor: float) -> np.ndarray:
 def _background(pixels: np.ndarray, new_shape: np.ndarray) -> np.ndarray:
     back_shape = new_shape * BACKGROUND_SAMPLE
     back = _resample(pixels, back_shape, BACKGROUND_SAMPLE)
-    disk = skimage.morphology.disk(ELEMENT_SIZE, dtype=bool)
-    back = skimage.morphology.dilation(skimage.morphology.erosion(back, footprint=disk),
-                                       footprint=disk)
+    offsets = _disk_offsets(ELEMENT_SIZE)
+    back = _disk_extreme(_disk_extreme(back, offsets, True), offsets, False)
     i, j = np.mgrid[0: new_shape[0], 0: new_shape[1]].astype(float)
     i *= (back_shape[0] - 1) / (new_shape[0] - 1)
     j *= (back_shape[1] - 1) / (new_shape[1] - 1)
     return scipy.ndimage.map_coordinates(back, (i, j), order=1)
+
+
+def _disk_offsets(radius: int) -> np.ndarray:
+    """``(K, 2)`` row/column offsets of ``skimage.morphology.disk(radius)``."""
+    di, dj = np.nonzero(skimage.morphology.disk(radius, dtype=bool))
+    return np.stack([di - radius, dj - radius], axis=1).astype(np.int64)
+
+
+@numba.njit(cache=True)
+def _disk_extreme(image, offsets, minimum):
+    """Grayscale erosion (``minimum``) or dilation of ``image`` by a disk given as ``offsets``.
+
+    Pixels outside the image are ignored. That equals skimage's ``erosion`` / ``dilation``
+    with their default ``reflect`` border for a disk: reflection maps an outside pixel to an
+    inside one no farther along either axis, which the disk also contains.
+    """
+    h, w = image.shape
+    out = np.empty_like(image)
+    for i in range(h):
+        for j in range(w):
+            v = image[i, j]
+            for k in range(offsets.shape[0]):
+                a, b = i + offsets[k, 0], j + offsets[k, 1]
+                if 0 <= a < h and 0 <= b < w:
+                    u = image[a, b]
+                    if (u < v) if minimum else (u > v):
+                        v = u
+            out[i, j] = v
+    return out
 
 
 @numba.njit(cache=True)
@@ -207,8 +235,8 @@ def _object_rows(pixels, offsets, index, weight, inside, n_small):
     return data[:nnz], columns[:nnz], indptr
 
 
-def _upsample_mean_operator(labels: np.ndarray, new_shape):
-    """Sparse ``(N, h*w)`` sums of bilinear weights per object, and the grouped pixels.
+def _upsample_mean_operator(labels: np.ndarray, new_shape, groups: ObjectPixels):
+    """Sparse ``(N, h*w)`` sums of bilinear weights per object (``groups``: its pixels).
 
     ``operator @ rec.ravel() / counts`` is the mean over each object of ``rec`` upsampled to
     ``labels``' shape, as ``map_coordinates(order=1)`` followed by ``ndimage.mean``. Pixels
@@ -216,21 +244,22 @@ def _upsample_mean_operator(labels: np.ndarray, new_shape):
     """
     small = (int(new_shape[0]), int(new_shape[1]))
     index, weight, inside = _bilinear(tuple(labels.shape), small)
-    groups = group_pixels(labels)
     data, columns, indptr = _object_rows(groups.index, groups.offsets, index, weight, inside,
                                          small[0] * small[1])
     operator = scipy.sparse.csr_matrix((data, columns, indptr),
                                        shape=(groups.count, small[0] * small[1]))
-    return operator, groups
+    return operator
 
 
-def granularity(labels: np.ndarray, spectra: list[Spectrum]) -> list[dict[str, np.ndarray]]:
+def granularity(labels: np.ndarray, spectra: list[Spectrum],
+                groups: ObjectPixels | None = None) -> list[dict[str, np.ndarray]]:
     """``Granularity_1..16`` of each object of ``labels`` ``(H, W)`` (labels ``1..N``), per channel.
 
     Each step is the drop of the object's mean intensity between successive reconstructions,
     in percent of its mean original intensity, as cp_measure's ``get_granularity``. The
     upsample-and-average operator depends only on the labels, so it is built once and applied
-    to every reconstruction of every channel in one product.
+    to every reconstruction of every channel in one product. ``groups``
+    (:func:`features.grouping.group_pixels` of ``labels``) are found when not given.
     """
     n = int(labels.max()) if labels.size else 0
     keys = [f"Granularity_{k}" for k in range(1, SPECTRUM_LENGTH + 1)]
@@ -241,7 +270,8 @@ def granularity(labels: np.ndarray, spectra: list[Spectrum]) -> list[dict[str, n
             out[c] = {key: np.full(n, np.nan if spec.new_shape is None else 0.0) for key in keys}
     if not live:
         return out
-    operator, groups = _upsample_mean_operator(labels, spectra[live[0]].new_shape)
+    groups = group_pixels(labels) if groups is None else groups
+    operator = _upsample_mean_operator(labels, spectra[live[0]].new_shape, groups)
     counts = groups.sizes.astype(np.float64)
     owner = np.repeat(np.arange(n), groups.sizes)
     for c in live:

@@ -10,6 +10,7 @@ order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.ndimage
@@ -73,3 +74,33 @@ def object_boxes(masks: np.ndarray, n: int) -> np.ndarray:
         if sl is not None:
             boxes[k] = (sl[0].start, sl[0].stop, sl[1].start, sl[1].stop)
     return boxes
+
+
+@dataclass(frozen=True)
+class ObjectLayout:
+    """A sanitised label image ``1..N`` and its object grouping and boxes, each found once.
+
+    The families of one object type share them instead of each recomputing them.
+
+    Attributes
+    ----------
+    labels : np.ndarray
+        ``(H, W)`` integer labels ``1..N``.
+    """
+
+    labels: np.ndarray
+
+    @cached_property
+    def count(self) -> int:
+        """Number of objects ``N``."""
+        return int(self.labels.max()) if self.labels.size else 0
+
+    @cached_property
+    def groups(self) -> ObjectPixels:
+        """:func:`group_pixels` of the labels."""
+        return group_pixels(self.labels)
+
+    @cached_property
+    def boxes(self) -> np.ndarray:
+        """:func:`object_boxes` of the labels."""
+        return object_boxes(self.labels, self.count)

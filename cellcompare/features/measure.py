@@ -30,7 +30,7 @@ from cp_measure._sanitize import sanitize_masks
 from .config import FeatureConfig
 from .correlation import correlate_pairs
 from .granularity import granularity, spectrum
-from .grouping import group_pixels, object_boxes
+from .grouping import ObjectLayout
 from .intensity import intensity, object_edges
 from .neighbors import measure_neighbors
 from .radial import radial_distribution, radial_geometry
@@ -78,16 +78,17 @@ def _radial_name(obj: str, key: str, channel: str) -> str:
     return f"{obj}_RadialDistribution_{feature}_{channel}_{rest}"
 
 
-def measure_shape(obj: str, masks: np.ndarray, families: Sequence[str],
+def measure_shape(obj: str, layout: ObjectLayout, families: Sequence[str],
                   zernikes: ZernikeSums | None = None, hull: tuple | None = None) -> dict[str, np.ndarray]:
-    """AreaShape (+ Zernike, Feret when selected) of a sanitised label image ``(H, W)``.
+    """AreaShape (+ Zernike, Feret when selected) of a sanitised label image.
 
-    ``zernikes`` (:func:`features.zernike.zernike_sums` over ``masks``) and ``hull``
+    ``zernikes`` (:func:`features.zernike.zernike_sums` over the labels) and ``hull``
     (:func:`object_hulls`) are computed when needed and not given.
     """
+    masks = layout.labels
     out: dict[str, np.ndarray] = {}
     if "AreaShape" in families:
-        out.update({_shape_name(obj, key): v for key, v in area_shape(masks).items()})
+        out.update({_shape_name(obj, key): v for key, v in area_shape(masks, layout.boxes).items()})
     if "Zernike" in families:
         zernikes = zernikes if zernikes is not None else zernike_basis(masks, hull)
         out.update({_shape_name(obj, key): v for key, v in shape_zernikes(zernikes).items()})
@@ -120,7 +121,7 @@ def _neighbors(obj: str, masks: np.ndarray, ids: np.ndarray, distance: int) -> d
     return out
 
 
-def measure_channels(obj: str, masks: np.ndarray, image: np.ndarray, channels: Sequence[str],
+def measure_channels(obj: str, layout: ObjectLayout, image: np.ndarray, channels: Sequence[str],
                      families: Sequence[str], scales: Sequence[int], gray_levels: int,
                      spectra: list | None = None,
                      zernikes: ZernikeSums | None = None) -> dict[str, np.ndarray]:
@@ -129,26 +130,25 @@ def measure_channels(obj: str, masks: np.ndarray, image: np.ndarray, channels: S
     Label geometry (radial rings and Zernike basis, the granularity operator) is computed
     once for all channels; ``spectra`` (one :class:`features.granularity.Spectrum` per
     channel) may be passed in so that object types share them, and ``zernikes`` (the
-    Zernike sums of ``masks`` over ``image``) so that AreaShape's Zernikes share their pass.
+    Zernike sums of the labels over ``image``) so that AreaShape's Zernikes share their pass.
     """
+    masks = layout.labels
     per_channel: list[dict[str, np.ndarray]] = [{} for _ in channels]
     if "Intensity" in families:
-        groups = group_pixels(masks)
-        results = intensity(groups, object_edges(groups, masks), image)
+        results = intensity(layout.groups, object_edges(layout.groups, masks), image)
         for c, name in enumerate(channels):
             per_channel[c].update(_named(obj, name, results[c], _intensity_name))
     if "Texture" in families:
-        boxes = object_boxes(masks, int(masks.max()))
         for c, name in enumerate(channels):
             for s in scales:
-                texture = get_texture(masks, image[c], s, gray_levels, boxes=boxes)
+                texture = get_texture(masks, image[c], s, gray_levels, boxes=layout.boxes)
                 per_channel[c].update(_named(obj, name, texture, _texture_name))
     if "Granularity" in families:
         spectra = spectra if spectra is not None else [spectrum(ch) for ch in image]
-        for c, result in enumerate(granularity(masks, spectra)):
+        for c, result in enumerate(granularity(masks, spectra, layout.groups)):
             per_channel[c].update(_named(obj, channels[c], result, _granularity_name))
     if "RadialDistribution" in families:
-        geom = radial_geometry(masks)
+        geom = radial_geometry(masks, layout.boxes)
         radial = radial_zernikes(zernikes if zernikes is not None else zernike_basis(masks), image)
         for c, name in enumerate(channels):
             per_channel[c].update(_named(obj, name, radial_distribution(geom, image[c]), _radial_name))
@@ -159,12 +159,12 @@ def measure_channels(obj: str, masks: np.ndarray, image: np.ndarray, channels: S
     return out
 
 
-def measure_correlations(obj: str, masks: np.ndarray, image: np.ndarray, channels: Sequence[str],
+def measure_correlations(obj: str, layout: ObjectLayout, image: np.ndarray, channels: Sequence[str],
                          scale_max: int) -> dict[str, np.ndarray]:
     """Pearson/Slope, Manders, RWC and Costes of every unordered channel pair, both directions."""
     pairs = list(itertools.combinations(range(len(channels)), 2))
     out: dict[str, np.ndarray] = {}
-    for (i, j), result in zip(pairs, correlate_pairs(group_pixels(masks), image, pairs,
+    for (i, j), result in zip(pairs, correlate_pairs(layout.groups, image, pairs,
                                                      scale_max=scale_max)):
         for key, values in result.items():
             out[_correlation_name(obj, key, channels[i], channels[j])] = values
@@ -213,14 +213,15 @@ def measure_objects(obj: str, labels: np.ndarray, image: np.ndarray, channels: S
         hull = object_hulls(clean) if len({"Feret", *shared} & set(families)) > 1 else None
         zernikes = (zernike_sums(zernike_basis(clean, hull), image) if shared <= set(families)
                     else None)
-        features.update(measure_shape(obj, clean, families, zernikes, hull))
+        layout = ObjectLayout(clean)              # grouping and boxes shared by the families
+        features.update(measure_shape(obj, layout, families, zernikes, hull))
         if "Neighbors" in families:
             features.update(_neighbors(obj, clean, ids, config.neighbor_distance))
-        features.update(measure_channels(obj, clean, image, channels, families,
+        features.update(measure_channels(obj, layout, image, channels, families,
                                          config.active_scales, config.texture_gray_levels,
                                          spectra, zernikes))
         if "Correlation" in families:
-            features.update(measure_correlations(obj, clean, image, channels, scale_max))
+            features.update(measure_correlations(obj, layout, image, channels, scale_max))
     return ids, features
 
 

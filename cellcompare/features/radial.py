@@ -149,10 +149,11 @@ def _edge_distances(labels, boxes):
     return out
 
 
-def radial_geometry(labels: np.ndarray) -> RadialGeometry:
-    """Rings and wedges of ``labels`` ``(H, W)`` (labels ``1..N``)."""
+def radial_geometry(labels: np.ndarray, boxes: np.ndarray | None = None) -> RadialGeometry:
+    """Rings and wedges of ``labels`` ``(H, W)`` (labels ``1..N``; ``boxes`` as
+    :func:`features.grouping.object_boxes`, found when not given)."""
     n = int(labels.max()) if labels.size else 0
-    boxes = object_boxes(labels, n)
+    boxes = object_boxes(labels, n) if boxes is None else boxes
     d_to_edge = _distance_to_edge(labels, boxes)
     ci, cj = _maximum_position_of_labels(d_to_edge, labels, n)
     d_centre = _propagate_within_labels(np.ascontiguousarray(labels, np.int64),

@@ -228,13 +228,14 @@ def _box_kernel(labels, boxes, perim_w, euler_w, crofton_w):
 
 
 def box_size_groups(masks: np.ndarray, n: int, *, spread: float = 4.0,
-                    floor: int = 32 * 32) -> list[np.ndarray]:
+                    floor: int = 32 * 32, boxes: np.ndarray | None = None) -> list[np.ndarray]:
     """Labels ``1..n`` grouped so that no box is ``spread``× larger than its group's smallest.
 
     cp_measure's ``spatial_moments_2d`` pads every object's box to the largest one; one
     image-spanning cell beside a hundred small ones then costs ``100 × H × W`` floats.
+    ``boxes`` (:func:`features.grouping.object_boxes`) are found when not given.
     """
-    boxes = object_boxes(masks, n)
+    boxes = object_boxes(masks, n) if boxes is None else boxes
     area = (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])
     order = np.argsort(area, kind="stable")
     groups, start = [], 0
@@ -245,7 +246,7 @@ def box_size_groups(masks: np.ndarray, n: int, *, spread: float = 4.0,
     return groups
 
 
-def _moments(masks: np.ndarray, n: int) -> dict[str, np.ndarray]:
+def _moments(masks: np.ndarray, n: int, boxes: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """cp_measure's moment-derived AreaShape values, per group of similar box size.
 
     Moments depend on the object's own pixels only (in its box's frame), so a subset of the
@@ -253,7 +254,7 @@ def _moments(masks: np.ndarray, n: int) -> dict[str, np.ndarray]:
     largest box of each group.
     """
     out: dict[str, np.ndarray] = {}
-    for labels in box_size_groups(masks, n):
+    for labels in box_size_groups(masks, n, boxes=boxes):
         lut = np.zeros(n + 1, masks.dtype)
         lut[labels] = np.arange(1, labels.size + 1)
         raw, central, normalized, hu = spatial_moments_2d(lut[masks])
@@ -267,13 +268,15 @@ def _moments(masks: np.ndarray, n: int) -> dict[str, np.ndarray]:
     return out
 
 
-def area_shape(masks: np.ndarray) -> dict[str, np.ndarray]:
+def area_shape(masks: np.ndarray, boxes: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """cp_measure's 2D AreaShape of a sanitised label image ``(H, W)`` (labels ``1..N``).
 
     Parameters
     ----------
     masks : np.ndarray
         ``(H, W)`` integer labels, consecutive from 1.
+    boxes : np.ndarray, optional
+        :func:`features.grouping.object_boxes` of ``masks`` (found when not given).
 
     Returns
     -------
@@ -289,7 +292,7 @@ def area_shape(masks: np.ndarray) -> dict[str, np.ndarray]:
     n = int(masks.max()) if masks.size else 0
     if n == 0:
         return {}
-    boxes = object_boxes(masks, n)
+    boxes = object_boxes(masks, n) if boxes is None else boxes
     missing = np.flatnonzero(boxes[:, 1] == boxes[:, 0]) + 1
     if missing.size:
         raise ValueError(f"labels must run 1..{n} without gaps (sanitise them first); "
@@ -297,7 +300,7 @@ def area_shape(masks: np.ndarray) -> dict[str, np.ndarray]:
     res = _box_kernel(np.ascontiguousarray(masks), boxes, _PERIMETER_WEIGHTS, _EULER8, _CROFTON4)
     area, perim = res[:, _AREA], res[:, _PERIM]
     bbox_area = ((boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])).astype(np.float64)
-    moments = _moments(masks, n)
+    moments = _moments(masks, n, boxes)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = {
             "Area": area, "BoundingBoxArea": bbox_area, "ConvexArea": res[:, _CONVEX],
