@@ -153,7 +153,7 @@ def test_distance_to_edge_per_object_box_equals_centrosome():
 
 @pytest.mark.parametrize("distinct", [5, 100_000])
 def test_dense_ranks_by_codes_and_by_sorting_agree(distinct):
-    from cellcompare.features.correlation import _dense_ranks, dense_ranks
+    from cellcompare.features.ranks import _dense_ranks, dense_ranks
 
     rng = np.random.default_rng(distinct)
     values = rng.integers(0, distinct, 400) / distinct
@@ -166,7 +166,7 @@ def test_dense_ranks_by_codes_and_by_sorting_agree(distinct):
 
 def test_dense_ranks_hash_codes_equal_unique_per_object():
     """3,000 levels grow the hash table past its first size; ±0 and NaNs count once each."""
-    from cellcompare.features.correlation import dense_ranks
+    from cellcompare.features.ranks import dense_ranks
 
     rng = np.random.default_rng(7)
     values = rng.integers(0, 3000, 20_000) / 3000
@@ -315,7 +315,11 @@ def test_granularity_background_disk_filters_equal_skimage(shape):
     """Erosion and dilation by disk(10), outside pixels ignored, equal skimage's (reflect border)."""
     import skimage.morphology
 
-    from cellcompare.features.granularity import ELEMENT_SIZE, _disk_extreme, _disk_offsets
+    from cellcompare.features.granularity import (
+        ELEMENT_SIZE,
+        _disk_extreme,
+        _disk_offsets,
+    )
 
     image = np.random.default_rng(shape[0]).random(shape)
     disk = skimage.morphology.disk(ELEMENT_SIZE, dtype=bool)
