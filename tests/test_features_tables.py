@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -101,19 +103,103 @@ def test_sample_cells_keeps_n_per_image_whatever_the_batches(tmp_path):
     np.testing.assert_array_equal(kept["Cells_AreaShape_Area"], kept["Cells_AreaShape_Area_all"])
 
 
-def test_sample_cells_holds_only_kept_rows_and_one_batch(tmp_path, monkeypatch):
-    _write_parts(tmp_path, n_images=30)  # 465 cells
-    sizes = []
-    original = pd.concat
+def _write_wide_parts(out: Path, n_images: int = 30, n_cells: int = 100, n_features: int = 300) -> int:
+    """``n_images`` parts of ``n_cells`` cells x ``n_features`` float64 columns; returns their bytes."""
+    rng = np.random.default_rng(0)
+    (out / "cells").mkdir(parents=True)
+    names = [f"Cells_F{j:03d}" for j in range(n_features)]
+    for i in range(n_images):
+        keys = pd.DataFrame({"Metadata_ImageNumber": np.full(n_cells, i + 1),
+                             "Metadata_ObjectNumber": np.arange(1, n_cells + 1)})
+        values = pd.DataFrame(rng.normal(size=(n_cells, n_features)), columns=names)
+        pd.concat([keys, values], axis=1).to_parquet(out / "cells" / f"{i + 1:06d}.parquet", index=False)
+    return n_images * n_cells * n_features * 8
 
-    def spy(frames, *args, **kwargs):
-        out = original(frames, *args, **kwargs)
-        sizes.append(len(out))
-        return out
 
-    monkeypatch.setattr(tables.pd, "concat", spy)
-    sample_cells(open_table(tmp_path, "cell"), 2, batch_rows=16)
-    assert sizes and max(sizes) <= 30 * 2 + 16  # kept rows + one batch, never the 465 cells
+def _peak(fn) -> int:
+    """Peak bytes of Python and numpy allocations (pandas frames) while ``fn`` runs."""
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_sample_cells_holds_the_kept_rows_not_the_table(tmp_path):
+    whole_bytes = _write_wide_parts(tmp_path)  # 3,000 cells x 300 features = 7.2 MB
+    whole = _peak(lambda: load_table(tmp_path, level="cell"))
+    sampled = _peak(lambda: sample_cells(open_table(tmp_path, "cell"), 2, batch_rows=64))
+    assert whole > whole_bytes  # the measurement sees a whole read
+    assert sampled < whole_bytes / 8, (sampled, whole)  # 60 kept rows, one batch, 24 B keys per cell
+
+
+def test_a_cap_above_every_count_is_the_whole_table(tmp_path):
+    _write_parts(tmp_path)
+    pd.testing.assert_frame_equal(load_table(tmp_path, level="cell", cells_per_image=9, seed=4),
+                                  load_table(tmp_path, level="cell"))
+
+
+@pytest.mark.parametrize("n", [1, 4, 20])
+def test_the_cap_keeps_min_n_cells_of_every_image_and_the_seed_fixes_them(tmp_path, n):
+    cells = _write_parts(tmp_path, n_images=12)  # image i has i + 1 cells
+    first = load_table(tmp_path, level="cell", cells_per_image=n, seed=7)
+    counts = first.groupby("Metadata_ImageNumber").size()
+    assert counts.tolist() == [min(n, i + 1) for i in range(12)]
+    pd.testing.assert_frame_equal(first, load_table(tmp_path, level="cell", cells_per_image=n, seed=7))
+    kept = first.merge(cells, on=["Metadata_ImageNumber", "Metadata_ObjectNumber"], suffixes=("", "_all"))
+    assert len(kept) == len(first)  # real cells, with their own values
+    np.testing.assert_array_equal(kept["Nuclei_Intensity_MeanIntensity_DNA"],
+                                  kept["Nuclei_Intensity_MeanIntensity_DNA_all"])
+
+
+def test_an_image_without_cells_does_not_hide_the_features(tmp_path):
+    _write_parts(tmp_path, n_images=4)
+    first = tmp_path / "cells" / "000001.parquet"
+    empty = pd.read_parquet(first).iloc[:0, :6]  # what the batch job writes for zero cells
+    empty.to_parquet(first, index=False)
+    assert "Cells_AreaShape_Area" in open_table(tmp_path, "cell").schema.names
+    sampled = load_table(tmp_path, level="cell", cells_per_image=1)
+    assert sampled["Metadata_ImageNumber"].tolist() == [2, 3, 4]
+    assert sampled["Cells_AreaShape_Area"].notna().all()
+
+
+def test_load_table_reads_only_the_asked_columns(tmp_path):
+    cells = _write_parts(tmp_path)
+    pd.read_parquet(tmp_path / "cells" / "000002.parquet").drop(
+        columns="Nuclei_Intensity_MeanIntensity_DNA").to_parquet(tmp_path / "cells" / "000002.parquet")
+    some = load_table(tmp_path, level="cell", columns=["Nuclei_Intensity_MeanIntensity_DNA"])
+    assert list(some.columns) == ["Metadata_ImageNumber", "Metadata_ObjectNumber",
+                                  "Nuclei_Intensity_MeanIntensity_DNA"]
+    values = some["Nuclei_Intensity_MeanIntensity_DNA"].to_numpy()
+    assert np.isnan(values[1:3]).all()  # image 2 (cells 2-3) lacks the column
+    expected = cells["Nuclei_Intensity_MeanIntensity_DNA"].to_numpy()
+    np.testing.assert_array_equal(np.delete(values, [1, 2]), np.delete(expected, [1, 2]))
+
+
+@pytest.mark.parametrize("partition", ["plate", "chunk"])
+def test_a_current_compacted_table_reads_like_the_parts(tmp_path, partition):
+    _write_parts(tmp_path)
+    parts = load_table(tmp_path, level="cell")
+    sampled = load_table(tmp_path, level="cell", cells_per_image=2, seed=3)
+    compact(tmp_path, "cell", partition=partition, chunk_images=4, batch_rows=7)
+    back = load_table(tmp_path, level="cell")
+    assert "Metadata_Chunk" not in back and len(back) == 45
+    pd.testing.assert_frame_equal(back[list(parts.columns)], parts)
+    again = load_table(tmp_path, level="cell", cells_per_image=2, seed=3)
+    assert "Metadata_Chunk" not in again
+    pd.testing.assert_frame_equal(again[list(sampled.columns)], sampled)
+
+
+def test_a_compacted_table_older_than_its_parts_is_not_read(tmp_path, caplog):
+    _write_parts(tmp_path)
+    target = compact(tmp_path, "cell", partition="chunk")
+    assert tables.compacted_path(tmp_path, "cell") == target
+    os.utime(target, (1, 1))  # as if extraction resumed after compact
+    with caplog.at_level("WARNING"):
+        assert tables.compacted_path(tmp_path, "cell") is None
+    assert "run compact again" in caplog.text
+    assert "Metadata_Chunk" not in open_table(tmp_path, "cell").schema.names
 
 
 def test_load_table_samples_cells_per_image(tmp_path):

@@ -28,6 +28,7 @@ from cellcompare import reports
 from cellcompare.cli import main
 from cellcompare.comparison.uncertainty import uncertainty
 from cellcompare.config import UnknownKeyError
+from cellcompare.confusion import DENSE_MAX_CLASSES
 from cellcompare.datasets import synth
 from cellcompare.reports import build_report, load_results
 
@@ -35,10 +36,15 @@ MODELS = ("svm", "xgboost", "resnet18")
 SKILL = {"svm": 1.2, "xgboost": 1.8, "resnet18": 0.9}   # logit boost of the true class
 
 
-def _fold_metrics(y: np.ndarray, proba: np.ndarray, classes: list[str], fold: int) -> dict:
+def _fold_metrics(y: np.ndarray, proba: np.ndarray, classes: list[str], fold: int,
+                  dense_max: int = DENSE_MAX_CLASSES) -> dict:
     pred = np.asarray(classes)[proba.argmax(axis=1)]
     labels = np.arange(len(classes))
     y_idx = np.searchsorted(classes, y)
+    cm = confusion_matrix(y, pred, labels=classes)
+    stored = cm.tolist() if len(classes) <= dense_max else {  # what comparison.metrics writes
+        "format": "sparse", "n_classes": len(classes),
+        "entries": [[int(i), int(j), int(cm[i, j])] for i, j in zip(*np.nonzero(cm))]}
     recall = recall_score(y, pred, labels=classes, average=None, zero_division=0)
     return {
         "fold": fold, "accuracy": accuracy_score(y, pred),
@@ -48,7 +54,7 @@ def _fold_metrics(y: np.ndarray, proba: np.ndarray, classes: list[str], fold: in
         "macro_f1": f1_score(y, pred, average="macro"),
         "log_loss": log_loss(y_idx, proba, labels=labels),
         "per_class_recall": dict(zip(classes, map(float, recall))),
-        "confusion_matrix": confusion_matrix(y, pred, labels=classes).tolist(),
+        "confusion_matrix": stored,
         "fit_seconds": 1.5 + fold, "predict_seconds": 0.1 * (fold + 1),
         "peak_memory_mb": 200.0 + 10 * fold, "chosen_params": {"C": 1.0},
     }
@@ -56,10 +62,11 @@ def _fold_metrics(y: np.ndarray, proba: np.ndarray, classes: list[str], fold: in
 
 def make_results_dir(root: Path, *, n_classes: int = 3, per_class: int = 4, n_folds: int = 3,
                      optional: bool = True, seed: int = 0, classes: list[str] | None = None,
-                     dataset_root: Path | None = None) -> Path:
+                     dataset_root: Path | None = None, dense_max: int = DENSE_MAX_CLASSES) -> Path:
     """Write a results directory per docs/CONTRACTS.md with metrics computed from predictions.
 
-    Each fold is one plate; ``optional=False`` writes only metrics.json.
+    Each fold is one plate; ``optional=False`` writes only metrics.json. Confusion matrices
+    are dense up to ``dense_max`` classes (as older results folders hold them), else sparse.
     """
     rng = np.random.default_rng(seed)
     classes = sorted(classes) if classes else [f"class_{i:02d}" for i in range(n_classes)]
@@ -76,7 +83,8 @@ def make_results_dir(root: Path, *, n_classes: int = 3, per_class: int = 4, n_fo
             logits = rng.normal(size=(len(part), n_classes))
             logits[np.arange(len(part)), y_idx] += SKILL[model]
             proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-            fold_metrics.append({**_fold_metrics(part["label"].to_numpy(), proba, classes, f),
+            fold_metrics.append({**_fold_metrics(part["label"].to_numpy(), proba, classes, f,
+                                                 dense_max),
                                  "n_train": len(folds) - len(part), "n_test": len(part),
                                  **_training(model, f)})
             for sid, true, p in zip(part["sample_id"], part["label"], proba):
@@ -378,6 +386,20 @@ def test_cli_build_prints_path(results_dir, capsys):
 def test_cli_reports_missing_metrics(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no metrics.json" in capsys.readouterr().err
+
+
+def test_sparse_and_old_dense_matrices_give_the_same_top_confusions(tmp_path):
+    classes = [f"siRNA-{i:03d}" for i in range(DENSE_MAX_CLASSES + 5)]
+    tops = []
+    for dense_max in (DENSE_MAX_CLASSES, len(classes)):  # sparse as written now, dense as before
+        root = make_results_dir(tmp_path / str(dense_max), classes=classes, per_class=2,
+                                optional=False, dense_max=dense_max)
+        stored = json.loads((root / "metrics.json").read_text())["models"]["svm"]["folds"][0]
+        assert isinstance(stored["confusion_matrix"], dict) == (dense_max < len(classes))
+        soup = BeautifulSoup(build_report(root).read_text(), "html.parser")
+        tops.append([[td.get_text() for td in tr.find_all("td")]
+                     for block in soup.select(".top-confusions") for tr in block.select("tbody tr")])
+    assert tops[0] == tops[1] and len(tops[0]) == 20 * len(MODELS)
 
 
 def test_load_rejects_wrong_confusion_shape(results_dir):

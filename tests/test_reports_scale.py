@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 from bs4 import BeautifulSoup
 from test_reports_build import MODELS, make_results_dir
 
+from cellcompare.comparison.results import write_json
+from cellcompare.confusion import confusion_counts
 from cellcompare.datasets import open_dataset, synth
 from cellcompare.reports import attribution, build_report, cells, figures, images
 
@@ -15,6 +18,13 @@ from cellcompare.reports import attribution, build_report, cells, figures, image
 MAX_TICKS = 40
 #: Most bytes of report.html at 1,139 classes.
 MAX_BYTES = 6 * 2**20
+#: Most bytes of metrics.json as the runner writes it at 1,139 classes, 3 models x 2 folds of
+#: 1,139 test images. With dense 1,139² matrices it was 132.8 MB (23.5 MB as compact JSON);
+#: measured 0.45 MB with the sparse form, 0.25 MB of it not confusion counts.
+MAX_METRICS_BYTES = 2**20
+#: Most bytes of stored confusion counts per test image: at most one entry per test image, a
+#: line of 14 spaces of indent + ``[1138, 1138, 1139],`` + newline = 34 bytes (measured 29).
+CONFUSION_BYTES_PER_ROW = 34
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +67,23 @@ def test_report_at_1139_classes_is_readable_and_bounded(rxrx1_sized, monkeypatch
     assert hardest is not None and "20 hardest" in hardest.get_text()
     collapsed = [d for d in soup.find_all("details") if "Recall of every class" in d.get_text()]
     assert collapsed and "(1139 rows)" in collapsed[0].summary.get_text()
+
+
+def test_metrics_json_grows_with_test_rows_not_classes(rxrx1_sized, tmp_path):
+    _, root = rxrx1_sized
+    metrics = json.loads((root / "metrics.json").read_text())
+    path = write_json(metrics, tmp_path / "metrics.json")  # indented, as the runner writes it
+    assert json.loads(path.read_text()) == metrics
+    assert path.stat().st_size < MAX_METRICS_BYTES, path.stat().st_size
+    n, n_rows = len(metrics["classes"]), 0
+    for model, info in metrics["models"].items():
+        for fold in info["folds"]:
+            stored = fold["confusion_matrix"]
+            assert stored["format"] == "sparse" and len(stored["entries"]) <= fold["n_test"]
+            counts = confusion_counts(stored, n)
+            assert counts.sum() == fold["n_test"]
+            assert counts.trace() / fold["n_test"] == pytest.approx(fold["accuracy"]), model
+            n_rows += fold["n_test"]
+            fold["confusion_matrix"] = None
+    without = write_json(metrics, tmp_path / "without.json").stat().st_size
+    assert path.stat().st_size - without <= CONFUSION_BYTES_PER_ROW * n_rows

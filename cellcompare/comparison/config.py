@@ -16,7 +16,7 @@ from cellcompare.comparison.labels import LabelsConfig
 from cellcompare.config import ConfigError, build, name_tuple, read_yaml, to_plain
 from cellcompare.datasets.config import DatasetConfig
 
-__all__ = ["ConfigError", "CompareConfig", "FoldsConfig", "ModelSpec", "load_config"]
+__all__ = ["CellTableConfig", "ConfigError", "CompareConfig", "FoldsConfig", "ModelSpec", "load_config"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,34 @@ class FoldsConfig:
 
 
 @dataclass(frozen=True)
+class CellTableConfig:
+    """The ``cell_table:`` section: how ``compare`` reads the per-cell feature table.
+
+    The table is read only when something needs cells (``labels.level: cell``, a classical
+    model with ``granularity: cell``), or, for the report's example cells, only the columns
+    those show.
+
+    Attributes
+    ----------
+    cells_per_image : int or None
+        Keep at most this many cells per image, chosen by a hash of (image, object) seeded
+        with the run's ``seed`` (``features.tables.sample_cells``), so the whole table is never
+        in memory. ``None`` (the default) reads every cell. A cap changes the training rows of
+        cell models, so it is part of the key of their finished units and exports; with
+        ``labels.level: cell`` the gate (and its Otsu threshold) sees the kept cells only.
+        Deep cell models cut their own crops and keep their own ``cells_per_image`` param.
+    """
+
+    cells_per_image: int | None = None
+
+    def __post_init__(self) -> None:
+        n = self.cells_per_image
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ConfigError(f"cell_table.cells_per_image must be a whole number >= 1, or null to "
+                              f"read every cell; found {n!r}")
+
+
+@dataclass(frozen=True)
 class CompareConfig:
     """Everything a comparison run needs (see ``configs/*.yaml``)."""
 
@@ -107,6 +135,7 @@ class CompareConfig:
     report: bool = True
     export_models: tuple[str, ...] = ()
     labels: LabelsConfig = field(default_factory=LabelsConfig)
+    cell_table: CellTableConfig = field(default_factory=CellTableConfig)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -127,6 +156,10 @@ class CompareConfig:
             if wrong:
                 raise ConfigError(f"labels.level: cell classifies cells; models {wrong} need "
                                   f"granularity: cell")
+        if self.cell_table.cells_per_image is not None and self.labels.source == "annotations":
+            raise ConfigError("cell_table.cells_per_image samples cells before they are labelled, so with "
+                              "labels.source: annotations it would drop annotated cells; leave it unset "
+                              "(annotations label few cells)")
         unknown = [x for x in self.export_models if x not in labels]
         if unknown:
             raise ConfigError(f"export_models: {unknown} name no configured model; valid labels "
@@ -151,6 +184,9 @@ class CompareConfig:
             data["output"] = str(data["output"])
         if "labels" in data:
             data["labels"] = LabelsConfig.from_dict(data["labels"], source=source)
+        if "cell_table" in data:
+            data["cell_table"] = build(CellTableConfig, data["cell_table"], where="cell_table",
+                                       source=source)
         if "export_models" in data:
             data["export_models"] = name_tuple(data["export_models"], "export_models") or ()
         return build(cls, data, source=source)

@@ -29,7 +29,7 @@ import pandas as pd
 from cellcompare import atomic
 
 __all__ = ["EXPLAIN_DIR", "EXAMPLES_PER_CLASS", "select_examples", "training_record",
-           "write_gradcam_examples", "top_features", "write_feature_examples"]
+           "write_gradcam_examples", "top_features", "example_columns", "write_feature_examples"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,11 @@ EXAMPLES_PER_CLASS = 1
 TOP_FEATURES = 4
 CELLS_PER_END = 3
 DEFAULT_CROP = 64
+#: Cell-table columns the example crops read: where each cell is, its image and label.
+EXAMPLE_METADATA = ("Metadata_sample_id", "Metadata_Location_Center_X", "Metadata_Location_Center_Y",
+                    "Metadata_label")
+#: The nucleus size the crop side follows (:func:`deep.crops.auto_crop_size`).
+DIAMETER = "Nuclei_AreaShape_EquivalentDiameter"
 
 
 def _to_uint8(values: np.ndarray) -> np.ndarray:
@@ -212,12 +217,38 @@ def top_features(importance: pd.DataFrame, model: str, columns: Sequence[str], *
 
 
 def _crop_size(cells: pd.DataFrame) -> int:
-    column = "Nuclei_AreaShape_EquivalentDiameter"
-    if column not in cells:
+    if DIAMETER not in cells:
         return DEFAULT_CROP
     from cellcompare.deep.crops import auto_crop_size
 
-    return auto_crop_size(cells[column].to_numpy(dtype=float))
+    return auto_crop_size(cells[DIAMETER].to_numpy(dtype=float))
+
+
+def example_columns(importance: pd.DataFrame, names: Sequence[str], *,
+                    n_features: int = TOP_FEATURES) -> list[str]:
+    """The cell-table columns :func:`write_feature_examples` reads, so only those are loaded.
+
+    Parameters
+    ----------
+    importance : pd.DataFrame
+        ``feature_importance.csv``.
+    names : sequence of str
+        Columns of the per-cell table (its schema; nothing is read).
+    n_features : int
+        Features per model, as in :func:`write_feature_examples`.
+
+    Returns
+    -------
+    list of str
+        :data:`EXAMPLE_METADATA` and :data:`DIAMETER` where present, then every model's top
+        features; empty when no model has one (nothing to read).
+    """
+    features = [c for c in names if not c.startswith("Metadata_")]
+    models = dict.fromkeys(importance["model"].astype(str))
+    tops = dict.fromkeys(f for m in models for f in top_features(importance, m, features, n=n_features))
+    if not tops:
+        return []
+    return [c for c in (*EXAMPLE_METADATA, DIAMETER) if c in names and c not in tops] + list(tops)
 
 
 def write_feature_examples(out: Path, importance: pd.DataFrame, cells: pd.DataFrame, dataset: Any,
@@ -246,7 +277,7 @@ def write_feature_examples(out: Path, importance: pd.DataFrame, cells: pd.DataFr
     """
     from cellcompare.deep.crops import cut_crops
 
-    needed = {"Metadata_sample_id", "Metadata_Location_Center_X", "Metadata_Location_Center_Y"}
+    needed = set(EXAMPLE_METADATA[:3])
     if cells is None or not needed <= set(cells.columns) or dataset is None:
         log.info("no example cells: the cell table has no locations or there is no dataset")
         return []

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cellcompare import atomic
+from cellcompare.comparison.celltable import cell_table_key
 from cellcompare.comparison.config import ModelSpec
 from cellcompare.comparison.context import RunContext
 from cellcompare.comparison.models import (
@@ -48,7 +49,8 @@ def _settings_hash(spec: ModelSpec, train_ids, context: RunContext, dtype: str |
     key = {"name": spec.name, "granularity": spec.granularity, "params": spec.params,
            "seed": config.seed, "features": config.features, "channels": context.channel_names,
            "channel_index": index, "dtype": dtype, "dataset": config.dataset.path,
-           "train_ids": sorted(map(str, train_ids)), "data": context.data_digest, "format": 2}
+           "train_ids": sorted(map(str, train_ids)), "data": context.data_digest, "format": 2,
+           **cell_table_key(spec, config)}
     text = json.dumps(key, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

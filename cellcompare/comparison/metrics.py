@@ -8,12 +8,12 @@ import numpy as np
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
-    confusion_matrix,
     f1_score,
     log_loss,
     recall_score,
 )
 
+from cellcompare.confusion import encode_confusion
 from cellcompare.proba import top_k
 
 __all__ = ["METRIC_NAMES", "LOWER_IS_BETTER", "top_k_accuracy", "compute_metrics"]
@@ -63,7 +63,9 @@ def compute_metrics(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[
     -------
     dict
         Keys of :data:`METRIC_NAMES` plus ``per_class_recall`` ``{class: float | None}`` and
-        ``confusion_matrix`` (rows true, columns predicted, in ``classes`` order).
+        ``confusion_matrix`` (rows true, columns predicted, in ``classes`` order; dense up to
+        ``confusion.DENSE_MAX_CLASSES`` classes, else its nonzero cells:
+        ``confusion.encode_confusion``, read back with ``confusion.confusion_counts``).
     """
     classes = [str(c) for c in classes]
     y_true = np.asarray([str(y) for y in y_true])
@@ -73,7 +75,10 @@ def compute_metrics(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[
     unknown = sorted(set(y_true) - set(classes))
     if unknown:
         raise ValueError(f"labels {unknown} are not among the classes {classes}")
-    y_pred = np.asarray(classes)[np.argmax(proba, axis=1)]
+    pred_index = np.argmax(proba, axis=1)
+    y_pred = np.asarray(classes)[pred_index]
+    position = {c: i for i, c in enumerate(classes)}
+    true_index = np.array([position[y] for y in y_true], dtype=np.int64)
     present = [c for c in classes if c in set(y_true)]
     recall = recall_score(y_true, y_pred, labels=classes, average=None, zero_division=0.0)
     clipped = np.clip(proba, 1e-15, 1.0)
@@ -85,5 +90,5 @@ def compute_metrics(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[
         "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0.0)),
         "log_loss": float(log_loss(y_true, clipped, labels=classes)),
         "per_class_recall": {c: (float(r) if c in present else None) for c, r in zip(classes, recall)},
-        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=classes).tolist(),
+        "confusion_matrix": encode_confusion(true_index, pred_index, len(classes)),
     }

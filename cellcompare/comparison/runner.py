@@ -17,6 +17,13 @@ import yaml
 from cellcompare import atomic
 from cellcompare.atomic import atomic_path
 from cellcompare.comparison import explain
+from cellcompare.comparison.celltable import (
+    cell_table_key,
+    cell_table_record,
+    example_cells,
+    read_cells,
+    reads_cells,
+)
 from cellcompare.comparison.config import CompareConfig, ConfigError, ModelSpec
 from cellcompare.comparison.context import RunContext
 from cellcompare.comparison.export import export_models
@@ -63,9 +70,14 @@ def prepare_dataset(config: CompareConfig):
     return section.open()
 
 
-def _features(config: CompareConfig, out: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Run (or resume) the feature extraction on the dataset opened with the section's options."""
+def _features(config: CompareConfig, out: Path) -> tuple[pd.DataFrame, dict]:
+    """Run (or resume) the feature extraction; return the per-image table and its record.
+
+    The per-cell table is not read here (``celltable.read_cells`` reads it when needed): only
+    its schema, for the number of per-cell features.
+    """
     from cellcompare.features import load_table, run_extraction
+    from cellcompare.features.tables import open_table
 
     fconfig = _feature_config(config)
     folder = out / "features"
@@ -75,16 +87,34 @@ def _features(config: CompareConfig, out: Path) -> tuple[pd.DataFrame, pd.DataFr
     start = time.perf_counter()
     run_extraction(config.dataset.path, folder, fconfig, jobs=config.jobs, dataset_options=options)
     seconds = time.perf_counter() - start
-    images, cells = (load_table(folder, level=level) for level in ("image", "cell"))
+    images = load_table(folder, level="image")
+    cell_columns = open_table(folder, "cell").schema.names
     n_features = sum(not c.startswith("Metadata_") and not c.endswith("__mean") for c in images.columns)
     counts = (images["Metadata_Object_Count"] if "Metadata_Object_Count" in images
               else pd.Series([0]))
     info = {"preset": fconfig.preset, "n_features": int(n_features),
-            "n_cell_features": int(sum(not c.startswith("Metadata_") for c in cells.columns)),
+            "n_cell_features": int(sum(not c.startswith("Metadata_") for c in cell_columns)),
             "cells_per_image": {"median": float(counts.median()), "min": int(counts.min()),
                                 "max": int(counts.max())},
+            "cell_table": cell_table_record(config, int(counts.sum())),
             "extraction": _extraction_timing(out, len(images) - done, seconds, config.jobs)}
-    return images, cells, info
+    return images, info
+
+
+def _feature_examples(config: CompareConfig, out: Path, cells: pd.DataFrame | None, ds,
+                      record: dict | None) -> None:
+    """``feature_importance.csv``, then crops of the cells at both ends of each top feature.
+
+    ``cells`` read for the models are reused; otherwise only the columns the examples show
+    are read (``record`` is ``features.cell_table``; None when no features were extracted).
+    """
+    _write_importance(out)
+    if not (out / "feature_importance.csv").is_file() or record is None:
+        return
+    importance = pd.read_csv(out / "feature_importance.csv")
+    if cells is None:
+        cells = example_cells(config, out / "features", importance, record)
+    explain.write_feature_examples(out, importance, cells, ds)
 
 
 def _extraction_timing(out: Path, n_images: int, seconds: float, jobs: int) -> dict | None:
@@ -173,7 +203,8 @@ def _spec_key(spec: ModelSpec, config: CompareConfig, data: str = "") -> dict:
     """What a finished unit depends on (checked on resume); ``data`` is ``RunContext.data_digest``."""
     return json.loads(json.dumps({"name": spec.name, "granularity": spec.granularity,
                                   "params": spec.params, "seed": config.seed, "top_k": config.top_k,
-                                  "features": config.features, "data": data}, default=str))
+                                  "features": config.features, "data": data,
+                                  **cell_table_key(spec, config)}, default=str))
 
 
 def run_units(context: RunContext, out: Path) -> list[dict]:
@@ -296,7 +327,9 @@ def run(config: CompareConfig) -> Path:
     images = cells = None
     feature_info: dict[str, Any] = {"preset": None, "n_features": 0, "cells_per_image": {}}
     if needs_features:
-        images, cells, feature_info = _features(config, out)
+        images, feature_info = _features(config, out)
+        if any(reads_cells(m, config.labels.level) for m in config.models):
+            cells = read_cells(config, out / "features", feature_info["cell_table"], "models")
     channel_index, index, task = _channel_index(ds, config), ds.index, None
     if cell_level:
         task = prepare_cell_task(config, ds, cells, segmentation=_feature_config(config),
@@ -322,6 +355,7 @@ def run(config: CompareConfig) -> Path:
                           {"available": False, "reason": "labels.level: cell scores cells, not wells"})
     if config.export_models:
         collected["exported_models"] = export_models(context, out)
+    _feature_examples(config, out, cells, ds, feature_info.get("cell_table"))
     metrics = {"top_k": config.top_k, "metric_names": metric_order(class_counts),
                "classes": list(classes), "labels": task.info if task else {"level": "image"},
                "dataset": dataset_info,
@@ -334,9 +368,6 @@ def run(config: CompareConfig) -> Path:
         write_cell_gallery(out, metrics, context.gallery_crops())
     with atomic_path(out / "summary.csv") as tmp:
         summary_frame(collected["models"]).to_csv(tmp, index=False)
-    _write_importance(out)
-    if (out / "feature_importance.csv").is_file() and cells is not None:
-        explain.write_feature_examples(out, pd.read_csv(out / "feature_importance.csv"), cells, ds)
     source = Path(config.dataset.path) / "class_differences.json"
     if source.is_file():
         shutil.copyfile(source, out / "class_differences.json")

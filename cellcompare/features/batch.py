@@ -365,7 +365,7 @@ def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: Feature
 
 
 def load_table(out_dir: str | Path, level: str = "image", *, cells_per_image: int | None = None,
-               seed: int = 0) -> pd.DataFrame:
+               seed: int = 0, columns: list[str] | None = None) -> pd.DataFrame:
     """Concatenate the parts of a finished extraction.
 
     Parameters
@@ -377,24 +377,34 @@ def load_table(out_dir: str | Path, level: str = "image", *, cells_per_image: in
     cells_per_image : int, optional
         Cell table only: keep at most this many cells per image, streamed with
         ``tables.sample_cells`` (seeded by ``seed``) so the whole table is never in memory.
+    seed : int
+        Seed of the cell choice (with ``cells_per_image``).
+    columns : list of str, optional
+        Read only these columns (Parquet column projection) besides the keys
+        (``Metadata_ImageNumber``, ``Metadata_ObjectNumber``); a part without one of them
+        (an image without cells) gets NaN there, as in the whole table.
 
     Returns
     -------
     pd.DataFrame
-        Rows sorted by ImageNumber (and ObjectNumber).
+        Rows sorted by ImageNumber (and ObjectNumber). A current compacted dataset
+        (``tables.compact``) is read instead of the per-image parts.
     """
+    from cellcompare.features import tables
+
     if level not in ("cell", "image"):
         raise ValueError(f"level must be 'cell' or 'image', got {level!r}")
     if cells_per_image is not None and level == "cell":
-        from cellcompare.features.tables import open_table, sample_cells
-
-        return sample_cells(open_table(out_dir, "cell"), cells_per_image, seed=seed)
+        return tables.sample_cells(tables.open_table(out_dir, "cell"), cells_per_image, seed=seed,
+                                   columns=columns)
+    if tables.compacted_path(out_dir, level) is not None:
+        return tables.read_dataset(tables.open_table(out_dir, level), columns=columns)
     folder = Path(out_dir) / ("cells" if level == "cell" else "image")
     parts = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
     if not parts:
         raise FileNotFoundError(f"no Parquet parts under {folder}; run `python -m cellcompare.features extract` first")
-    frames = [pd.read_parquet(p) for p in parts]
+    keys = ["Metadata_ImageNumber"] + (["Metadata_ObjectNumber"] if level == "cell" else [])
+    frames = [tables.read_part(p, None if columns is None else [*keys, *columns]) for p in parts]
     frames = [f for f in frames if len(f)] or frames[:1]
     table = pd.concat(frames, ignore_index=True)
-    keys = ["Metadata_ImageNumber"] + (["Metadata_ObjectNumber"] if level == "cell" else [])
     return table.sort_values(keys, kind="stable").reset_index(drop=True)

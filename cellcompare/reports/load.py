@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from cellcompare.confusion import ConfusionFormatError, confusion_counts
+
 __all__ = ["ResultsError", "Results", "load_results", "lower_is_better"]
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,16 @@ class Results:
         default = ["accuracy", "top_k_accuracy", "balanced_accuracy", "macro_f1", "log_loss"]
         return list(self.metrics.get("metric_names") or default)
 
+    def confusion_matrices(self, model: str) -> list[np.ndarray]:
+        """Dense ``(n_classes, n_classes)`` counts of each fold of ``model`` that recorded one.
+
+        Both stored forms (dense, and sparse above ``confusion.DENSE_MAX_CLASSES`` classes)
+        are read by ``confusion.confusion_counts``.
+        """
+        n = len(self.classes)
+        folds = self.metrics["models"][model].get("folds", [])
+        return [confusion_counts(f["confusion_matrix"], n) for f in folds if f.get("confusion_matrix")]
+
     def fold_table(self) -> pd.DataFrame:
         """One row per (model, fold) with every scalar metric, time and memory."""
         rows = []
@@ -139,11 +151,12 @@ def _check_metrics(metrics: dict[str, Any], path: Path) -> None:
     for model, info in metrics["models"].items():
         for fold in info.get("folds", []):
             cm = fold.get("confusion_matrix")
-            if cm is not None and np.shape(cm) != (n, n):
-                raise ResultsError(
-                    f"{path}: models.{model} fold {fold.get('fold')}: confusion_matrix has shape "
-                    f"{np.shape(cm)}, expected ({n}, {n}) for {n} classes"
-                )
+            if cm is None:
+                continue
+            try:
+                confusion_counts(cm, n)
+            except ConfusionFormatError as exc:
+                raise ResultsError(f"{path}: models.{model} fold {fold.get('fold')}: {exc}") from exc
 
 
 def load_results(results_dir: str | Path) -> Results:

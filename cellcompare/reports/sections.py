@@ -133,6 +133,24 @@ def weights_statement(weights: dict[str, Any] | None) -> str:
     return f"unrecognised weights record: {weights}"
 
 
+def cell_table_statement(record: dict[str, Any] | None) -> str | None:
+    """Say in words how ``compare`` read the per-cell table (``features.cell_table``)."""
+    if not record:
+        return None
+    total, cap = record.get("n_cells"), record.get("cells_per_image")
+    extracted = f"{total:,} cells extracted" if isinstance(total, int) else "cells extracted"
+    reads = record.get("reads") or []
+    if not reads:
+        return f"not read: nothing in this run needed per-cell rows ({extracted})"
+    how = ("every cell" if cap is None else
+           f"at most {cap} cells per image, chosen with seed {record.get('seed')}")
+    kept = "; ".join(f"{r.get('rows', 0):,} cells of {r.get('images', 0):,} images for "
+                     f"{r.get('purpose', '?')}"
+                     + ("" if r.get("columns") == "all" else f" ({r.get('columns')} columns)")
+                     for r in reads)
+    return f"{how}: {kept} ({extracted})"
+
+
 def methods_section(results: Results, dataset: Any, opts: ReportOptions) -> dict[str, Any]:
     """Section 2: config, versions, features, segmentation QC, weights, hardware, folds."""
     metrics = results.metrics
@@ -145,7 +163,8 @@ def methods_section(results: Results, dataset: Any, opts: ReportOptions) -> dict
         "config": yaml.safe_dump(results.config, sort_keys=False) if results.config else None,
         "packages": sorted((env.get("packages") or {}).items()),
         "python": env.get("python"), "cpu": env.get("cpu"), "gpu": env.get("gpu"),
-        "features": feats, "weights": deep, "figures": [],
+        "features": feats, "cell_table": cell_table_statement(feats.get("cell_table")),
+        "weights": deep, "figures": [],
         "models": [(name, info.get("kind", "?"), _params(info.get("params")))
                    for name, info in metrics["models"].items()],
         "folds": metrics.get("folds") or {}, "fold_table": None,
@@ -184,7 +203,7 @@ def _cells_per_image(results: Results) -> np.ndarray | None:
     try:
         from cellcompare.features import load_table
 
-        table = load_table(features_dir, level="image")
+        table = load_table(features_dir, level="image", columns=["Metadata_Object_Count"])
         return table["Metadata_Object_Count"].to_numpy(dtype=float)
     except Exception as exc:  # the features package or its table may be absent
         log.info("no per-image feature table for the cells-per-image plot: %s", exc)
@@ -208,12 +227,12 @@ def results_section(results: Results, opts: ReportOptions) -> dict[str, Any]:
         section["figures"].append(figures.fold_scores_figure(folds, table.metrics,
                                                              labels=section["labels"]))
     for model, info in results.metrics["models"].items():
-        mats = [f["confusion_matrix"] for f in info.get("folds", []) if f.get("confusion_matrix")]
+        mats = results.confusion_matrices(model)
         if not mats:
             continue
         entry = {"model": model, "figure": None, "top": None}
         if many:
-            counts = np.sum(np.asarray(mats, dtype=float), axis=0)
+            counts = np.sum(mats, axis=0, dtype=float)
             entry["top"] = frame_rows(tables.top_confusions(counts, results.classes,
                                                              opts.top_confusions))
         else:
