@@ -154,6 +154,9 @@ def main() -> None:
     site = {k: float(np.mean([w[k] for w in whole])) for k in whole[0]}
     print(f"whole site, one core: {site['total']:.2f} s = read {site['read']:.2f} + segment "
           f"{site['segment']:.2f} + measure {site['measure']:.2f} (incl. table assembly)")
+    if not args.no_reference:
+        print(f"whole site against cp_measure's families alone: {tot_ref / site['total']:.1f}x "
+              f"(ours includes reading, segmentation, Neighbors and table assembly)")
     print(f"peak RSS of this process: {rss:.0f} MiB (after warm-up {rss_warm:.0f} MiB)")
     per_site_512 = site["total"] * (512 / args.size) ** 2
     hours = per_site_512 * RXRX1_SITES / CORES / 3600

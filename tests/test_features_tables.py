@@ -207,3 +207,18 @@ def test_load_table_samples_cells_per_image(tmp_path):
     table = load_table(tmp_path, level="cell", cells_per_image=2, seed=0)
     assert table.groupby("Metadata_ImageNumber").size().tolist() == [1] + [2] * 8
     assert len(load_table(tmp_path, level="cell")) == 45
+
+
+def test_compact_command_line_writes_the_cell_dataset_load_table_reads(tmp_path, capsys):
+    from cellcompare.cli import main
+
+    cells = _write_parts(tmp_path)
+    assert main(["compact", str(tmp_path), "--level", "cell", "--partition", "chunk",
+                 "--chunk-images", "5"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "dataset" / "cell")
+    assert sorted(p.name for p in (tmp_path / "dataset" / "cell").iterdir()) == \
+        ["Metadata_Chunk=0", "Metadata_Chunk=1"]
+    back = load_table(tmp_path, "cell")
+    assert len(back) == len(cells)
+    np.testing.assert_array_equal(np.sort(back["Cells_AreaShape_Area"]),
+                                  np.sort(cells["Cells_AreaShape_Area"]))

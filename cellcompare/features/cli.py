@@ -2,6 +2,10 @@
 
 Dataset selection: ``[--layout L] [--include-class C ...] [--exclude-class C ...]
 [--on-error {skip,raise}]`` (``--include-class`` / ``--exclude-class`` may be repeated).
+
+``cellcompare compact OUT_DIR [--level {cell,image,both}] [--partition {plate,chunk}]``
+rewrites an extraction's per-image parts as one partitioned Parquet dataset
+(:func:`features.tables.compact`), which ``load_table`` and ``compare`` then read.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from cellcompare.datasets.loader import LAYOUTS
 
 from .batch import run_extraction
 from .config import PRESETS, FeatureConfig
+from .tables import compact
 
 
 def _extract(args: argparse.Namespace) -> int:
@@ -27,8 +32,15 @@ def _extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compact(args: argparse.Namespace) -> int:
+    levels = ("cell", "image") if args.level == "both" else (args.level,)
+    for level in levels:
+        print(compact(args.out_dir, level, partition=args.partition, chunk_images=args.chunk_images))
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Add ``extract`` to the ``cellcompare`` command line."""
+    """Add ``extract`` and ``compact`` to the ``cellcompare`` command line."""
     ext = sub.add_parser("extract", help="segment and measure every image of a dataset (resumable)")
     ext.add_argument("dataset_dir")
     ext.add_argument("--out", required=True)
@@ -44,3 +56,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ext.add_argument("--on-error", default="skip", choices=["skip", "raise"],
                      help="unreadable inputs: list them in errors.csv (skip) or stop (raise)")
     ext.set_defaults(func=_extract, log_level_default="INFO")
+    com = sub.add_parser("compact", help="rewrite an extraction's per-image parts as one "
+                                         "partitioned Parquet dataset")
+    com.add_argument("out_dir", help="the --out folder of extract (or a compare run's features/)")
+    com.add_argument("--level", default="both", choices=["cell", "image", "both"])
+    com.add_argument("--partition", default="plate", choices=["plate", "chunk"])
+    com.add_argument("--chunk-images", type=int, default=1000, help="images per chunk (--partition chunk)")
+    com.set_defaults(func=_compact, log_level_default="INFO")
