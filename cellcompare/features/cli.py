@@ -56,8 +56,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ext.add_argument("--on-error", default="skip", choices=["skip", "raise"],
                      help="unreadable inputs: list them in errors.csv (skip) or stop (raise)")
     ext.set_defaults(func=_extract, log_level_default="INFO")
-    com = sub.add_parser("compact", help="rewrite an extraction's per-image parts as one "
-                                         "partitioned Parquet dataset")
+    com = sub.add_parser("compact", help="rewrite extract's per-image parts as one dataset")
     com.add_argument("out_dir", help="the --out folder of extract (or a compare run's features/)")
     com.add_argument("--level", default="both", choices=["cell", "image", "both"])
     com.add_argument("--partition", default="plate", choices=["plate", "chunk"])
