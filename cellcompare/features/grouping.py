@@ -14,6 +14,7 @@ from functools import cached_property
 
 import numpy as np
 import scipy.ndimage
+from centrosome.cpmorphology import convex_hull
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def object_boxes(masks: np.ndarray, n: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ObjectLayout:
-    """A sanitised label image ``1..N`` and its object grouping and boxes, each found once.
+    """A sanitised label image ``1..N`` and its object grouping, boxes and hulls, each found once.
 
     The families of one object type share them instead of each recomputing them.
 
@@ -104,3 +105,13 @@ class ObjectLayout:
     def boxes(self) -> np.ndarray:
         """:func:`object_boxes` of the labels."""
         return object_boxes(self.labels, self.count)
+
+    @cached_property
+    def hull(self) -> tuple[np.ndarray, np.ndarray]:
+        """Convex hulls of the objects (``centrosome.cpmorphology.convex_hull``).
+
+        centrosome builds them from the outline pixels, cp_measure's Feret from every pixel;
+        the extreme points are outline pixels, so the hulls are the same (Feret diameters and
+        Zernike's enclosing circles are tested equal to cp_measure's).
+        """
+        return convex_hull(self.labels, np.arange(1, self.count + 1))

@@ -2,8 +2,9 @@
 
 Each family returns ``dict[str, ndarray]`` keyed by the full column name
 ``{Object}_{Family}_{Feature}_{Channel}[_...]`` with one value per label ``1..n`` of the
-sanitised mask. Feret calls the centrosome functions cp_measure calls, on the convex hull of
-the objects' outline pixels (:func:`object_hulls`), which Zernike's enclosing circles share.
+sanitised mask. Feret calls the centrosome functions cp_measure calls, on the convex hulls
+of the objects' outline pixels (``grouping.ObjectLayout.hull``), which Zernike's enclosing
+circles share.
 Our own
 implementations, each parity-tested against cp_measure to 1e-6 relative, are: AreaShape
 (:mod:`features.shape`, one compiled pass over the object boxes), Intensity
@@ -24,7 +25,7 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from centrosome.cpmorphology import convex_hull, feret_diameter
+from centrosome.cpmorphology import feret_diameter
 from cp_measure._sanitize import sanitize_masks
 
 from .config import FeatureConfig
@@ -43,16 +44,6 @@ from .zernike import (
     zernike_basis,
     zernike_sums,
 )
-
-
-def object_hulls(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Convex hulls of labels ``1..N`` of ``masks`` (``centrosome.cpmorphology.convex_hull``).
-
-    centrosome builds them from the outline pixels, cp_measure's Feret from every pixel; the
-    extreme points are outline pixels, so the hulls are the same (Feret diameters and
-    enclosing circles are tested equal to cp_measure's).
-    """
-    return convex_hull(masks, np.arange(1, int(masks.max()) + 1))
 
 
 def _shape_name(obj: str, key: str) -> str:
@@ -79,22 +70,21 @@ def _radial_name(obj: str, key: str, channel: str) -> str:
 
 
 def measure_shape(obj: str, layout: ObjectLayout, families: Sequence[str],
-                  zernikes: ZernikeSums | None = None, hull: tuple | None = None) -> dict[str, np.ndarray]:
+                  zernikes: ZernikeSums | None = None) -> dict[str, np.ndarray]:
     """AreaShape (+ Zernike, Feret when selected) of a sanitised label image.
 
-    ``zernikes`` (:func:`features.zernike.zernike_sums` over the labels) and ``hull``
-    (:func:`object_hulls`) are computed when needed and not given.
+    ``zernikes`` (:func:`features.zernike.zernike_sums` over the labels) are computed when
+    needed and not given.
     """
     masks = layout.labels
     out: dict[str, np.ndarray] = {}
     if "AreaShape" in families:
         out.update({_shape_name(obj, key): v for key, v in area_shape(masks, layout.boxes).items()})
     if "Zernike" in families:
-        zernikes = zernikes if zernikes is not None else zernike_basis(masks, hull)
+        zernikes = zernikes if zernikes is not None else zernike_basis(masks, layout.hull)
         out.update({_shape_name(obj, key): v for key, v in shape_zernikes(zernikes).items()})
     if "Feret" in families:
-        hull = hull if hull is not None else object_hulls(masks)
-        low, high = feret_diameter(hull[0], hull[1], np.arange(1, int(masks.max()) + 1))
+        low, high = feret_diameter(*layout.hull, np.arange(1, layout.count + 1))
         out[_shape_name(obj, "MinFeretDiameter")] = np.asarray(low, dtype=np.float64)
         out[_shape_name(obj, "MaxFeretDiameter")] = np.asarray(high, dtype=np.float64)
     return out
@@ -149,7 +139,8 @@ def measure_channels(obj: str, layout: ObjectLayout, image: np.ndarray, channels
             per_channel[c].update(_named(obj, channels[c], result, _granularity_name))
     if "RadialDistribution" in families:
         geom = radial_geometry(masks, layout.boxes)
-        radial = radial_zernikes(zernikes if zernikes is not None else zernike_basis(masks), image)
+        radial = radial_zernikes(zernikes if zernikes is not None
+                                 else zernike_basis(masks, layout.hull), image)
         for c, name in enumerate(channels):
             per_channel[c].update(_named(obj, name, radial_distribution(geom, image[c]), _radial_name))
             per_channel[c].update(_named(obj, name, radial[c], _radial_name))
@@ -209,12 +200,10 @@ def measure_objects(obj: str, labels: np.ndarray, image: np.ndarray, channels: S
     features: dict[str, np.ndarray] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        shared = {"Zernike", "RadialDistribution"}
-        hull = object_hulls(clean) if len({"Feret", *shared} & set(families)) > 1 else None
-        zernikes = (zernike_sums(zernike_basis(clean, hull), image) if shared <= set(families)
-                    else None)
-        layout = ObjectLayout(clean)              # grouping and boxes shared by the families
-        features.update(measure_shape(obj, layout, families, zernikes, hull))
+        layout = ObjectLayout(clean)    # grouping, boxes and hulls shared by the families
+        zernikes = (zernike_sums(zernike_basis(clean, layout.hull), image)
+                    if {"Zernike", "RadialDistribution"} <= set(families) else None)
+        features.update(measure_shape(obj, layout, families, zernikes))
         if "Neighbors" in families:
             features.update(_neighbors(obj, clean, ids, config.neighbor_distance))
         features.update(measure_channels(obj, layout, image, channels, families,

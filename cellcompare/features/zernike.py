@@ -4,9 +4,9 @@ cp_measure evaluates the Zernike basis on every foreground pixel once per call: 
 shape moments and once per channel for the intensity-weighted radial moments. Here
 :func:`zernike_basis` computes each pixel's coordinates in its object's enclosing unit circle
 and the powers ``z**m`` once per object type, and one compiled pass (:func:`zernike_sums`)
-sums basis × weight for the shape and every channel at once. The arithmetic is ``cp_measure.utils._zernike_scores``' (Horner in r²,
-powers by numpy's complex multiply, pixels summed in C order), so values agree to round-off;
-parity is tested to 1e-6 relative.
+sums basis × weight for the shape and every channel at once. The arithmetic is
+``cp_measure.utils._zernike_scores``' (Horner in r², powers by numpy's complex multiply,
+pixels summed in C order), so values agree to round-off; parity is tested to 1e-6 relative.
 """
 
 from __future__ import annotations
