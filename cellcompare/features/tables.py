@@ -317,12 +317,17 @@ def _codes(image: np.ndarray, obj: np.ndarray) -> np.ndarray:
     return (image << 32) | obj
 
 
+def _cell_keys(table: ds.Dataset) -> list[str]:
+    """The columns that name a cell and its sampling hash: image, object, and sample id if any."""
+    return [IMAGE_KEY, OBJECT_KEY] + ([SAMPLE_KEY] if SAMPLE_KEY in table.schema.names else [])
+
+
 def _chosen(table: ds.Dataset, n: int, seed: int, batch_rows: int) -> np.ndarray:
     """Sorted codes (:func:`_codes`) of the ``n`` cells per image with the lowest keys.
 
     Reads only the key columns; holds 24 bytes per cell (image, code, key).
     """
-    keys = [IMAGE_KEY, OBJECT_KEY] + ([SAMPLE_KEY] if SAMPLE_KEY in table.schema.names else [])
+    keys = _cell_keys(table)
     images, codes, ranks = [], [], []
     for frame in iter_batches(table, columns=keys, batch_rows=batch_rows):
         image = frame[IMAGE_KEY].to_numpy(dtype=np.int64)
@@ -377,7 +382,7 @@ def sample_cells(table: ds.Dataset, n: int, *, seed: int = 0, columns: list[str]
     if columns is None and CHUNK_KEY in table.schema.names:  # compact's key, not a column of the parts
         columns = [c for c in table.schema.names if c != CHUNK_KEY]
     if columns is not None:
-        keys = [IMAGE_KEY, OBJECT_KEY] + ([SAMPLE_KEY] if SAMPLE_KEY in table.schema.names else [])
+        keys = _cell_keys(table)
         columns = list(dict.fromkeys([*keys, *columns]))
         _require(table, columns, "cell sampling")
     chosen = _chosen(table, int(n), seed, batch_rows)
