@@ -11,9 +11,14 @@ from cellcompare.features.correlation import (
     _channel_stats,
     _costes_fit,
     _shared_fit,
-    _tabled_sign,
+    _table_sign,
 )
 from cellcompare.features.ranks import dense_ranks
+
+
+def _tabled_sign(table, f, s, m, scale, a, b):
+    """The background sign at grid step ``m`` read from the whole table."""
+    return _table_sign(table, 0, table.shape[0] - 1, f, s, m, scale, a, b)
 
 
 def _signs(f, s, a, b, scale, tabled):

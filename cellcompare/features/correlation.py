@@ -357,12 +357,6 @@ def _table_sign(table, lo, hi, f, s, m, scale, a, b):
     return _background_sign(f, s, thr_f, a * thr_f + b)
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _tabled_sign(table, f, s, m, scale, a, b):
-    """:func:`_background_sign` at grid step ``m`` from :func:`_background_table`."""
-    return _table_sign(table, 0, table.shape[0] - 1, f, s, m, scale, a, b)
-
-
 # above this many grid steps per object the table costs more than the passes it saves
 _TABLE_MAX_STEPS = 4096
 
