@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import io
 import os
+import select
 import shutil
 import signal
 import struct
 import subprocess
 import sys
-import time
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -259,12 +259,14 @@ def compare_refuses(match: str) -> Callable[[Path, Path], None]:
         config.write_text(f"dataset: {{path: {root}}}\nfeatures: {{preset: minimal}}\n"
                           f"models: [{{name: linear_svm}}]\nfolds: {{n_splits: 2}}\n"
                           f"output: {tmp_path / 'results'}\n")
-        start = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "cellcompare", "compare", "--config", str(config)],
                               cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert done.returncode != 0 and match in done.stderr, done.stderr[-2000:]
         assert "Traceback" not in done.stderr
-        assert time.perf_counter() - start < 60          # refused before any heavy work
+        # refused before any heavy work: the results folder holds the run's config and nothing
+        # else (no features/, which extraction makes first; no folds, predictions or models)
+        results = tmp_path / "results"
+        assert [p.relative_to(results).as_posix() for p in results.rglob("*")] == ["config.yaml"]
     return check
 
 
@@ -535,34 +537,90 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
-def _alive(pid: int) -> bool:
+#: ``cellcompare extract ...`` as ``python -m cellcompare`` runs it, except that each worker's
+#: task starts its parent watch as :func:`features.batch.process_one` does, writes its pid to the
+#: FIFO ``argv[1]`` and then stays busy in that task for good: when the test has read a pid, that
+#: worker is provably in the middle of an image, its watch running.
+EXTRACT_WITH_BUSY_WORKERS = """
+import os, sys, threading
+from cellcompare.cli import main
+from cellcompare.features import batch
+
+FIFO = sys.argv.pop(1)
+
+def busy_for_good(*args, parent_pid=None, **kwargs):
+    batch._exit_with_parent(parent_pid)
+    fd = os.open(FIFO, os.O_WRONLY)
+    os.write(fd, f"{os.getpid()}\\n".encode())
+    os.close(fd)
+    threading.Event().wait()
+
+batch.process_one = busy_for_good
+sys.exit(main(sys.argv[1:]))
+"""
+#: Safety net only: how long the test waits for a worker to start or to exit before it fails
+#: saying so. Nothing waits this long when all is well.
+SAFETY_S = 120
+
+
+def _read_pids(fifo: int, n: int, proc: subprocess.Popen) -> list[int]:
+    """The first ``n`` distinct pids written to the FIFO opened as ``fifo``: blocks until they
+    come, or fails when ``proc`` exits first."""
+    text, pids = b"", []
+    exited = os.pidfd_open(proc.pid)
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+        while len(pids) < n:
+            readable, _, _ = select.select([fifo, exited], [], [], SAFETY_S)
+            assert readable, f"{len(pids)} of {n} workers started a task within {SAFETY_S} s"
+            if fifo not in readable:
+                pytest.fail(f"extract exited ({proc.wait()}) before {n} workers started a task")
+            text += os.read(fifo, 4096)
+            pids = sorted({int(line) for line in text.decode().split()})
+    finally:
+        os.close(exited)
+    return pids
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def _wait_exit(pid: int) -> bool:
+    """Wait (on a pidfd, not by polling) for ``pid`` to end; False if it is still running then."""
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([handle], [], [], SAFETY_S)[0])
+    finally:
+        os.close(handle)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists() or not hasattr(os, "pidfd_open"),
+                    reason="needs Linux /proc and pidfd_open")
 def test_workers_die_with_a_killed_extract(tmp_path):
     data = tmp_path / "data"
     synth.make_cellpainting(data, classes=2, per_class=6, size=192, plates=1)
-    proc = subprocess.Popen([sys.executable, "-m", "cellcompare", "extract", str(data), "--out",
-                             str(tmp_path / "out"), "--jobs", "2", "--preset", "standard"],
+    fifo_path = tmp_path / "busy.fifo"
+    os.mkfifo(fifo_path)
+    fifo = os.open(fifo_path, os.O_RDONLY | os.O_NONBLOCK)  # open before any worker writes
+    keep = os.open(fifo_path, os.O_WRONLY)   # a writer always: no end-of-file between workers
+    proc = subprocess.Popen([sys.executable, "-c", EXTRACT_WITH_BUSY_WORKERS, str(fifo_path),
+                             "extract", str(data), "--out", str(tmp_path / "out"), "--jobs", "2",
+                             "--preset", "standard"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    workers: list[int] = []
-    while time.monotonic() < deadline and len(workers) < 2:
-        workers = [k for k in _children(proc.pid) if "loky" in Path(f"/proc/{k}/cmdline").read_text(errors="ignore")
-                   or "joblib" in Path(f"/proc/{k}/cmdline").read_text(errors="ignore")]
-        time.sleep(0.2)
-    assert workers, "the extract job started no worker process"
-    time.sleep(2)                                    # the workers are busy with their first image
+    try:
+        workers = _read_pids(fifo, 2, proc)             # both workers busy with their first image
+    except BaseException:
+        for kid in _children(proc.pid):                 # leave no process behind
+            os.kill(kid, signal.SIGKILL)
+        proc.kill()
+        proc.wait(timeout=10)
+        raise
+    finally:
+        os.close(fifo)
+        os.close(keep)
+    assert set(workers) <= set(_children(proc.pid)), "the busy processes are not extract's workers"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and any(_alive(w) for w in workers):
-        time.sleep(0.2)
-    alive = [w for w in workers if _alive(w)]
+    alive = [w for w in workers if not _wait_exit(w)]
     for w in alive:                                   # leave no process behind either way
         os.kill(w, signal.SIGKILL)
     assert not alive, f"workers {alive} outlived their killed parent"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ import pandas as pd
 import pytest
 
 from cellcompare.datasets import open_dataset
-from cellcompare.datasets.storage import StagedRoot, StorageError, is_url
+from cellcompare.datasets.storage import StagedRoot, StorageError, _semaphore, is_url
 from cellcompare.datasets.synth import make_cellpainting
 from cellcompare.features import FeatureConfig, load_table, run_extraction
 
@@ -20,6 +19,8 @@ s3fs = pytest.importorskip("s3fs")
 boto3 = pytest.importorskip("boto3")
 
 BUCKET = "screens"
+#: Safety net only: how long a transfer waits for its pair before the test fails saying so.
+SAFETY_S = 60
 
 
 @pytest.fixture(scope="module")
@@ -77,26 +78,38 @@ def test_reopening_reuses_fetched_files(s3, remote_rxrx1, tmp_path):
     assert again.fetch.fetch(again.paths_of(2)) == 6
 
 
-def test_fetches_run_concurrently_but_bounded(s3, remote_rxrx1, tmp_path):
+def test_fetches_run_concurrently_but_bounded(s3, remote_rxrx1, tmp_path, monkeypatch):
+    """The six files of a site come two at a time: each pair of transfers meets inside the
+    transfer (so two do run at once) and, while both are there, no third slot is free."""
     _, url = remote_rxrx1
     ds = _open(url, s3, tmp_path, max_concurrency=2)
     staged = ds.fetch
-    lock, state = threading.Lock(), {"now": 0, "peak": 0}
+    slots = _semaphore(staged.url, 2)          # the bound shared by every reader of this root
+    # two parties: a transfer waits for a second to arrive, and neither leaves before the check
+    arrived, checked = threading.Barrier(2, timeout=SAFETY_S), threading.Barrier(2, timeout=SAFETY_S)
+    lock, state = threading.Lock(), {"now": 0, "peak": 0, "pairs": 0, "third_slot": []}
     original = staged.fs.get_file
 
-    def slow_get(*args, **kwargs):
+    def paired_get(*args, **kwargs):
         with lock:
             state["now"] += 1
             state["peak"] = max(state["peak"], state["now"])
-        time.sleep(0.1)
         try:
+            if arrived.wait() == 0:             # one of the two, while both are inside
+                free = slots.acquire(blocking=False)
+                if free:
+                    slots.release()
+                state["third_slot"].append(free)
+                state["pairs"] += 1
+            checked.wait()
             return original(*args, **kwargs)
         finally:
             with lock:
                 state["now"] -= 1
 
-    staged.fs.get_file = slow_get
+    monkeypatch.setattr(staged.fs, "get_file", paired_get)   # fsspec shares this filesystem object
     assert staged.fetch(ds.paths_of(3)) == 6
+    assert state["pairs"] == 3 and state["third_slot"] == [False] * 3
     assert state["peak"] == 2
 
 

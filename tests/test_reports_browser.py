@@ -14,7 +14,9 @@ import json
 import os
 import re
 import shutil
+import queue
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -66,16 +68,32 @@ class DevTools:
         raise TimeoutError(f"no {method} within {TIMEOUT} s")
 
 
-def _devtools_port(profile: Path, proc: subprocess.Popen) -> int:
-    marker = profile / "DevToolsActivePort"
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        if marker.is_file() and marker.read_text().strip():
-            return int(marker.read_text().splitlines()[0])
-        if proc.poll() is not None:
-            raise RuntimeError(f"chromium exited with {proc.returncode}: {proc.stderr.read()}")
-        time.sleep(0.1)
-    raise TimeoutError(f"chromium wrote no {marker} within {TIMEOUT} s")
+def _devtools_port(proc: subprocess.Popen) -> int:
+    """The port of Chromium's "DevTools listening on ws://HOST:PORT/..." line on stderr.
+
+    A reader thread hands stderr's lines over a queue (and keeps draining it afterwards), so the
+    wait is on the line itself; ``TIMEOUT`` only bounds a Chromium that hangs silently.
+    """
+    lines: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        for line in proc.stderr:
+            lines.put(line)
+        lines.put(None)  # end of stderr: Chromium exited
+
+    threading.Thread(target=read, daemon=True).start()
+    seen = []
+    while True:
+        try:
+            line = lines.get(timeout=TIMEOUT)
+        except queue.Empty:
+            raise TimeoutError(f"chromium printed no DevTools address within {TIMEOUT} s: {seen}") from None
+        if line is None:
+            raise RuntimeError(f"chromium exited with {proc.wait()}: {''.join(seen)}")
+        seen.append(line)
+        found = re.search(r"DevTools listening on ws://[^/]+:(\d+)/", line)
+        if found:
+            return int(found.group(1))
 
 
 @pytest.fixture
@@ -88,7 +106,7 @@ def page(tmp_path):
     proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        port = _devtools_port(profile, proc)
+        port = _devtools_port(proc)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
         conn.request("PUT", "/json/new?about:blank")
         target = json.loads(conn.getresponse().read())

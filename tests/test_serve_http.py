@@ -1,10 +1,12 @@
 """serve/: the HTTP service as a real subprocess on 127.0.0.1."""
 
 import io
+import os
+import select
 import socket
 import subprocess
 import sys
-import time
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,27 +37,59 @@ def tiff_bytes(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+#: Safety net only: how long a server may take to listen, or a burst's client to see its next
+#: answer, before the test fails saying so. Nothing waits this long when all is well.
+SAFETY_S = 120
+#: ``cellcompare serve ...`` as ``python -m cellcompare`` runs it, with one line written to the
+#: inherited pipe ``argv[1]`` once uvicorn's ``Server.startup`` has returned: the lifespan has
+#: loaded the model and the socket is bound and listening (uvicorn sets ``started`` there).
+SERVE_SAYING_READY = """
+import os, sys
+import uvicorn
+from cellcompare.cli import main
+
+ready = int(sys.argv.pop(1))
+startup = uvicorn.Server.startup
+
+async def startup_then_say_so(self, sockets=None):
+    await startup(self, sockets)
+    os.write(ready, b"listening\\n")
+    os.close(ready)
+
+uvicorn.Server.startup = startup_then_say_so
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 @contextmanager
 def running_server(model: Path, *extra: str) -> Iterator[str]:
-    """``cellcompare serve MODEL`` as a subprocess on 127.0.0.1; yields its base URL."""
+    """``cellcompare serve MODEL`` as a subprocess on 127.0.0.1; yields its base URL once it listens.
+
+    The server says when its socket listens (a line on a pipe, see :data:`SERVE_SAYING_READY`);
+    the test blocks on that pipe instead of polling ``/health``.
+    """
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "cellcompare", "serve", str(model), "--host", HOST,
-                             "--port", str(port), *extra], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    read_end, write_end = os.pipe()
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", SERVE_SAYING_READY, str(write_end), "serve",
+                                 str(model), "--host", HOST, "--port", str(port), *extra], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                pass_fds=(write_end,))
+    finally:
+        os.close(write_end)  # the child holds the only write end: its exit closes the pipe
     url = f"http://{HOST}:{port}"
     try:
-        for _ in range(300):
-            if proc.poll() is not None:
-                pytest.fail(f"server exited: {proc.stderr.read().decode()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("server did not answer /health within 30 s")
+        readable, _, _ = select.select([read_end], [], [], SAFETY_S)
+        said = os.read(read_end, 64) if readable else None
+        if said is None:
+            pytest.fail(f"server did not listen within {SAFETY_S} s")
+        if said != b"listening\n":  # the pipe closed unsaid: the server exited while starting
+            proc.wait(timeout=SAFETY_S)
+            pytest.fail(f"server exited ({proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
+        assert httpx.get(f"{url}/health", timeout=SAFETY_S).json() == {"status": "ok"}
         yield url
     finally:
+        os.close(read_end)
         proc.terminate()
         proc.wait(timeout=10)
 
@@ -112,21 +146,57 @@ def test_bad_uploads_get_4xx_json(server, payload, status, words):
     assert "/tmp" not in response.json()["detail"]  # no server paths leak
 
 
-def post_until_served(url: str, data: bytes, tries: int = 200) -> httpx.Response:
-    """What a client does with 503 + Retry-After (all prediction workers busy): wait, retry."""
-    for _ in range(tries):
-        response = post(url, data)
+class Answers:
+    """How many requests of a burst have been answered (any status but 503), to wait for the next.
+
+    A 503 means every prediction slot was held by a request of the burst then in flight; a slot
+    is released before its response is sent, so once another request has been answered since
+    this one was sent, a retry can find a free slot. Each retry thus waits for an answer newer
+    than its last try: with ``n`` requests a client tries at most ``n`` times, and no clock is read.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.changed = threading.Condition()
+
+    def seen(self) -> int:
+        with self.changed:
+            return self.count
+
+    def one_more(self) -> None:
+        with self.changed:
+            self.count += 1
+            self.changed.notify_all()
+
+    def wait_past(self, count: int) -> None:
+        with self.changed:
+            if not self.changed.wait_for(lambda: self.count > count, timeout=SAFETY_S):
+                pytest.fail(f"a 503 and no other request answered within {SAFETY_S} s")
+
+
+def post_until_served(url: str, data: bytes, answers: Answers) -> httpx.Response:
+    """What a client does with 503 + Retry-After (all prediction workers busy): wait, retry;
+    here it waits for another request of the burst to be answered rather than a second."""
+    while True:
+        before = answers.seen()
+        try:
+            response = post(url, data)
+        except BaseException:
+            answers.one_more()  # a failed client leaves no other waiting on it
+            raise
         if response.status_code != 503:
+            answers.one_more()
             return response
         assert response.headers["retry-after"] == "1"
-        time.sleep(0.2)
-    return response
+        assert "prediction workers are busy" in response.json()["detail"]
+        answers.wait_past(before)
 
 
 def test_burst_of_concurrent_requests_all_answered(server):
     data = [tiff_bytes(disk_image(20 if i % 2 else 8, i)[0]) for i in range(16)]
     with ThreadPoolExecutor(16) as pool:
-        responses = list(pool.map(lambda d: post_until_served(server[0], d), data))
+        answers = Answers()
+        responses = list(pool.map(lambda d: post_until_served(server[0], d, answers), data))
     assert [r.status_code for r in responses] == [200] * 16
     predictor = serve.load_predictor(server[1])
     samples = [Sample(id=f"s{i}", image=disk_image(20 if i % 2 else 8, i)) for i in range(16)]
