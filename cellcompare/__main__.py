@@ -4,4 +4,5 @@ import sys
 
 from cellcompare.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # importing the module (pytest given this file, pydoc) runs nothing
+    sys.exit(main())

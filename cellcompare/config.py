@@ -110,11 +110,17 @@ def build(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "",
 
     Examples
     --------
+    >>> import dataclasses
+    >>> from cellcompare.config import build
     >>> @dataclasses.dataclass(frozen=True)
     ... class Folds:
     ...     n_splits: int = 5
     >>> build(Folds, {"n_splits": 3})
     Folds(n_splits=3)
+    >>> build(Folds, {"n_split": 3})
+    Traceback (most recent call last):
+    ...
+    cellcompare.config.UnknownKeyError: ...n_split...
     """
     if data is None:
         data = {}
@@ -157,6 +163,7 @@ def name_tuple(value: Any, key: str) -> tuple[str, ...] | None:
 
     Examples
     --------
+    >>> from cellcompare.config import name_tuple
     >>> name_tuple("DNA", "dataset.channels"), name_tuple(["a", 1], "export_models")
     (('DNA',), ('a', '1'))
     """

@@ -54,6 +54,8 @@ def encode_confusion(true_index: np.ndarray, pred_index: np.ndarray, n_classes: 
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from cellcompare.confusion import encode_confusion
     >>> encode_confusion(np.array([0, 1, 1]), np.array([0, 0, 1]), 2)
     [[1, 0], [1, 1]]
     >>> encode_confusion(np.array([0, 1, 1]), np.array([0, 0, 1]), 2, dense_max=1)
@@ -98,6 +100,13 @@ def confusion_counts(stored: Sequence[Sequence[float]] | Mapping[str, Any],
     ConfusionFormatError
         The dense form has another shape, or the sparse form another ``n_classes``, an
         unknown ``format``, or an entry outside the classes or with a negative count.
+
+    Examples
+    --------
+    >>> from cellcompare.confusion import confusion_counts
+    >>> sparse = {"format": "sparse", "n_classes": 2, "entries": [[0, 0, 1], [1, 0, 1], [1, 1, 1]]}
+    >>> confusion_counts(sparse, 2).tolist(), confusion_counts([[1, 0], [1, 1]], 2).tolist()
+    ([[1, 0], [1, 1]], [[1, 0], [1, 1]])
     """
     if isinstance(stored, Mapping):
         if stored.get("format") != SPARSE:

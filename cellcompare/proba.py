@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["ClassOrderError", "align_columns", "top_k"]
+__all__ = ["ClassOrderError", "align_columns", "mean_by", "top_k"]
 
 
 class ClassOrderError(ValueError):
@@ -43,6 +44,8 @@ def top_k(proba: np.ndarray, classes: Sequence, k: int = 3) -> tuple[np.ndarray,
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from cellcompare.proba import top_k
     >>> labels, p = top_k(np.array([[0.1, 0.7, 0.2]]), ["a", "b", "c"], k=2)
     >>> labels.tolist(), p.tolist()
     ([['b', 'c']], [[0.7, 0.2]])
@@ -70,6 +73,8 @@ def align_columns(proba: np.ndarray, model_classes: Sequence, classes: Sequence[
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from cellcompare.proba import align_columns
     >>> align_columns(np.array([[0.9, 0.1]]), ["b", "a"], ["a", "b", "c"]).tolist()
     [[0.1, 0.9, 0.0]]
     """
@@ -81,3 +86,41 @@ def align_columns(proba: np.ndarray, model_classes: Sequence, classes: Sequence[
             raise ClassOrderError(f"model class {c!r} is not one of the classes {list(classes)}")
         out[:, where[str(c)]] = proba[:, j]
     return out
+
+
+def mean_by(keys: Sequence, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean probability rows per key: an image's prediction from its cells' (the cell mean).
+
+    The one rule by which every family turns per-cell probabilities into per-image ones
+    (``TableClassifier.predict_image_proba``, ``DeepClassifier.predict_image_proba``); a key
+    held by one row keeps that row exactly.
+
+    Parameters
+    ----------
+    keys : sequence
+        ``(n,)`` the key of each row (its image id; a cell id keeps cells apart).
+    proba : np.ndarray
+        ``(n, n_classes)`` probabilities.
+
+    Returns
+    -------
+    ids : np.ndarray
+        Sorted unique keys as str (object dtype).
+    means : np.ndarray
+        float64 ``(n_keys, n_classes)``, row ``i`` the mean of the rows of ``ids[i]`` (pandas'
+        group mean, in ``proba``'s dtype).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cellcompare.proba import mean_by
+    >>> ids, means = mean_by(["b", "a", "b"], np.array([[1.0, 0.0], [0.2, 0.8], [0.5, 0.5]]))
+    >>> ids.tolist(), means.tolist()
+    (['a', 'b'], [[0.2, 0.8], [0.75, 0.25]])
+    """
+    keys = np.asarray([str(k) for k in keys], dtype=object)
+    proba = np.asarray(proba)  # summed in its own dtype (float32 from xgboost and torch)
+    if len(keys) != len(proba):
+        raise ValueError(f"{len(keys)} keys for {len(proba)} probability rows")
+    means = pd.DataFrame(proba).groupby(keys, sort=True).mean()
+    return means.index.to_numpy(dtype=object), means.to_numpy(dtype=float)

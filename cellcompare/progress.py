@@ -37,6 +37,7 @@ def progress_bar(iterable: Iterable | None = None, *, enabled: bool = True, **tq
 
     Example
     -------
+    >>> from cellcompare.progress import progress_bar
     >>> [x for x in progress_bar(range(3), desc="demo")]
     [0, 1, 2]
     """

@@ -18,7 +18,7 @@ from cellcompare.comparison.labels import (
     guard_columns,
     match_annotations,
 )
-from cellcompare.comparison.models import ModelAdapter
+from cellcompare.comparison.adapters import ModelAdapter
 from cellcompare.config import ConfigError
 
 
@@ -102,7 +102,7 @@ class SpyModel(_Prior):
     seen: ClassVar[list] = []
 
     def fit(self, train):
-        type(self).seen.append(list(train.cell_table.columns))
+        type(self).seen.append(list(train.task.cell_table.columns))
         return self._fit_prior(train)
 
 
@@ -111,6 +111,10 @@ class DeepSpy(_Prior):
 
     kind = "deep"
     seen: ClassVar[list] = []
+
+    def __init__(self, *args, crops=None, **kwargs):  # a deep cell model is handed the run's crops
+        super().__init__(*args, **kwargs)
+        self.crops = crops
 
     def fit(self, train):
         type(self).seen.append(self.crops.crops.shape)

@@ -14,7 +14,7 @@ from cellcompare.comparison import load_config, register_model, run, unregister_
 from cellcompare.comparison.celltable import cell_table_key, reads_cells
 from cellcompare.comparison.config import CellTableConfig, CompareConfig, ModelSpec
 from cellcompare.comparison.explain import example_columns, write_feature_examples
-from cellcompare.comparison.models import ModelAdapter
+from cellcompare.comparison.adapters import ModelAdapter
 from cellcompare.config import ConfigError, UnknownKeyError
 
 
@@ -25,7 +25,7 @@ class CellSpy(ModelAdapter):
     seen: ClassVar[list[pd.Series]] = []
 
     def fit(self, train):
-        rows = train.cell_table[train.cell_table["Metadata_sample_id"].isin(train.sample_ids)]
+        rows = train.task.cell_table[train.task.cell_table["Metadata_sample_id"].isin(train.sample_ids)]
         type(self).seen.append(rows.groupby("Metadata_sample_id").size())
         self.prior_ = np.array([(train.y == c).mean() for c in train.classes])
         return self

@@ -15,7 +15,8 @@ from cellcompare.comparison.explain import (
     write_feature_examples,
     write_gradcam_examples,
 )
-from cellcompare.comparison.models import DeepModel, FoldData
+from cellcompare.comparison.adapters import DeepModel, FoldData
+from cellcompare.comparison.task import ImageTask
 from cellcompare.datasets import Sample
 
 
@@ -97,9 +98,11 @@ def test_gradcam_examples_of_a_fitted_deep_adapter(tmp_path):
     ids = np.asarray(list(images))
     y = np.asarray(labels)
 
+    task = ImageTask(pd.DataFrame({"sample_id": ids, "label": y}), ("disk", "flat"))
+
     def fold(index):
         return FoldData(sample_ids=ids[index], y=y[index], groups=np.zeros(len(index), str),
-                        dataset=dataset, classes=("disk", "flat"))
+                        dataset=dataset, task=task)
 
     adapter = DeepModel("smallcnn", params={"weights": "none", "image_size": 16, "epochs": 2,
                                             "batch_size": 4, "progress": False, "val_fraction": 0.0})
@@ -132,8 +135,7 @@ def test_gradcam_examples_of_a_fitted_deep_adapter(tmp_path):
     cell_proba = np.repeat(proba, 2, axis=0)
     cell_proba[::2] = cell_proba[::2, ::-1]       # the first crop of each image disagrees
     cell = SimpleNamespace(granularity="cell", classifier_=adapter.classifier_, channel_index=None,
-                           cell_proba_=(crop_ids, np.arange(len(crops)), cell_proba),
-                           cell_inputs=lambda data, normalize: (crops, crop_ids))
+                           cell_proba_=(crop_ids, crops, cell_proba))
     path = write_gradcam_examples(tmp_path, "cells", 1, cell, test, proba, ["disk", "flat"])
     crop_pred = np.asarray(["disk", "flat"])[cell_proba.argmax(1)]
     chosen = select_examples(np.repeat(test.y, 2), crop_pred, cell_proba.max(1), ["disk", "flat"])

@@ -14,7 +14,7 @@ from cellcompare.comparison import (
     run,
     unregister_model,
 )
-from cellcompare.comparison.models import ModelAdapter
+from cellcompare.comparison.adapters import ModelAdapter
 
 
 class CountingModel(ModelAdapter):
@@ -102,17 +102,17 @@ def test_end_to_end_separates_classes_on_identical_folds(tmp_path):
 
 def test_features_of_other_settings_are_not_mixed(tmp_path):
     from cellcompare.comparison.config import ConfigError
-    from cellcompare.comparison.runner import _check_manifest
+    from cellcompare.comparison.prepare import check_manifest
 
     path = tmp_path / "manifest.json"
     path.write_text(json.dumps({"config": {"preset": "standard", "min_area": 30}}))
-    _check_manifest(path, {"preset": "standard", "min_area": 30})
+    check_manifest(path, {"preset": "standard", "min_area": 30})
     with pytest.raises(ConfigError, match=r"\['preset'\] differ"):
-        _check_manifest(path, {"preset": "minimal", "min_area": 30})
+        check_manifest(path, {"preset": "minimal", "min_area": 30})
 
 
 def test_missing_imagenet_weights_are_said_not_silent(monkeypatch, tmp_path):
-    from cellcompare.comparison.models import DeepModel
+    from cellcompare.comparison.adapters import DeepModel
 
     monkeypatch.setattr(deep, "imagenet_weights_path", lambda: tmp_path / "absent.pth")
     adapter = DeepModel("resnet18", params={"weights": "auto", "epochs": 1})

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from cellcompare.comparison import load_config, register_model, run, unregister_model
-from cellcompare.comparison.models import ModelAdapter
+from cellcompare.comparison.adapters import ModelAdapter
 from cellcompare.comparison.wells import (
     WellLabelError,
     well_keys,

@@ -1,10 +1,12 @@
 """Deep models on single-cell crops: image probability = mean of its cells'; class weights."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from cellcompare.comparison.models import FoldData, ModelInputError, build_adapter
+from cellcompare.comparison.adapters import FoldData, ModelInputError, build_adapter
+from cellcompare.comparison.task import CellTask, ImageTask
 from cellcompare.deep import ConfigError, DeepConfig, ImageInputError
 from cellcompare.deep.classifier import class_weights
 from cellcompare.deep.crop_cache import CropCache
@@ -14,9 +16,10 @@ TINY = {"weights": "none", "image_size": 16, "epochs": 1, "batch_size": 4, "amp"
         "progress": False, "device": "cpu", "val_fraction": 0.0, "normalize": "group"}
 
 
-def _fold(ds, ids, labels, groups):
+def _fold(ds, ids, labels, groups, task=ImageTask):
+    index = pd.DataFrame({"sample_id": ids, "label": labels, "group": groups})
     return FoldData(sample_ids=np.array(ids), y=np.array(labels), groups=np.array(groups), dataset=ds,
-                    classes=("a", "b"))
+                    task=task(index, ("a", "b")))
 
 
 @pytest.fixture
@@ -30,18 +33,17 @@ def crop_data(tmp_path):
 
 def test_image_probability_is_the_mean_of_its_cells(crop_data):
     ds, cache = crop_data
-    model = build_adapter("smallcnn", granularity="cell", params=dict(TINY), seed=0)
-    model.crops = cache
+    model = build_adapter("smallcnn", granularity="cell", params=dict(TINY), seed=0, crops=cache)
     model.fit(_fold(ds, ["a1", "a2", "b1", "b2"], ["a", "a", "b", "b"], ["p1", "p1", "p1", "p1"]))
     assert model.classifier_.config.crop_size == 24  # the size actually cut is recorded
     test = _fold(ds, ["b1", "empty", "a1"], ["b", "a", "a"], ["p2", "p2", "p2"])
     proba = model.predict_proba(test)
-    sids, rows, cells = model.cell_proba_
-    assert proba.shape == (3, 2) and len(rows) == 4  # b1 and a1 have two cells each
+    sids, crops, cells = model.cell_proba_
+    assert proba.shape == (3, 2) and len(crops) == 4  # b1 and a1 have two cells each
     np.testing.assert_allclose(proba[0], cells[sids == "b1"].mean(0), rtol=1e-6)
     np.testing.assert_allclose(proba[2], cells[sids == "a1"].mean(0), rtol=1e-6)
     np.testing.assert_allclose(proba[1], [0.5, 0.5])  # no cells: the training prior
-    assert any("no segmented cells" in n for n in model.notes)
+    assert any("1 test images have no crop" in n for n in model.notes)
 
 
 def test_cell_granularity_without_crops_is_an_error(crop_data):
@@ -87,12 +89,11 @@ def test_the_loss_receives_the_class_weights(monkeypatch):
 
 def test_cell_level_folds_predict_one_row_per_cell(crop_data):
     ds, cache = crop_data
-    model = build_adapter("smallcnn", granularity="cell", params=dict(TINY, normalize="image"), seed=0)
-    model.crops = cache
+    model = build_adapter("smallcnn", granularity="cell", params=dict(TINY, normalize="image"), seed=0,
+                          crops=cache)
 
     def cells(ids, labels):
-        return FoldData(sample_ids=np.array(ids), y=np.array(labels), groups=np.array(["g"] * len(ids)),
-                        dataset=ds, classes=("a", "b"), level="cell")
+        return _fold(ds, ids, labels, ["g"] * len(ids), task=CellTask)
 
     model.fit(cells(["a1#1", "a1#2", "b1#1", "b1#2"], ["a", "b", "a", "b"]))
     proba = model.predict_proba(cells(["b2#1", "a2#1", "a2#9"], ["a", "b", "a"]))
@@ -101,3 +102,54 @@ def test_cell_level_folds_predict_one_row_per_cell(crop_data):
     assert list(sids) == ["b2#1", "a2#1"]  # a2 has no object 9: it gets the prior
     np.testing.assert_allclose(proba[:2], per_cell, rtol=1e-6)
     np.testing.assert_allclose(proba[2], [0.5, 0.5])
+
+
+def _cell_inputs():
+    from cellcompare.deep.cells import CellInputs
+
+    rng = np.random.default_rng(0)
+    crops = rng.random((6, 2, 12, 12)).astype(np.float32)
+    crops[3:] *= 3  # the second plate is three times as bright
+    images = np.array(["i1", "i1", "i2", "i3", "i3", "i4"])
+    groups = np.array(["p1", "p1", "p1", "p2", "p2", "p2"])
+    return CellInputs(crops, np.arange(6), images, groups)
+
+
+def test_the_deep_door_averages_its_cells_per_image():
+    from cellcompare.deep import DeepClassifier
+
+    cells = _cell_inputs()
+    config = DeepConfig(arch="smallcnn", image_size=12, epochs=1, batch_size=6,
+                        **{k: v for k, v in TINY.items() if k not in ("image_size", "epochs", "batch_size")})
+    clf = DeepClassifier(config).fit_cells(cells, ["a", "a", "a", "b", "b", "b"])
+    per_cell = clf.predict_cell_proba(cells)
+    ids, per_image = clf.predict_image_proba(cells)
+    assert ids.tolist() == ["i1", "i2", "i3", "i4"]
+    np.testing.assert_allclose(per_image[0], per_cell[:2].mean(0))
+    np.testing.assert_allclose(per_image[2], per_cell[3:5].mean(0))
+    np.testing.assert_allclose(per_image[3], per_cell[5])
+
+
+def test_group_normalisation_removes_a_plate_gain():
+    cells = _cell_inputs()
+    scaled = cells.scaled("group")
+    plate_means = [np.mean([scaled[i].mean((1, 2)) for i in rows], axis=0) for rows in ([0, 1, 2], [3, 4, 5])]
+    np.testing.assert_allclose(plate_means, np.ones((2, 2)), rtol=1e-5)  # each plate's mean is 1
+    assert np.allclose(cells.scaled("none")[3], cells.crops[3])
+
+
+def test_fit_cells_keeps_at_most_cells_per_image(monkeypatch):
+    from cellcompare.deep import DeepClassifier
+
+    seen = {}
+
+    def spy(self, images, y):
+        seen["n"], seen["y"] = len(images), list(y)
+        return self
+
+    monkeypatch.setattr(DeepClassifier, "fit", spy)
+    config = DeepConfig(arch="smallcnn", weights="none", cells_per_image=1)
+    DeepClassifier(config).fit_cells(_cell_inputs(), ["a", "a", "a", "b", "b", "b"])
+    assert seen == {"n": 4, "y": ["a", "a", "b", "b"]}  # one crop of each of the 4 images
+    with pytest.raises(ImageInputError, match="6 cell crops but 2 labels"):
+        DeepClassifier(config).fit_cells(_cell_inputs(), ["a", "b"])

@@ -15,7 +15,7 @@ from cellcompare.deep.augment import (
     otsu_threshold,
     tta_views,
 )
-from cellcompare.deep.data import ImageDataset, channel_stats, resize_crop
+from cellcompare.deep.data import ImageTensorDataset, channel_stats, resize_crop
 
 torch.set_num_threads(2)
 
@@ -110,7 +110,7 @@ def test_resize_crop_to_square():
 
 def test_dataset_normalises_and_labels():
     images = [np.full((2, 16, 16), v, dtype=np.float32) for v in (1.0, 3.0)]
-    ds = ImageDataset(images, np.array([0, 1]), mean=np.array([2.0, 2.0]), std=np.array([1.0, 0.5]),
+    ds = ImageTensorDataset(images, np.array([0, 1]), mean=np.array([2.0, 2.0]), std=np.array([1.0, 0.5]),
                       image_size=8)
     image, label = ds[1]
     assert image.shape == (2, 8, 8) and label == 1
@@ -128,7 +128,7 @@ def test_dataset_reads_lazily_and_checks_channels():
             reads.append(i)
             return np.zeros((4 if i == 2 else 3, 8, 8), dtype=np.uint8)
 
-    ds = ImageDataset(Lazy(), None, mean=np.zeros(3), std=np.ones(3), image_size=8)
+    ds = ImageTensorDataset(Lazy(), None, mean=np.zeros(3), std=np.ones(3), image_size=8)
     assert reads == []
     assert ds[0][1] == -1 and reads == [0]
     with pytest.raises(ImageInputError, match="image 2: expected 3 channels, found 4"):

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from cellcompare.comparison import load_config, run
-from cellcompare.comparison.models import FoldData, build_adapter
+from cellcompare.comparison.adapters import FoldData, build_adapter
+from cellcompare.comparison.task import ImageTask
 from cellcompare.datasets import open_dataset
 from cellcompare.datasets.synth import make_cellpainting
 from cellcompare.deep import DeepClassifier
@@ -35,12 +36,12 @@ def test_served_cell_model_equals_comparison(tmp_path):
     ds = open_dataset(data, layout="rxrx1")
     folds = pd.read_csv(out / "folds.csv", dtype=str)
     plate = folds[folds.group == folds.group.iloc[0]]
-    adapter = build_adapter("smallcnn", granularity="cell", params={**params, "channels": [0, 3]})
+    adapter = build_adapter("smallcnn", granularity="cell", params={**params, "channels": [0, 3]},
+                            crops=CropCache(next((out / "crops").iterdir())))
     adapter.classifier_ = DeepClassifier.load(model_dir / "model")
     adapter.prior_ = np.full(2, 0.5)
-    adapter.crops = CropCache(next((out / "crops").iterdir()))
     fold = FoldData(sample_ids=plate.sample_id.to_numpy(), y=plate.label.to_numpy(),
-                    groups=plate.group.to_numpy(), dataset=ds, classes=tuple(ds.classes))
+                    groups=plate.group.to_numpy(), dataset=ds, task=ImageTask(ds.index, tuple(ds.classes)))
     expected = adapter.predict_proba(fold)
 
     samples = [ds.get(s) for s in plate.sample_id]

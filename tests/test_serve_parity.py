@@ -55,13 +55,14 @@ def exported(tmp_path_factory):
 
 def comparison_proba(out, ds, label):
     """What comparison's adapter computes with the exported model, per training image."""
-    from cellcompare.comparison.models import FoldData
+    from cellcompare.comparison.adapters import FoldData
+    from cellcompare.comparison.task import ImageTask
 
     model_dir = out / "models" / label
     classes = json.loads((out / "metrics.json").read_text())["classes"]
+    task = ImageTask(ds.index, tuple(classes), image_table=load_table(out / "features", level="image"))
     data = FoldData(sample_ids=np.asarray(ds.ids, dtype=str), y=np.asarray(ds.labels, dtype=str),
-                    groups=np.asarray(ds.groups, dtype=str), dataset=ds,
-                    image_table=load_table(out / "features", level="image"), classes=tuple(classes))
+                    groups=np.asarray(ds.groups, dtype=str), dataset=ds, task=task)
     if label == "smallcnn":
         adapter = build_adapter("smallcnn", params={"channels": [ds.channel_names.index(c)
                                                                   for c in CHANNELS]})

@@ -10,10 +10,31 @@ seeded by its configuration.
 
 Example
 -------
+A configuration read from YAML, two splits of twelve rows fitted in this process:
+
+>>> import tempfile
+>>> from pathlib import Path
+>>> import numpy as np
+>>> import pandas as pd
 >>> from cellcompare.classical import ClassicalConfig
->>> config = ClassicalConfig.from_yaml("svm.yaml")                    # doctest: +SKIP
->>> results = fit_splits(config, table, y, splits,
-...                      backend="dask", scheduler="tcp://127.0.0.1:8786")  # doctest: +SKIP
+>>> from cellcompare.classical.cluster import fit_splits
+>>> path = Path(tempfile.mkdtemp()) / "svm.yaml"
+>>> _ = path.write_text("{name: svm, params: {C: 10}}")
+>>> config = ClassicalConfig.from_yaml(path)
+>>> y = np.array(["a", "b"] * 6)
+>>> table = pd.DataFrame({"f1": [0.1 * i + 3.0 * (i % 2) for i in range(12)],
+...                       "f2": [1.0, 0.0, 0.5] * 4})
+>>> splits = [(np.arange(6), np.arange(6, 12)), (np.arange(6, 12), np.arange(6))]
+>>> results = fit_splits(config, table, y, splits, backend="sequential")
+>>> [est.predict(table.iloc[test]).tolist() for (est, _), (_, test) in zip(results, splits)]
+[['a', 'b', 'a', 'b', 'a', 'b'], ['a', 'b', 'a', 'b', 'a', 'b']]
+>>> [proba.shape for _, proba in results]
+[(6, 2), (6, 2)]
+
+On a cluster only the backend changes (this needs a running Dask scheduler, hence the skip):
+
+>>> results = fit_splits(config, table, y, splits, backend="dask",
+...                      scheduler="tcp://127.0.0.1:8786")  # doctest: +SKIP
 """
 
 from __future__ import annotations

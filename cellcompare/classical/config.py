@@ -15,8 +15,10 @@ class ClassicalConfig:
 
     Examples
     --------
-    >>> ClassicalConfig.from_dict({"name": "xgboost", "params": {"max_depth": 4}}).build().model
-    'xgboost'
+    >>> from cellcompare.classical import ClassicalConfig
+    >>> config = ClassicalConfig.from_dict({"name": "xgboost", "params": {"max_depth": 4}})
+    >>> config.build().model, config.build().model_params
+    ('xgboost', {'max_depth': 4})
     """
 
     name: str = "svm"

@@ -26,6 +26,7 @@ from cellcompare.classical.tables import (
     validate_labels,
 )
 from cellcompare.classical.tuning import inner_splits, search
+from cellcompare.proba import mean_by
 
 logger = logging.getLogger(__name__)
 
@@ -229,10 +230,7 @@ class TableClassifier(ClassifierMixin, BaseEstimator):
         if SAMPLE_COLUMN not in X_cells.columns:
             raise MissingMetadataError(
                 f"predict_image_proba needs a '{SAMPLE_COLUMN}' column in the cell table")
-        proba = pd.DataFrame(self.predict_proba(X_cells))
-        proba["sample"] = X_cells[SAMPLE_COLUMN].astype(str).to_numpy()
-        means = proba.groupby("sample", sort=True).mean()
-        return means.index.to_numpy(dtype=object), means.to_numpy(dtype=float)
+        return mean_by(X_cells[SAMPLE_COLUMN].astype(str).to_numpy(), self.predict_proba(X_cells))
 
     def check_labels(self, y) -> np.ndarray:
         """Return ``y`` as an array, raising :class:`UnseenLabelError` for labels not in ``classes_``."""
@@ -260,6 +258,7 @@ def make_classifier(name: str, granularity: str = "image", normalize: str = "sta
 
     Examples
     --------
+    >>> from cellcompare.classical import make_classifier
     >>> est = make_classifier("xgboost", normalize="plate_robust", max_depth=4)
     >>> est.model_params
     {'max_depth': 4}

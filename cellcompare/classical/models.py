@@ -33,7 +33,8 @@ def cuda_available() -> bool:
     """Return whether torch reports a CUDA device (False when torch is absent)."""
     try:
         import torch
-    except ImportError:  # torch is optional for classical models
+    except ImportError:  # third-party and optional for classical models
+        logger.info("torch is not installed; classical models cannot detect CUDA and run on the CPU")
         return False
     return bool(torch.cuda.is_available())
 

@@ -13,7 +13,7 @@ import pandas as pd
 from cellcompare import atomic
 from cellcompare.classical.errors import FeatureMismatchError
 from cellcompare.classical.tables import feature_columns, table_sha256
-from cellcompare.datasets.provenance import package_versions
+from cellcompare.provenance import package_versions
 
 logger = logging.getLogger(__name__)
 

@@ -45,6 +45,7 @@ def svm_kernel(n_classes: int, n_rows: int, *, many_classes: int = MANY_CLASSES,
 
     Examples
     --------
+    >>> from cellcompare.classical.scale import svm_kernel
     >>> svm_kernel(1139, 400), svm_kernel(4, 50000), svm_kernel(4, 400)
     ('ovr_linear', 'nystroem', 'rbf')
     """
@@ -194,6 +195,7 @@ def bounded_xgb_params(n_classes: int, params: dict, *, many_classes: int = MANY
 
     Examples
     --------
+    >>> from cellcompare.classical.scale import bounded_xgb_params
     >>> p, note = bounded_xgb_params(1139, {"max_depth": 6})
     >>> p["n_estimators"], p["max_depth"], p["max_bin"]
     (17, 6, 64)

@@ -1,7 +1,10 @@
 """Every model on identical folds, with honest statistics.
 
 >>> from cellcompare.comparison import load_config, run
->>> results_dir = run(load_config("configs/demo.yaml"))    # doctest: +SKIP
+>>> config = load_config("configs/demo.yaml")   # paths are relative to the project root
+>>> [m.label for m in config.models], config.folds.group_column
+(['svm', 'xgboost', 'resnet18', 'smallcnn'], 'group')
+>>> results_dir = run(config)  # the whole demo, minutes: make demo runs it  # doctest: +SKIP
 """
 
 from cellcompare.comparison.config import (
@@ -13,7 +16,7 @@ from cellcompare.comparison.config import (
 )
 from cellcompare.comparison.context import RunContext
 from cellcompare.comparison.metrics import METRIC_NAMES, compute_metrics, top_k_accuracy
-from cellcompare.comparison.models import (
+from cellcompare.comparison.adapters import (
                                            ClassicalModel,
                                            DeepModel,
                                            FoldData,

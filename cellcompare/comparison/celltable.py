@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from cellcompare.comparison.config import CompareConfig, ModelSpec
-from cellcompare.comparison.models import model_kind
+from cellcompare.comparison.adapters import model_kind
 
 __all__ = ["cell_table_key", "cell_table_record", "example_cells", "read_cells", "reads_cells"]
 

@@ -26,7 +26,7 @@ class ModelSpec:
     Attributes
     ----------
     name : str
-        A name of the model registry (``comparison.models.registered_names()``).
+        A name of the model registry (``comparison.adapters.registered_names()``).
     label : str
         Name in the results (defaults to ``name``; set it to run one model twice).
     granularity : str
@@ -50,7 +50,7 @@ class ModelSpec:
 
         Keys other than ``name``, ``label``, ``granularity`` and ``params`` are taken as params.
         """
-        from cellcompare.comparison.models import registered_names
+        from cellcompare.comparison.adapters import registered_names
 
         prefix = f"{source}: " if source is not None else ""
         if isinstance(data, str):
@@ -190,6 +190,20 @@ class CompareConfig:
         if "export_models" in data:
             data["export_models"] = name_tuple(data["export_models"], "export_models") or ()
         return build(cls, data, source=source)
+
+    def feature_config(self) -> Any:
+        """The run's ``features.FeatureConfig``: ``features:``, with ``dataset.channels`` as its
+        channels unless ``features.channels`` names them.
+
+        The one place a compare configuration becomes feature settings: the extraction, the
+        crops' segmentation and exported models all use it.
+        """
+        from cellcompare.features import FeatureConfig
+
+        params = dict(self.features)
+        if self.dataset.channels is not None:
+            params.setdefault("channels", list(self.dataset.channels))
+        return FeatureConfig.from_dict(params)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict (YAML-serialisable) form; tuples become lists."""

@@ -7,13 +7,14 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from cellcompare.comparison.config import CompareConfig, ModelSpec
-from cellcompare.comparison.models import (
+from cellcompare.comparison.adapters import (
     FoldData,
     ModelAdapter,
     build_adapter,
@@ -26,7 +27,7 @@ __all__ = ["RunContext"]
 
 @dataclass(frozen=True, eq=False)
 class RunContext:
-    """What one comparison run knows once the dataset, features and folds are ready.
+    """What one comparison run knows once the dataset, features, task and folds are ready.
 
     Attributes
     ----------
@@ -34,64 +35,59 @@ class RunContext:
         The run's configuration.
     dataset : datasets.ImageDataset
         The opened dataset (images are read on access).
-    classes : tuple of str
-        The global class order of every probability table.
+    task : comparison.task.ImageTask or CellTask
+        What a unit is (an image, or a cell of ``labels.level: cell``), with the classes, the
+        feature tables and the channels the models see.
     folds : pd.DataFrame
-        ``sample_id, label, group, fold`` (``folds.csv``).
-    image_table, cell_table : pd.DataFrame or None
-        Feature tables (``None`` when no classical model runs).
-    channel_index : tuple of int or None
-        Positions of ``dataset.channels`` among the dataset's channels (deep models' input).
-    feature_config : features.FeatureConfig or None
-        The stored feature settings (classical models' input).
-    level : {"image", "cell"}
-        ``cell`` (``labels.level``): folds, labels and predictions are per cell; ``folds``'
-        ``sample_id`` holds cell ids and ``cell_table`` the labelled, leak-guarded cells.
+        ``sample_id, label, group, fold`` (``folds.csv``), one row per unit of ``task``.
+    feature_config : features.FeatureConfig
+        ``CompareConfig.feature_config()``: the features' settings, whose segmentation cell
+        crops also use.
     """
 
     config: CompareConfig
     dataset: Any
-    classes: tuple[str, ...]
+    task: Any
     folds: pd.DataFrame
-    image_table: pd.DataFrame | None = None
-    cell_table: pd.DataFrame | None = None
-    channel_index: tuple[int, ...] | None = None
-    feature_config: Any = None
-    level: str = "image"
+    feature_config: Any
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The global class order of every probability table."""
+        return self.task.classes
+
+    @property
+    def channel_index(self) -> tuple[int, ...] | None:
+        """Positions of the dataset channels deep models see (``None``: all)."""
+        return self.task.channel_index
 
     def fold_data(self, sample_ids: Sequence[str]) -> FoldData:
-        """One side of a fold: these images with their labels, groups and inputs."""
+        """One side of a fold: these units with their labels, groups and the task's inputs."""
         rows = self.folds.set_index("sample_id").loc[list(sample_ids)]
         return FoldData(sample_ids=np.asarray(sample_ids, dtype=str),
                         y=rows["label"].to_numpy(dtype=str), groups=rows["group"].to_numpy(dtype=str),
-                        dataset=self.dataset, image_table=self.image_table,
-                        cell_table=self.cell_table, classes=self.classes, level=self.level)
+                        task=self.task, dataset=self.dataset)
 
     def split(self, fold: int) -> tuple[FoldData, FoldData]:
-        """``(train, test)`` of fold ``fold`` (``splits.HOLDOUT``: all CV images vs the hold-out)."""
+        """``(train, test)`` of fold ``fold`` (``splits.HOLDOUT``: all CV units vs the hold-out)."""
         train_ids, test_ids = fold_ids(self.folds, fold)
         return self.fold_data(train_ids), self.fold_data(test_ids)
 
     def adapter(self, spec: ModelSpec) -> ModelAdapter:
-        """The unfitted adapter of ``spec`` with the run's seed; deep models get the channel subset."""
+        """The unfitted adapter of ``spec`` with the run's seed and the inputs it needs.
+
+        Deep models get the channel subset (a gate channel is already left out of it) and, at
+        ``granularity: cell``, the run's crop cache.
+        """
         params = dict(spec.params)
-        deep = model_kind(spec.name) == "deep"
-        if deep and self.channel_index is not None:  # a gate channel is already left out of it
-            params.setdefault("channels", list(self.channel_index))
-        adapter = build_adapter(spec.name, granularity=spec.granularity, params=params,
-                                seed=self.config.seed)
-        if deep and spec.granularity == "cell":
-            adapter.crops = self.crop_cache(spec)
-        return adapter
-
-    @property
-    def segmentation_config(self) -> Any:
-        """The ``features.FeatureConfig`` whose segmentation cell crops use (the features')."""
-        if self.feature_config is not None:
-            return self.feature_config
-        from cellcompare.features import FeatureConfig
-
-        return FeatureConfig.from_dict(dict(self.config.features))
+        inputs: dict[str, Any] = {}
+        if model_kind(spec.name) == "deep":
+            if self.channel_index is not None:
+                params.setdefault("channels", list(self.channel_index))
+            if spec.granularity == "cell":
+                inputs["crops"] = self.crop_cache(spec)
+        return build_adapter(spec.name, granularity=spec.granularity, params=params,
+                             seed=self.config.seed, **inputs)
 
     def crop_cache(self, spec: ModelSpec) -> Any:
         """The run's ``deep.crop_cache.CropCache`` for a cell-granularity deep model (cut once).
@@ -99,11 +95,9 @@ class RunContext:
         Caches live in ``{output}/crops/<settings key>/``; models with the same crop settings
         (size, mask, channels) share one.
         """
-        from pathlib import Path
-
         from cellcompare.deep.crop_cache import CropCache
 
-        return CropCache.build(Path(self.config.output) / "crops", self.dataset, self.segmentation_config,
+        return CropCache.build(Path(self.config.output) / "crops", self.dataset, self.feature_config,
                                sample_ids=self.image_ids,
                                crop_size=spec.params.get("crop_size"), channels=self.channel_index,
                                mask=bool(spec.params.get("crop_mask", False)),
@@ -117,11 +111,8 @@ class RunContext:
 
     @property
     def image_ids(self) -> list[str]:
-        """The images of the folds (a cell id ``{image}#{object}`` names its image first)."""
-        ids = self.folds["sample_id"].astype(str)
-        if self.level == "cell":
-            ids = ids.str.rsplit("#", n=1).str[0]
-        return list(dict.fromkeys(ids))
+        """The images of the folds, in fold order (a cell's image for a cell task)."""
+        return list(dict.fromkeys(self.task.images_of(self.folds["sample_id"].astype(str))))
 
     @functools.cached_property
     def data_digest(self) -> str:

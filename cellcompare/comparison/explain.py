@@ -113,19 +113,17 @@ def _model_inputs(adapter: Any, test: Any, proba: np.ndarray):
     """What the fitted deep adapter classified: ``(inputs, ids, y_true, proba)``.
 
     Image granularity: the test images and their probabilities. Cell granularity: every test
-    cell crop (``adapter.cell_inputs``) with the probabilities the adapter kept from its last
-    ``predict_proba`` (``cell_proba_``), each crop carrying its image's label and id.
+    cell crop as the model read it, with the probabilities the adapter kept from its last
+    ``predict_proba`` (``cell_proba_``), each crop carrying its unit's label and id.
     """
     if getattr(adapter, "granularity", "image") != "cell":
         return adapter.images(test), np.asarray(test.sample_ids, dtype=str), np.asarray(test.y, dtype=str), proba
     kept = getattr(adapter, "cell_proba_", None)
     if kept is None:
         return None
-    ids, _rows, cell_proba = kept
-    inputs, _ = adapter.cell_inputs(test, adapter.classifier_.config.normalize)
-    label_of = dict(zip(map(str, test.sample_ids), map(str, test.y)))
-    ids = np.asarray(ids, dtype=str)
-    return inputs, ids, np.asarray([label_of[i] for i in ids], dtype=str), np.asarray(cell_proba)
+    units, inputs, cell_proba = kept
+    units = np.asarray(units, dtype=str)
+    return inputs, units, test.labels_of(units), np.asarray(cell_proba)
 
 
 def _display(images: np.ndarray) -> np.ndarray:
@@ -150,10 +148,10 @@ def write_gradcam_examples(out: Path, label: str, fold: int, adapter: Any, test:
         The results directory.
     label, fold : str, int
         The unit (file ``explain/{label}__fold{fold}.gradcam.npz``).
-    adapter : comparison.models.DeepModel
+    adapter : comparison.adapters.DeepModel
         Fitted on the fold's training images (``classifier_``); with ``granularity: cell`` the
         examples are single-cell crops, chosen by the crop's own prediction.
-    test : comparison.models.FoldData
+    test : comparison.adapters.FoldData
         The fold's test images.
     proba : np.ndarray
         ``(n_test, n_classes)`` the adapter's probabilities in ``classes`` order.
@@ -168,7 +166,7 @@ def write_gradcam_examples(out: Path, label: str, fold: int, adapter: Any, test:
     """
     import torch
 
-    from cellcompare.deep.data import ImageDataset
+    from cellcompare.deep.data import ImageTensorDataset
     from cellcompare.deep.explain import grad_cam
 
     classifier = getattr(adapter, "classifier_", None)
@@ -181,7 +179,7 @@ def write_gradcam_examples(out: Path, label: str, fold: int, adapter: Any, test:
     chosen = select_examples(y_true, pred, np.max(proba, axis=1), classes, per_class=per_class)
     if not len(chosen):
         return None
-    data = ImageDataset(inputs, None, mean=classifier.channel_mean_, std=classifier.channel_std_,
+    data = ImageTensorDataset(inputs, None, mean=classifier.channel_mean_, std=classifier.channel_std_,
                         image_size=classifier.config.image_size, indices=chosen)
     batch = torch.stack([data[i][0] for i in range(len(data))])
     own = {str(c): i for i, c in enumerate(classifier.classes_)}

@@ -22,7 +22,7 @@ from cellcompare import atomic
 from cellcompare.comparison.celltable import cell_table_key
 from cellcompare.comparison.config import ModelSpec
 from cellcompare.comparison.context import RunContext
-from cellcompare.comparison.models import (
+from cellcompare.comparison.adapters import (
     ClassicalModel,
     DeepModel,
     FoldData,
@@ -78,7 +78,7 @@ def _write(adapter: ModelAdapter, train: FoldData, target: Path, context: RunCon
         cell = adapter.granularity == "cell"
         serve.export_model(adapter.classifier_, target, channels=channels, dtype=dtype,
                            channel_index=adapter.channel_index, granularity=adapter.granularity,
-                           feature_config=context.segmentation_config if cell else None)
+                           feature_config=context.feature_config if cell else None)
     else:
         raise ValueError(f"{type(adapter).__name__} is neither a ClassicalModel nor a DeepModel; "
                          "serve cannot load it")

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from cellcompare.atomic import atomic_path
+from cellcompare.comparison.cellids import cell_id
 
 __all__ = ["GALLERY_CROPS", "GALLERY_TABLE", "pick_cells", "write_cell_gallery"]
 
@@ -64,8 +65,6 @@ def write_cell_gallery(out: Path, metrics: dict[str, Any], crops: Any, *, per_cl
     crops : deep.crop_cache.CropCache
         The run's crops (cell ids are ``{image}#{object}``).
     """
-    from cellcompare.comparison.labels import cell_id
-
     models = metrics.get("models") or {}
     scored = {m: info["summary"].get("balanced_accuracy", {}).get("mean") for m, info in models.items()}
     scored = {m: s for m, s in scored.items() if s is not None}

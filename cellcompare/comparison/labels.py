@@ -22,24 +22,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from cellcompare.comparison.cellids import CELL_COLUMN, cell_id
+from cellcompare.comparison.task import CellTask
 from cellcompare.config import ConfigError, build
 
 __all__ = [
     "NO_GROUPS",
     "AnnotationsConfig",
-    "CellTask",
     "GateConfig",
     "LabelError",
     "LabelsConfig",
     "apply_gate",
-    "cell_id",
     "gate_channel",
     "guard_columns",
     "match_annotations",
@@ -116,11 +116,6 @@ class LabelsConfig:
             data["annotations"] = build(AnnotationsConfig, data["annotations"], where="labels.annotations",
                                         source=source)
         return build(cls, data, where="labels", source=source)
-
-
-def cell_id(sample_ids: Any, object_numbers: Any) -> np.ndarray:
-    """``"{sample_id}#{object number}"``: the id of a cell in folds and predictions."""
-    return np.array([f"{s}#{int(o)}" for s, o in zip(sample_ids, object_numbers)], dtype=object)
 
 
 def apply_gate(values: np.ndarray, gate: GateConfig) -> tuple[np.ndarray, float]:
@@ -220,37 +215,6 @@ def match_annotations(points: pd.DataFrame, cells: pd.DataFrame, nuclei: Mapping
     return frame[keep].reset_index(drop=True), report
 
 
-@dataclass(frozen=True, eq=False)
-class CellTask:
-    """A per-cell task ready for folds and models.
-
-    Attributes
-    ----------
-    index : pd.DataFrame
-        One row per labelled cell: ``sample_id`` (cell id), ``label``, ``image``, ``group`` plus
-        the image's dataset index columns.
-    classes : tuple of str
-    cell_table : pd.DataFrame
-        Feature rows of the labelled cells, gate channel columns removed, with ``Metadata_cell_id``.
-    channel_index : tuple of int or None
-        Dataset channels deep models may see (the gate channel left out).
-    folds : FoldsConfig
-        The folds configuration applied to cells (grouped by image unless configured).
-    info : dict
-        ``metrics.json`` ``labels`` entry (source, threshold, counts, leak guard, warnings).
-    gate_values : pd.DataFrame or None
-        ``cell_id, value, label`` of the gate feature (the report's histogram).
-    """
-
-    index: pd.DataFrame
-    classes: tuple[str, ...]
-    cell_table: pd.DataFrame
-    channel_index: tuple[int, ...] | None
-    folds: Any
-    info: dict = field(default_factory=dict)
-    gate_values: pd.DataFrame | None = None
-
-
 def _annotated(config: LabelsConfig, cells: pd.DataFrame, dataset: Any,
                segmentation: Any) -> tuple[pd.DataFrame, dict]:
     from cellcompare.deep.crops import segment_for_crops
@@ -330,13 +294,13 @@ def prepare_cell_task(config: Any, dataset: Any, cells: pd.DataFrame, *, segment
         channel_index = tuple(keep)
     info["leak_guard"]["model_channels"] = [names[i] for i in (channel_index or range(len(names)))]
     table = table.copy()
-    table.insert(0, "Metadata_cell_id", cell_id(table["Metadata_sample_id"], table["Metadata_ObjectNumber"]))
+    table.insert(0, CELL_COLUMN, cell_id(table["Metadata_sample_id"], table["Metadata_ObjectNumber"]))
     index, folds = cell_index(table, dataset, config.folds, info)
     if out is not None:
         _write(out, table, gate_values, info)
-    return CellTask(index=index, classes=tuple(str(c) for c in counts.index),
-                    cell_table=table.drop(columns=["label"]), channel_index=channel_index, folds=folds,
-                    info=info, gate_values=gate_values)
+    return CellTask(index=index, classes=tuple(str(c) for c in counts.index), folds=folds,
+                    cell_table=table.drop(columns=["label"]), channel_index=channel_index,
+                    class_counts=info["class_counts"], info=info, gate_values=gate_values)
 
 
 def _write(out: Path, table: pd.DataFrame, gate_values: pd.DataFrame | None, info: dict) -> None:
@@ -344,7 +308,7 @@ def _write(out: Path, table: pd.DataFrame, gate_values: pd.DataFrame | None, inf
 
     folder = Path(out) / "cells"
     folder.mkdir(parents=True, exist_ok=True)
-    cols = ["Metadata_cell_id", "Metadata_sample_id", "Metadata_ObjectNumber",
+    cols = [CELL_COLUMN, "Metadata_sample_id", "Metadata_ObjectNumber",
             "Metadata_Location_Center_X", "Metadata_Location_Center_Y", "label"]
     frames = {"labels.parquet": table[[c for c in cols if c in table.columns]]}
     if gate_values is not None:
@@ -376,7 +340,7 @@ def cell_index(table: pd.DataFrame, dataset: Any, folds: Any, info: dict) -> tup
     """The per-cell fold index and the folds config that groups it (by image by default)."""
     images = dataset.index.copy()
     images["sample_id"] = images["sample_id"].astype(str)
-    index = pd.DataFrame({"sample_id": table["Metadata_cell_id"].to_numpy(),
+    index = pd.DataFrame({"sample_id": table[CELL_COLUMN].to_numpy(),
                           "label": table["label"].astype(str).to_numpy(),
                           "image": table["Metadata_sample_id"].astype(str).to_numpy()})
     extra = images.drop(columns=[c for c in ("label",) if c in images.columns])

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from cellcompare.comparison.config import CompareConfig, ModelSpec
-from cellcompare.comparison.models import model_kind
+from cellcompare.comparison.adapters import model_kind
 from cellcompare.comparison.splits import HOLDOUT, FoldError, make_folds
 
 __all__ = ["Need", "Preflight", "PreflightError", "model_needs", "preflight", "training_counts"]
@@ -212,8 +212,15 @@ def preflight(config: CompareConfig, index: pd.DataFrame) -> Preflight:
 
     Examples
     --------
-    >>> pre = preflight(config, dataset.index)  # doctest: +SKIP
-    >>> config = pre.config
+    >>> import pandas as pd
+    >>> from cellcompare.comparison.config import CompareConfig, FoldsConfig, ModelSpec
+    >>> from cellcompare.comparison.preflight import preflight
+    >>> index = pd.DataFrame({"sample_id": [f"s{i}" for i in range(12)], "label": ["a", "b"] * 6,
+    ...                       "group": ["p1", "p2", "p3"] * 4})
+    >>> config = CompareConfig(models=(ModelSpec("svm", "svm"),), folds=FoldsConfig(n_splits=3))
+    >>> pre = preflight(config, index)
+    >>> pre.report["n_classes"], pre.report["train_images_per_class"]["min"]
+    (2, 4)
     """
     start = time.perf_counter()
     if config.labels.level != "image":

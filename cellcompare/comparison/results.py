@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import itertools
-import json
+import logging
 import os
 import platform
-import re
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,63 +16,15 @@ import pandas as pd
 from cellcompare import atomic
 from cellcompare.comparison.metrics import LOWER_IS_BETTER, METRIC_NAMES
 from cellcompare.comparison.stats import compare_models, mean_std
-from cellcompare.datasets.provenance import package_versions
+from cellcompare.provenance import package_versions
 
-__all__ = ["write_json", "write_parquet", "environment", "model_summary", "summary_frame",
+__all__ = ["write_parquet", "environment", "model_summary", "summary_frame",
            "comparisons", "PACKAGES"]
+
+log = logging.getLogger(__name__)
 
 PACKAGES = ["numpy", "scipy", "pandas", "scikit-learn", "scikit-image", "xgboost", "torch",
             "torchvision", "cp-measure", "pyarrow"]
-
-
-def write_json(obj: Any, path: Path) -> Path:
-    """Write JSON atomically (temp file + rename), so a crash never leaves half a file.
-
-    Indented, with each list of plain values on one line (:func:`_dumps`).
-    """
-    return atomic.write_text(path, _dumps(_finite(obj)))
-
-
-def _dumps(obj: Any) -> str:
-    """``obj`` as JSON indented by 2, each list of plain values (no list or dict in it) on one line.
-
-    A dense confusion row or a sparse ``[true, predicted, count]`` entry then takes one line
-    instead of one line per number (~5x fewer bytes at 1,139 classes).
-    """
-    flat: list[str] = []
-    tag = f"flat-{uuid.uuid4().hex}-"  # placeholder of a one-line list; no value can hold it
-
-    def mark(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: mark(v) for k, v in value.items()}
-        if isinstance(value, list):
-            if value and not any(isinstance(v, (dict, list, np.ndarray)) for v in value):
-                flat.append(json.dumps(value, default=_default, allow_nan=False))
-                return f"{tag}{len(flat) - 1}"
-            return [mark(v) for v in value]
-        return value
-
-    text = json.dumps(mark(obj), indent=2, default=_default, allow_nan=False)
-    return re.sub(f'"{tag}(\\d+)"', lambda m: flat[int(m.group(1))], text)
-
-
-def _finite(value: Any) -> Any:
-    """NaN and infinities become null (JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    return value
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
@@ -100,11 +50,11 @@ def environment() -> dict[str, Any]:
     gpu = None
     try:
         import torch
-
+    except ImportError:  # third-party and optional here: a classical-only install has no torch
+        log.info("torch is not installed; metrics.json records no GPU (environment.gpu: null)")
+    else:
         if torch.cuda.is_available():
             gpu = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
     return {"python": sys.version.split()[0], "platform": platform.platform(), "packages": packages,
             "cpu": _cpu(), "cpu_count": os.cpu_count(), "gpu": gpu}
 

@@ -1,9 +1,20 @@
 """Data layer: lazy readers of microscopy datasets, synthetic data, exploration.
 
->>> from datasets import open_dataset
->>> ds = open_dataset("path/to/data")          # doctest: +SKIP
->>> sample = ds[0]; sample.image.shape         # doctest: +SKIP
-(6, 512, 512)
+Examples
+--------
+A small synthetic Cell Painting dataset written in the RxRx1 layout, opened like any other
+(the layout is detected; pixels are read in ``ds[i]``):
+
+>>> import tempfile
+>>> from cellcompare.datasets import open_dataset
+>>> from cellcompare.datasets.synth import make_cellpainting
+>>> root = make_cellpainting(tempfile.mkdtemp(), classes=2, per_class=1, size=64, plates=1)
+>>> ds = open_dataset(root)
+>>> type(ds).__name__, len(ds), ds.channel_names
+('RxRx1Dataset', 2, ('DNA', 'ER', 'Actin', 'RNA', 'Mito', 'Golgi'))
+>>> sample = ds[0]
+>>> sample.image.shape, sample.label, sample.group
+((6, 64, 64), 'siRNA_0001', 'HEPG2-01_P1')
 """
 
 from .base import ImageDataset

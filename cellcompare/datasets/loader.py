@@ -136,9 +136,24 @@ def open_dataset(
 
     Examples
     --------
-    >>> ds = open_dataset("demo_data/cellpainting")            # doctest: +SKIP
-    >>> ds[0].image.shape, ds.channel_names[0]                 # doctest: +SKIP
-    ((6, 512, 512), 'DNA')
+    Class folders of single-channel PNGs, written to a temporary folder:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> from cellcompare.datasets import open_dataset
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for label in ("control", "treated"):
+    ...     (root / label).mkdir()
+    ...     for k in range(2):
+    ...         Image.fromarray(np.full((8, 10), 100 * k, np.uint8)).save(root / label / f"{k}.png")
+    >>> ds = open_dataset(root)
+    >>> type(ds).__name__, len(ds), ds.channel_names, ds.labels.tolist()
+    ('ClassFolderDataset', 4, ('Gray',), ['control', 'control', 'treated', 'treated'])
+    >>> sample = ds[1]
+    >>> sample.label, sample.image.shape, sample.image.max()
+    ('control', (1, 8, 10), np.uint8(100))
     """
     staged = None
     if is_url(root):  # s3://bucket/prefix: a local mirror whose images are fetched on read

@@ -106,6 +106,7 @@ def parse_name(regex: re.Pattern[str], stem: str) -> dict[str, str] | None:
 
     Examples
     --------
+    >>> from cellcompare.datasets.pattern import compile_pattern, parse_name
     >>> parse_name(compile_pattern("cellprofiler"), "AS_09125_050116030001_D03f00d0")
     {'plate': 'AS_09125_050116030001', 'well': 'D03', 'site': '00', 'channel': 'd0'}
     """

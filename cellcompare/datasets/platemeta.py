@@ -48,6 +48,7 @@ def plate_metadata(**values: Any) -> dict[str, str]:
 
     Examples
     --------
+    >>> from cellcompare.datasets.platemeta import plate_metadata
     >>> plate_metadata(plate="P1", well="D03", site=0)
     {'Metadata_Plate': 'P1', 'Metadata_Well': 'D03', 'Metadata_Site': '0'}
     """

@@ -26,8 +26,14 @@ def to_float(image: np.ndarray) -> np.ndarray:
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from cellcompare.datasets import to_float
     >>> to_float(np.array([0, 255], dtype=np.uint8)).tolist()
     [0.0, 1.0]
+    >>> to_float(np.array([0, 32768, 65535], dtype=np.uint16)).round(3).tolist()
+    [0.0, 0.5, 1.0]
+    >>> to_float(np.array([-0.5, 0.25, 2.0])).tolist()
+    [0.0, 0.25, 1.0]
     """
     if image.dtype == bool:
         return image.astype(np.float32)

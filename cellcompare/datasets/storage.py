@@ -96,9 +96,28 @@ class StagedRoot:
 
     Examples
     --------
-    >>> staged = StagedRoot("s3://bucket/rxrx1").sync()   # doctest: +SKIP
-    >>> staged.local                                       # doctest: +SKIP
-    PosixPath('/home/me/.cache/cellcompare/remote/3f0c.../tree')
+    An in-memory fsspec root stands in for a bucket here; ``s3://bucket/rxrx1`` is opened the
+    same way. Opening copies the small ``metadata.csv`` and leaves a placeholder of the image's
+    size; reading a sample fetches the image's bytes once:
+
+    >>> import tempfile
+    >>> import fsspec
+    >>> from cellcompare.datasets.storage import StagedRoot
+    >>> fsspec.filesystem("memory").pipe({"/doctest-root/metadata.csv": b"site_id,well",
+    ...                                   "/doctest-root/A01.png": b"fake" * 16})
+    >>> staged = StagedRoot("memory://doctest-root", cache_dir=tempfile.mkdtemp()).sync()
+    >>> sorted(p.name for p in staged.local.iterdir())
+    ['A01.png', 'metadata.csv']
+    >>> (staged.local / "metadata.csv").read_text()
+    'site_id,well'
+    >>> image = staged.local / "A01.png"
+    >>> image.stat().st_size, set(image.read_bytes())   # a sparse placeholder: zeros
+    (64, {0})
+    >>> staged.fetch([image]), image.read_bytes()[:8], staged.fetch([image])
+    (1, b'fakefake', 0)
+    >>> staged.remote_path(image)
+    'memory://doctest-root/A01.png'
+    >>> fsspec.filesystem("memory").rm("/doctest-root", recursive=True)
     """
 
     def __init__(self, url: str, *, storage_options: Mapping[str, Any] | None = None,

@@ -1,7 +1,9 @@
 """Deep baselines: ImageNet-pretrained ResNet18 for N-channel images and a small CNN.
 
 >>> from cellcompare.deep import DeepClassifier, DeepConfig
->>> clf = DeepClassifier(DeepConfig(arch="resnet18", weights="none"))  # doctest: +SKIP
+>>> clf = DeepClassifier(DeepConfig(arch="resnet18", weights="none"))  # built at fit, not here
+>>> clf.config.arch, clf.config.weights
+('resnet18', 'none')
 """
 
 from .classifier import DeepClassifier, inner_split

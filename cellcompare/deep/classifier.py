@@ -13,11 +13,12 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from cellcompare import atomic
-from cellcompare.proba import top_k
+from cellcompare.proba import mean_by, top_k
 
 from .augment import build_augmentation
+from .cells import CellInputs, per_image
 from .config import DeepConfig
-from .data import ImageDataset, as_chw, channel_stats
+from .data import ImageTensorDataset, as_chw, channel_stats
 from .errors import ImageInputError, NotFittedError
 from .models import build_model
 from .train import (
@@ -101,11 +102,17 @@ class DeepClassifier:
     channel_mean_, channel_std_ : np.ndarray
         Normalisation statistics ``(C,)`` computed on the training images.
 
-    Example
-    -------
-    >>> clf = DeepClassifier(DeepConfig(arch="smallcnn", weights="none", image_size=32, epochs=1))
-    >>> clf.fit(images, labels).predict_proba(test_images).shape  # doctest: +SKIP
-    (n_test, n_classes)
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cellcompare.deep import DeepClassifier, DeepConfig
+    >>> images = [np.full((1, 8, 8), v, np.float32) for v in (0.1, 0.2, 0.8, 0.9)]
+    >>> clf = DeepClassifier(DeepConfig(arch="smallcnn", weights="none", image_size=8, epochs=1,
+    ...                                 batch_size=4, val_fraction=0.0, device="cpu", amp=False,
+    ...                                 progress=False))
+    >>> proba = clf.fit(images, ["dim", "dim", "bright", "bright"]).predict_proba(images)
+    >>> proba.shape, clf.classes_.tolist(), bool(np.allclose(proba.sum(1), 1))
+    ((4, 2), ['bright', 'dim'], True)
     """
 
     def __init__(self, config: DeepConfig | None = None) -> None:
@@ -130,9 +137,9 @@ class DeepClassifier:
         self.channel_mean_, self.channel_std_ = channel_stats(images, progress=cfg.progress)
         common = {"mean": self.channel_mean_, "std": self.channel_std_, "image_size": cfg.image_size,
                   "resize": cfg.resize}
-        train_ds = ImageDataset(images, encoded, indices=train_idx,
+        train_ds = ImageTensorDataset(images, encoded, indices=train_idx,
                                 transform=build_augmentation(cfg.augment), **common)
-        val_ds = ImageDataset(images, encoded, indices=val_idx, **common) if len(val_idx) else None
+        val_ds = ImageTensorDataset(images, encoded, indices=val_idx, **common) if len(val_idx) else None
         self.best_params_ = {"lr": cfg.lr, "batch_size": cfg.batch_size}
         self.tuning_trials_: list[dict[str, Any]] = []
         if cfg.tune.enabled:
@@ -153,13 +160,49 @@ class DeepClassifier:
         model = self._check_fitted()
         cfg = self.config
         device = next(model.parameters()).device
-        dataset = ImageDataset(images, None, mean=self.channel_mean_, std=self.channel_std_,
+        dataset = ImageTensorDataset(images, None, mean=self.channel_mean_, std=self.channel_std_,
                                image_size=cfg.image_size, resize=cfg.resize)
         if len(dataset) == 0:
             return np.zeros((0, len(self.classes_)), dtype=np.float32)
         loader = make_loader(dataset, batch_size=cfg.batch_size, shuffle=False, device=device,
                              num_workers=cfg.num_workers, seed=0)
         return predict_probabilities(model, loader, device, amp=cfg.amp, tta=cfg.tta, progress=cfg.progress)
+
+    def fit_cells(self, cells: CellInputs, y: Sequence) -> "DeepClassifier":
+        """Train on single-cell crops, normalised as ``config.normalize`` says.
+
+        Parameters
+        ----------
+        cells : deep.cells.CellInputs
+            The training crops with their images and groups; the group (or image) means are
+            taken over all of them, then at most ``config.cells_per_image`` crops per image are
+            kept (drawn once with ``config.seed``).
+        y : sequence of str
+            ``(len(cells),)`` the label of each crop (its image's, or its own in a cell task).
+        """
+        cfg = self.config
+        y = np.asarray(y)
+        if len(y) != len(cells):
+            raise ImageInputError(f"got {len(cells)} cell crops but {len(y)} labels")
+        keep = per_image(cells.images, cfg.cells_per_image, cfg.seed)
+        logger.info("training on %d cell crops", len(keep))
+        return self.fit(cells.scaled(cfg.normalize).subset(keep), y[keep])
+
+    def predict_cell_proba(self, cells: CellInputs) -> np.ndarray:
+        """Probabilities ``(len(cells), n_classes)`` of each crop, normalised as in training."""
+        return np.asarray(self.predict_proba(cells.scaled(self.config.normalize)), dtype=float)
+
+    def predict_image_proba(self, cells: CellInputs) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities per image: the mean of its cells' (``proba.mean_by``).
+
+        Returns
+        -------
+        sample_ids : np.ndarray
+            Sorted ids of the images that have crops.
+        proba : np.ndarray
+            ``(n_images, n_classes)`` in ``classes_`` order.
+        """
+        return mean_by(cells.images, self.predict_cell_proba(cells))
 
     def predict(self, images: Sequence) -> np.ndarray:
         """Most probable class label per image."""

@@ -95,15 +95,13 @@ def nucleus_centers(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     diameters : np.ndarray
         float64 ``(N,)`` diameter of the circle of equal area.
     """
-    from cellcompare.features.extract import (
-        _centroids,  # the features' own centre definition
-    )
+    from cellcompare.features import object_centroids  # the features' own centre definition
 
     labels = np.asarray(labels).astype(np.int64, copy=False)
     area = np.bincount(labels.ravel(), minlength=int(labels.max(initial=0)) + 1).astype(float)
     ids = np.nonzero(area)[0]
     ids = ids[ids > 0]
-    x, y = _centroids(labels, ids)
+    x, y = object_centroids(labels, ids)
     return ids.astype(np.int64), np.stack([y, x], axis=1), 2 * np.sqrt(area[ids] / np.pi)
 
 

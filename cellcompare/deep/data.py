@@ -104,7 +104,7 @@ def resize_pad(image: torch.Tensor, size: int) -> torch.Tensor:
 RESIZERS = {"pad": resize_pad, "crop": resize_crop}
 
 
-class ImageDataset(Dataset):
+class ImageTensorDataset(Dataset):
     """Images as normalised float tensors, with optional augmentation.
 
     Parameters

@@ -33,7 +33,7 @@ from joblib import Parallel, delayed
 
 from cellcompare import atomic
 from cellcompare.atomic import atomic_path
-from cellcompare.datasets.provenance import package_versions
+from cellcompare.provenance import package_versions
 from cellcompare.progress import progress_bar
 
 from .config import FeatureConfig

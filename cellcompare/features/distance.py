@@ -22,6 +22,8 @@ def edt(m):
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from cellcompare.features.distance import edt
     >>> edt(np.array([[0, 1, 1, 1]], np.uint8)).tolist()
     [[0.0, 1.0, 2.0, 3.0]]
     """

@@ -60,7 +60,33 @@ def segment_sample(image: np.ndarray, names: tuple[str, ...], config: FeatureCon
     return {"Nuclei": nuclei, "Cells": cells, "Cytoplasm": cytoplasm(cells, nuclei)}
 
 
-def _centroids(labels: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def object_centroids(labels: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centroids of objects ``ids`` of a label image: ``Metadata_Location_Center_X/Y``.
+
+    The one centre definition of the project: the feature tables, the cell crops and the
+    annotation matching all place a cell here.
+
+    Parameters
+    ----------
+    labels : np.ndarray
+        ``(H, W)`` integer label image, 0 is background.
+    ids : np.ndarray
+        ``(N,)`` object numbers to locate.
+
+    Returns
+    -------
+    x, y : np.ndarray
+        float64 ``(N,)`` mean column and mean row of each object's pixels (NaN for an id with
+        no pixel).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cellcompare.features import object_centroids
+    >>> labels = np.zeros((5, 6), dtype=int); labels[1:4, 2:5] = 1
+    >>> [v.tolist() for v in object_centroids(labels, np.array([1]))]
+    [[3.0], [2.0]]
+    """
     n = int(labels.max()) + 1
     rr, cc = np.indices(labels.shape)
     count = np.bincount(labels.ravel(), minlength=n).astype(float)
@@ -94,7 +120,7 @@ def measure_sample(image: np.ndarray, names: tuple[str, ...], masks: dict[str, n
                 values[:, k] = column
             block = pd.DataFrame(values, columns=list(feats), index=pd.Index(obj_ids, name="ObjectNumber"))
             table = table.join(block, how="left")
-    x, y = _centroids(masks[primary], ids)
+    x, y = object_centroids(masks[primary], ids)
     table.insert(0, "Metadata_Location_Center_Y", y)
     table.insert(0, "Metadata_Location_Center_X", x)
     return table.reset_index(names="Metadata_ObjectNumber")

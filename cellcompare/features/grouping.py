@@ -55,6 +55,8 @@ def group_pixels(labels: np.ndarray) -> ObjectPixels:
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from cellcompare.features.grouping import group_pixels
     >>> g = group_pixels(np.array([[0, 2], [1, 2]]))
     >>> g.index.tolist(), g.offsets.tolist()
     ([2, 1, 3], [0, 1, 3])

@@ -116,6 +116,8 @@ def measure_neighbors(labels: np.ndarray, *, distance: int = 5) -> dict[str, np.
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from cellcompare.features.neighbors import measure_neighbors
     >>> labels = np.zeros((10, 20), int); labels[:, :10] = 1; labels[:, 10:] = 2
     >>> measure_neighbors(labels)["Neighbors_PercentTouching_Adjacent"].round(2).tolist()
     [27.78, 27.78]

@@ -285,6 +285,8 @@ def area_shape(masks: np.ndarray, boxes: np.ndarray | None = None) -> dict[str, 
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from cellcompare.features.shape import area_shape
     >>> labels = np.zeros((7, 7), int); labels[1:6, 1:6] = 1
     >>> area_shape(labels)["Area"], area_shape(labels)["Perimeter"]
     (array([25.]), array([16.]))

@@ -374,7 +374,23 @@ def sample_cells(table: ds.Dataset, n: int, *, seed: int = 0, columns: list[str]
 
     Examples
     --------
-    >>> kept = sample_cells(open_table("features", "cell"), 20, seed=0)  # doctest: +SKIP
+    Two per-image parts (5 cells and 2 cells) written as the batch job writes them; at most 3
+    cells of each image are kept:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import pandas as pd
+    >>> from cellcompare.features.tables import open_table, sample_cells
+    >>> out = Path(tempfile.mkdtemp()); (out / "cells").mkdir()
+    >>> for image, n in ((1, 5), (2, 2)):
+    ...     pd.DataFrame({"Metadata_ImageNumber": image, "Metadata_ObjectNumber": range(1, n + 1),
+    ...                   "Cells_AreaShape_Area": [10.0 * k for k in range(1, n + 1)]}
+    ...                  ).to_parquet(out / "cells" / f"{image:06d}.parquet")
+    >>> kept = sample_cells(open_table(out, "cell"), 3, seed=0)
+    >>> kept[["Metadata_ImageNumber", "Metadata_ObjectNumber"]].values.tolist()
+    [[1, 2], [1, 3], [1, 5], [2, 1], [2, 2]]
+    >>> kept["Cells_AreaShape_Area"].tolist()
+    [20.0, 30.0, 50.0, 10.0, 20.0]
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise TableLayoutError(f"cells per image must be a whole number >= 1, found {n!r}")

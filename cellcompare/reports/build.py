@@ -97,6 +97,18 @@ def build_report(results_dir: str | Path, *, options: sections.ReportOptions | N
 
     Examples
     --------
+    A folder that no comparison wrote is refused, naming what is missing:
+
+    >>> import tempfile
+    >>> from cellcompare.reports import build_report
+    >>> build_report(tempfile.mkdtemp())
+    Traceback (most recent call last):
+    ...
+    cellcompare.reports.load.ResultsError: ...: no metrics.json found; is this a comparison ...
+
+    A real report needs the results folder of a comparison run (``cellcompare compare``, a
+    minute or more), which an example cannot afford, hence the skip:
+
     >>> build_report("results/demo")  # doctest: +SKIP
     PosixPath('results/demo/report.html')
     """

@@ -28,7 +28,14 @@ IMPORTANCE_COLUMNS = ("model", "fold", "feature", "family", "gain", "permutation
 
 
 def lower_is_better(metric: str) -> bool:
-    """True for metrics where a smaller value is better (``log_loss``, ``*_error``)."""
+    """True for metrics where a smaller value is better (``log_loss``, ``*_error``).
+
+    Examples
+    --------
+    >>> from cellcompare.reports.load import lower_is_better
+    >>> [lower_is_better(m) for m in ("log_loss", "calibration_error", "macro_f1")]
+    [True, True, False]
+    """
     return "loss" in metric or metric.endswith("_error")
 
 

@@ -200,12 +200,12 @@ def _cells_per_image(results: Results) -> np.ndarray | None:
     features_dir = results.root / "features"
     if not features_dir.is_dir():
         return None
-    try:
-        from cellcompare.features import load_table
+    from cellcompare.features import load_table  # never caught: a broken package must show
 
+    try:
         table = load_table(features_dir, level="image", columns=["Metadata_Object_Count"])
         return table["Metadata_Object_Count"].to_numpy(dtype=float)
-    except Exception as exc:  # the features package or its table may be absent
+    except (OSError, ValueError, KeyError) as exc:  # the table may be absent, partial or older
         log.info("no per-image feature table for the cells-per-image plot: %s", exc)
         return None
 

@@ -127,32 +127,26 @@ class DeepPredictor(_Base):
         return self._ordered(proba, self.model.classes_)
 
     def _cell_proba(self, samples: Sequence[Any]) -> np.ndarray:
-        """Crops of every sample (``deep.crops.sample_crops``), normalised as in training.
+        """Mean probabilities of every sample's cells (``DeepClassifier.predict_image_proba``).
 
-        ``normalize: group`` divides by the mean of the served crops of the same ``sample.group``
-        (samples without a group form one group), as the comparison did for a test plate.
+        Crops are cut with the stored segmentation (``deep.cells.CellInputs.from_samples``);
+        ``normalize: group`` divides by the mean of the served crops of the same
+        ``sample.group`` (samples without a group form one group), as the comparison did for a
+        test plate.
         """
-        from cellcompare.deep.crops import CellCrops, group_scales, sample_crops
+        from cellcompare.deep.cells import CellInputs
         from cellcompare.features import FeatureConfig
 
         cfg = self.model.config
-        fconfig = FeatureConfig.from_dict(self.meta["feature_config"])
-        crops, ids, keys = [], [], []
-        for s in samples:
-            cut, _ = sample_crops(s, fconfig, crop_size=int(cfg.crop_size), channels=self.channel_index,
-                                  mask=cfg.crop_mask, channel_names=self.input_spec.channels)
-            crops.append(cut)
-            ids += [str(s.id)] * len(cut)
-            keys += [str(s.id) if cfg.normalize == "image" else str(getattr(s, "group", None))] * len(cut)
-        missing = [str(s.id) for s in samples if str(s.id) not in set(ids)]
+        cells = CellInputs.from_samples(samples, FeatureConfig.from_dict(self.meta["feature_config"]),
+                                        crop_size=int(cfg.crop_size), channels=self.channel_index,
+                                        mask=cfg.crop_mask, channel_names=self.input_spec.channels)
+        missing = [str(s.id) for s in samples if str(s.id) not in set(cells.images)]
         if missing:
             raise InputSpecError(f"no cells segmented in {missing}; cannot predict")
-        array = np.concatenate(crops)
-        rows = np.arange(len(array))
-        scale = None if cfg.normalize == "none" else group_scales(array, rows, np.array(keys))
-        proba = np.asarray(self.model.predict_proba(CellCrops(array, rows, scale)), dtype=float)
-        means = pd.DataFrame(proba, index=pd.Index(ids)).groupby(level=0).mean()
-        return means.loc[[str(s.id) for s in samples]].to_numpy(dtype=float)
+        ids, proba = self.model.predict_image_proba(cells)
+        order = {str(k): i for i, k in enumerate(ids)}
+        return proba[[order[str(s.id)] for s in samples]]
 
 
 def load_predictor(model_dir: str | Path) -> Predictor:

@@ -2,7 +2,7 @@
 
 from importlib import metadata
 
-from cellcompare.datasets.provenance import package_versions
+from cellcompare.provenance import package_versions
 
 
 def test_versions_follow_the_cpu_wheel_alias_and_mark_missing_packages():

@@ -13,22 +13,20 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from cellcompare.classical.inputs import feature_rows
 from cellcompare.classical.models import MODEL_NAMES as CLASSICAL_NAMES
+from cellcompare.deep.cells import CellInputs
 from cellcompare.deep.config import ARCHS as DEEP_NAMES
 from cellcompare.deep.inputs import SampleImages
-from cellcompare.proba import align_columns
+from cellcompare.proba import align_columns, mean_by
 
 __all__ = ["FoldData", "ModelAdapter", "ClassicalModel", "DeepModel", "ModelInputError",
            "register_model", "unregister_model", "registered_names", "model_kind", "build_adapter"]
 
 log = logging.getLogger(__name__)
-#: Cell id column of a ``level: cell`` run's cell table (``labels.cell_id``).
-CELL_COLUMN = "Metadata_cell_id"
 
 
 class ModelInputError(ValueError):
-    """A fold lacks what a model needs (feature rows, a dataset for images)."""
+    """A fold lacks what a model needs (feature rows, a dataset for images, crops)."""
 
 
 @dataclass(frozen=True)
@@ -38,30 +36,31 @@ class FoldData:
     Attributes
     ----------
     sample_ids, y, groups : np.ndarray
-        Aligned, one entry per image.
+        Aligned, one entry per unit of ``task`` (an image, or a cell id of a cell task).
+    task : comparison.task.ImageTask or CellTask
+        What a unit is, the feature tables and the global class order of the run.
     dataset : object or None
         The opened ``datasets`` dataset (``.get(sample_id).float_image``), for image models.
-    image_table : pd.DataFrame or None
-        Per-image feature rows of these images (``Metadata_sample_id`` column), any order.
-    cell_table : pd.DataFrame or None
-        Per-cell feature rows of these images.
-    classes : tuple of str
-        Global class order of the run.
-    level : {"image", "cell"}
-        ``cell``: ``sample_ids`` are cell ids (``labels.cell_id``) with per-cell labels ``y``.
     """
 
     sample_ids: np.ndarray
     y: np.ndarray
     groups: np.ndarray
+    task: Any
     dataset: Any = None
-    image_table: pd.DataFrame | None = None
-    cell_table: pd.DataFrame | None = None
-    classes: tuple[str, ...] = ()
-    level: str = "image"
 
     def __len__(self) -> int:
         return len(self.sample_ids)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Global class order of the run."""
+        return self.task.classes
+
+    def labels_of(self, units: Sequence[str]) -> np.ndarray:
+        """The label of each of ``units`` (ids of this side)."""
+        label_of = dict(zip(map(str, self.sample_ids), map(str, self.y)))
+        return np.array([label_of[str(u)] for u in units], dtype=str)
 
 
 def _prior(train_y: np.ndarray, classes: Sequence[str]) -> np.ndarray:
@@ -108,40 +107,49 @@ class ModelAdapter:
             out.loc[absent] = np.tile(self.prior_, (int(absent.sum()), 1))
         return out.to_numpy(dtype=float)
 
+    def _unit_proba(self, ids: np.ndarray, proba: np.ndarray, model_classes: Sequence,
+                    test: FoldData, missing: str) -> np.ndarray:
+        """Rows of ``proba`` averaged per unit id (``proba.mean_by``), in the run's class order
+        and ``test``'s unit order; units without a row get the training prior."""
+        units, means = mean_by(ids, proba)
+        means = align_columns(means, model_classes, test.classes)
+        return self._rows_or_prior(pd.DataFrame(means, index=pd.Index(units)), test.sample_ids, missing)
+
     def feature_importance(self, test: FoldData, permutation: bool = True) -> pd.DataFrame | None:
         """``feature, family, gain, permutation`` rows, or None for models without features."""
         return None
 
 
 class ClassicalModel(ModelAdapter):
-    """``classical.make_classifier`` on the per-image (or per-cell) feature table."""
+    """``classical.make_classifier`` on the per-image (or per-cell) feature table.
+
+    Each row carries the unit it belongs to in the task's key column (its image, or its own
+    cell id in a cell task): training rows take their unit's label, and a unit's probabilities
+    are the mean of its rows' (one row: itself; an image's cells: their mean, as
+    ``TableClassifier.predict_image_proba``).
+    """
 
     kind = "classical"
 
     def rows(self, data: FoldData) -> pd.DataFrame:
-        """The model's input for ``data``: its images' feature rows (``classical.inputs``)."""
-        table = data.cell_table if self.granularity == "cell" else data.image_table
+        """The model's input for ``data``: its units' feature rows (``classical.inputs``)."""
+        table = data.task.cell_table if self.granularity == "cell" else data.task.image_table
         if table is None:
             raise ModelInputError(f"{self.name}: the fold has no {self.granularity} feature table")
-        if data.level == "cell":
-            wanted = set(map(str, data.sample_ids))
-            return table[table[CELL_COLUMN].astype(str).isin(wanted)].reset_index(drop=True)
-        return feature_rows(table, data.sample_ids)
-
-    def _key(self, data: FoldData) -> str:
-        return CELL_COLUMN if data.level == "cell" else "Metadata_sample_id"
+        return data.task.rows(table, data.sample_ids)
 
     def fit(self, train: FoldData) -> "ClassicalModel":
-        """Fit on the feature rows of the training images (cells carry their image's label)."""
+        """Fit on the feature rows of the training units (cells carry their image's label)."""
         from cellcompare.classical import make_classifier
 
         table = self.rows(train)
+        key = train.task.key
         label_of = dict(zip(map(str, train.sample_ids), map(str, train.y)))
-        y = table[self._key(train)].astype(str).map(label_of).to_numpy()
-        missing = len(set(label_of) - set(table[self._key(train)].astype(str)))
+        y = table[key].astype(str).map(label_of).to_numpy()
+        missing = len(set(label_of) - set(table[key].astype(str)))
         if missing:
-            log.warning("%s: %d training images have no feature rows (failed extraction) and are "
-                        "left out of training", self.name, missing)
+            log.warning("%s: %d training %s have no feature rows (failed extraction) and are "
+                        "left out of training", self.name, missing, train.task.unit_name)
         params = dict(self.params)
         params.setdefault("random_state", self.seed)
         self.estimator_ = make_classifier(self.name, granularity=self.granularity, **params)
@@ -150,18 +158,11 @@ class ClassicalModel(ModelAdapter):
         return self
 
     def predict_proba(self, test: FoldData) -> np.ndarray:
-        """Probabilities per test image; images without feature rows get the training prior."""
+        """Probabilities per test unit; units without feature rows get the training prior."""
         table = self.rows(test)
-        if test.level == "cell":
-            ids, proba = table[CELL_COLUMN].astype(str).to_numpy(), self.estimator_.predict_proba(table)
-        elif self.granularity == "cell":
-            ids, proba = self.estimator_.predict_image_proba(table)
-        else:
-            ids, proba = table["Metadata_sample_id"].astype(str).to_numpy(), self.estimator_.predict_proba(table)
-        proba = align_columns(np.asarray(proba), self.estimator_.classes_, test.classes)
-        rows = pd.DataFrame(proba, index=pd.Index(map(str, ids)))
-        rows = rows[~rows.index.duplicated()]
-        return self._rows_or_prior(rows, test.sample_ids, "images have no feature rows")
+        ids = table[test.task.key].astype(str).to_numpy()
+        return self._unit_proba(ids, self.estimator_.predict_proba(table), self.estimator_.classes_,
+                                test, f"{test.task.unit_name} have no feature rows")
 
     def chosen_params(self) -> dict:
         return _jsonable(getattr(self.estimator_, "best_params_", {}) or {})
@@ -179,7 +180,7 @@ class ClassicalModel(ModelAdapter):
             return None
         table = self.rows(test)
         label_of = dict(zip(map(str, test.sample_ids), map(str, test.y)))
-        y = table["Metadata_sample_id"].astype(str).map(label_of).to_numpy()
+        y = table[test.task.key].astype(str).map(label_of).to_numpy()
         seen = np.isin(y, self.estimator_.classes_)
         return feature_importance(self.estimator_, table[seen].reset_index(drop=True), y[seen],
                                   n_repeats=3, random_state=self.seed, permutation=permutation)
@@ -189,15 +190,24 @@ class DeepModel(ModelAdapter):
     """``deep.DeepClassifier`` on whole images or on single-cell crops.
 
     ``granularity: image`` reads ``deep.inputs.sample_input`` of each image; ``granularity: cell``
-    reads the crops of a ``deep.crop_cache.CropCache`` (``crops``, set by ``RunContext.adapter``), one
-    per nucleus; each crop carries its image's label and an image's probabilities are the mean of
-    its cells' (the classical cell granularity's rule). ``weights: auto`` means ImageNet when the
-    file is cached, else random initialisation.
+    reads the crops of the run's ``deep.crop_cache.CropCache`` (``crops``), one per nucleus, as
+    ``deep.cells.CellInputs``: the classifier normalises them (``DeepClassifier.fit_cells`` /
+    ``predict_cell_proba``) and a unit's probabilities are the mean of its crops' (an image's
+    cells; a cell task's cell: its own crop). ``weights: auto`` means ImageNet when the file is
+    cached, else random initialisation.
+
+    Parameters
+    ----------
+    crops : deep.crop_cache.CropCache, optional
+        The run's crops (``granularity: cell``; ``RunContext.adapter`` passes them).
     """
 
     kind = "deep"
-    #: ``deep.crop_cache.CropCache`` of the run (cell granularity only).
-    crops: Any = None
+
+    def __init__(self, name: str, granularity: str = "image", params: dict | None = None,
+                 seed: int = 0, *, crops: Any = None) -> None:
+        super().__init__(name, granularity, params, seed)
+        self.crops = crops
 
     def _config(self):
         from cellcompare.deep import DeepConfig, imagenet_weights_path
@@ -231,86 +241,52 @@ class DeepModel(ModelAdapter):
             raise ModelInputError(f"{self.name}: the fold has no dataset to read images from")
         return SampleImages(data.dataset, data.sample_ids, channels=self.channel_index)
 
-    def cell_inputs(self, data: FoldData, normalize: str):
-        """The crops of ``data``'s images and the image id of each crop.
+    def cell_inputs(self, data: FoldData) -> tuple[CellInputs, np.ndarray]:
+        """The crops of ``data``'s units (``task.crop_rows``) and the unit of each crop.
 
-        ``normalize`` (``DeepConfig.normalize``) scales each crop's channels by the mean of its
-        plate's crops (``group``: ``data.groups``) or of its image's crops (``image``), computed on
-        this side of the fold only.
+        Each crop carries its image and its unit's group (``data.groups``), so the classifier's
+        ``normalize`` sees this side of the fold only.
         """
-        from cellcompare.deep.crops import CellCrops, group_scales
-
         if self.crops is None:
             raise ModelInputError(f"{self.name}: granularity 'cell' needs the run's crop cache "
-                                  f"(RunContext.adapter sets it); none was given")
-        cells = self.crops.cells
-        images = cells["Metadata_sample_id"].astype(str).to_numpy()
-        if data.level == "cell":  # sample ids are cell ids: one crop each
-            from cellcompare.comparison.labels import cell_id
-
-            ids = cell_id(images, cells["Metadata_ObjectNumber"])
-            position = pd.Series(np.arange(len(ids)), index=ids)
-            wanted = pd.Index(map(str, data.sample_ids))
-            rows = position.reindex(wanted[wanted.isin(position.index)]).to_numpy(dtype=np.int64)
-            sids = ids.astype(str)[rows]
-        else:
-            rows = self.crops.rows(data.sample_ids)
-            sids = images[rows]
-        scale = None
-        if normalize != "none":
-            group_of = dict(zip(map(str, data.sample_ids), map(str, data.groups)))
-            keys = images[rows] if normalize == "image" else np.array([group_of[s] for s in sids])
-            scale = group_scales(self.crops.crops, rows, keys)
-        return CellCrops(self.crops.crops, rows, scale), sids
+                                  f"(RunContext.adapter passes it); none was given")
+        rows, units = data.task.crop_rows(self.crops, data.sample_ids)
+        images = self.crops.cells["Metadata_sample_id"].astype(str).to_numpy()[rows]
+        group_of = dict(zip(map(str, data.sample_ids), map(str, data.groups)))
+        groups = np.array([group_of[u] for u in units], dtype=str)
+        return CellInputs(self.crops.crops, rows, images, groups), units
 
     def fit(self, train: FoldData) -> "DeepModel":
         """Train on the training images (or their cells' crops), read lazily."""
         from cellcompare.deep import DeepClassifier
 
-        config = self._config()
-        self.classifier_ = DeepClassifier(config)
+        self.classifier_ = DeepClassifier(self._config())
         self.prior_ = _prior(np.asarray(train.y, dtype=str), train.classes)
         if self.granularity == "cell":
-            images, sids = self.cell_inputs(train, config.normalize)
-            label_of = dict(zip(map(str, train.sample_ids), map(str, train.y)))
-            keep = _per_image(sids, config.cells_per_image, config.seed)
-            images = images.subset(keep)
-            y = np.array([label_of[s] for s in sids[keep]], dtype=str)
-            log.info("%s: training on %d cell crops", self.name, len(y))
+            cells, units = self.cell_inputs(train)
+            self.classifier_.fit_cells(cells, train.labels_of(units))
         else:
-            images, y = self.images(train), np.asarray(train.y, dtype=str)
-        self.classifier_.fit(images, y)
+            self.classifier_.fit(self.images(train), np.asarray(train.y, dtype=str))
         self.weights = _jsonable(dict(getattr(self.classifier_, "weights_info_", {}) or {}))
         return self
 
     def predict_proba(self, test: FoldData) -> np.ndarray:
-        """Probabilities per test image in the global class order (cells: mean over its crops)."""
+        """Probabilities per test unit in the global class order (cells: mean over its crops).
+
+        A cell model keeps ``cell_proba_``: ``(unit of each crop, the crops as the model read
+        them, their probabilities)`` in the run's class order, for Grad-CAM examples.
+        """
+        clf = self.classifier_
         if self.granularity != "cell":
-            proba = self.classifier_.predict_proba(self.images(test))
-            return align_columns(np.asarray(proba), self.classifier_.classes_, test.classes)
-        images, sids = self.cell_inputs(test, self.classifier_.config.normalize)
-        proba = align_columns(np.asarray(self.classifier_.predict_proba(images)),
-                              self.classifier_.classes_, test.classes)
-        self.cell_proba_ = (sids, images.rows, proba)
-        means = pd.DataFrame(proba, index=pd.Index(sids)).groupby(level=0).mean()
-        missing = "cells have no crop" if test.level == "cell" else "images have no segmented cells"
-        return self._rows_or_prior(means, test.sample_ids, missing)
+            return align_columns(np.asarray(clf.predict_proba(self.images(test))), clf.classes_, test.classes)
+        cells, units = self.cell_inputs(test)
+        proba = clf.predict_cell_proba(cells)
+        self.cell_proba_ = (units, cells.scaled(clf.config.normalize),
+                            align_columns(proba, clf.classes_, test.classes))
+        return self._unit_proba(units, proba, clf.classes_, test, f"{test.task.unit_name} have no crop")
 
     def chosen_params(self) -> dict:
         return _jsonable(getattr(self.classifier_, "best_params_", {}) or {})
-
-
-def _per_image(sids: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
-    """Positions keeping at most ``limit`` crops per image, drawn once with ``seed`` (sorted)."""
-    positions = np.arange(len(sids))
-    if limit is None:
-        return positions
-    rng = np.random.default_rng(seed)
-    keep = []
-    for sid in np.unique(sids):
-        mine = positions[sids == sid]
-        keep.append(mine if len(mine) <= limit else rng.choice(mine, limit, replace=False))
-    return np.sort(np.concatenate(keep)) if keep else positions[:0]
 
 
 def _jsonable(value: Any) -> Any:
@@ -334,6 +310,9 @@ _REGISTRY: dict[str, Factory] = {**{name: ClassicalModel for name in CLASSICAL_N
 
 def register_model(name: str, factory: Factory) -> None:
     """Add a model: ``factory(name, granularity=, params=, seed=) -> ModelAdapter``.
+
+    A factory of ``kind = "deep"`` used at ``granularity: cell`` is also given ``crops=`` (the
+    run's ``deep.crop_cache.CropCache``), as :class:`DeepModel` is.
 
     Raises
     ------
@@ -365,8 +344,12 @@ def model_kind(name: str) -> str:
 
 
 def build_adapter(name: str, *, granularity: str = "image", params: dict | None = None,
-                  seed: int = 0) -> ModelAdapter:
-    """Instantiate the adapter registered under ``name``."""
+                  seed: int = 0, **inputs: Any) -> ModelAdapter:
+    """Instantiate the adapter registered under ``name``.
+
+    ``inputs`` are what the run prepared for it and only it takes (a deep cell model's
+    ``crops``); they are passed on as keyword arguments.
+    """
     if name not in _REGISTRY:
         raise ValueError(f"unknown model name {name!r}; valid names are {registered_names()}")
-    return _REGISTRY[name](name, granularity=granularity, params=params, seed=seed)
+    return _REGISTRY[name](name, granularity=granularity, params=params, seed=seed, **inputs)

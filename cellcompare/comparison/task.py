@@ -1,0 +1,179 @@
+"""What a run classifies: images (:class:`ImageTask`) or cells (:class:`CellTask`).
+
+A task is the mode of a run as an object (``labels.level``). Both have the same fields --
+the fold index, the classes, the folds configuration, the feature tables, the channels the
+models see, the ``metrics.json`` ``labels`` entry and the units over which uncertainty is
+resampled -- and the same methods, which carry what differs: which column of a feature table
+names a unit (:attr:`key`), which crops of a crop cache belong to some units
+(:meth:`crop_rows`), which image each unit lies in (:meth:`images_of`), whether wells are
+scored (:meth:`wells`) and the cell gallery (:meth:`write_gallery`). The runner, the fold
+data and the adapters take the task and never ask which one it is.
+
+``comparison.prepare.build_task`` builds the task of a run, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from cellcompare.classical.inputs import feature_rows
+from cellcompare.comparison.cellids import CELL_COLUMN, cell_id, image_of_cell
+from cellcompare.comparison.gallery import write_cell_gallery
+from cellcompare.comparison.uncertainty import well_units
+from cellcompare.comparison.wells import well_results
+
+__all__ = ["CellTask", "ImageTask", "Task"]
+
+
+@dataclass(frozen=True, eq=False)
+class Task:
+    """The fields every task has; :class:`ImageTask` and :class:`CellTask` add what differs.
+
+    Attributes
+    ----------
+    index : pd.DataFrame
+        One row per unit: ``sample_id``, ``label``, ``group`` plus the dataset's index columns.
+    classes : tuple of str
+        The global class order of every probability table.
+    folds : comparison.config.FoldsConfig
+        The folds configuration that splits ``index``.
+    image_table, cell_table : pd.DataFrame or None
+        Feature tables the models read (``None`` where no model reads them).
+    channel_index : tuple of int or None
+        Dataset channels deep models see (``dataset.channels``; ``None``: all).
+    class_counts : dict
+        Units per class (the report's caveats and the primary metric follow it).
+    info : dict
+        ``metrics.json`` ``labels`` entry.
+    units : dict
+        ``comparison.uncertainty.uncertainty`` keyword arguments: the resampling unit of the
+        bootstrap intervals (wells, where the layout has them).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from cellcompare.comparison.task import ImageTask
+    >>> index = pd.DataFrame({"sample_id": ["a", "b"], "label": ["x", "y"], "group": ["p", "p"]})
+    >>> task = ImageTask(index, ("x", "y"))
+    >>> task.key, task.units["unit"], task.images_of(["b"]).tolist()
+    ('Metadata_sample_id', 'image', ['b'])
+    """
+
+    index: pd.DataFrame
+    classes: tuple[str, ...]
+    folds: Any = None
+    image_table: pd.DataFrame | None = None
+    cell_table: pd.DataFrame | None = None
+    channel_index: tuple[int, ...] | None = None
+    class_counts: dict = field(default_factory=dict)
+    info: dict = field(default_factory=lambda: {"level": "image"})
+    units: dict = field(default_factory=dict)
+
+    #: ``labels.level`` of the task.
+    level: ClassVar[str]
+    #: The feature-table column that names a unit.
+    key: ClassVar[str]
+    #: What a unit is called in messages.
+    unit_name: ClassVar[str]
+
+
+@dataclass(frozen=True, eq=False)
+class ImageTask(Task):
+    """One label per image: folds, predictions and metrics are per image.
+
+    The fields are :class:`Task`'s; ``units`` defaults to the wells of ``index`` where the
+    layout has them (``comparison.uncertainty.well_units``).
+    """
+
+    level: ClassVar[str] = "image"
+    key: ClassVar[str] = "Metadata_sample_id"
+    unit_name: ClassVar[str] = "images"
+
+    def __post_init__(self) -> None:
+        if not self.units:
+            object.__setattr__(self, "units", well_units(self.index))
+
+    def rows(self, table: pd.DataFrame, ids: Sequence[str]) -> pd.DataFrame:
+        """The rows of ``table`` (per image or per cell) that belong to the units ``ids``."""
+        return feature_rows(table, ids)
+
+    def images_of(self, ids: Sequence[str]) -> np.ndarray:
+        """The image of each unit (an image is its own)."""
+        return np.asarray([str(i) for i in ids], dtype=object)
+
+    def crop_rows(self, cache: Any, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Positions in a crop cache of the crops of the units ``ids``, and each crop's unit.
+
+        Parameters
+        ----------
+        cache : deep.crop_cache.CropCache
+            The run's crops (``cells``: one row per crop).
+        ids : sequence of str
+            The units, in order (images without cells add no crop).
+        """
+        rows = cache.rows(ids)
+        return rows, cache.cells["Metadata_sample_id"].astype(str).to_numpy()[rows]
+
+    def wells(self, out: Path, top_k: int) -> dict[str, Any]:
+        """``metrics.json`` ``wells``: the models scored per well (``comparison.wells``)."""
+        return well_results(out, self.index, self.classes, top_k)
+
+    def write_gallery(self, out: Path, metrics: dict[str, Any], crops: Callable[[], Any]) -> None:
+        """Nothing: image tasks have no cell gallery (a cell task's right and wrong cells).
+
+        ``crops`` returns the crops the gallery shows (``RunContext.gallery_crops``); it is
+        called only by a task that has a gallery.
+        """
+
+
+@dataclass(frozen=True, eq=False)
+class CellTask(Task):
+    """One label per cell (``labels.level: cell``): folds, predictions and metrics are per cell.
+
+    The fields are :class:`Task`'s; ``index``'s ``sample_id`` holds cell ids
+    (:func:`cell_id`) with an ``image`` column, ``cell_table`` the labelled, leak-guarded cells
+    (with ``Metadata_cell_id``), ``info`` the source, threshold, counts and leak guard of the
+    labels. ``gate_values`` (``cell_id, value, label`` of a gate's feature) feeds the report's
+    histogram. Uncertainty resamples cells; wells are not scored.
+    """
+
+    info: dict = field(default_factory=lambda: {"level": "cell"})
+    units: dict = field(default_factory=lambda: {"units": None, "unit": "cell"})
+    gate_values: pd.DataFrame | None = None
+
+    level: ClassVar[str] = "cell"
+    key: ClassVar[str] = CELL_COLUMN
+    unit_name: ClassVar[str] = "cells"
+
+    def rows(self, table: pd.DataFrame, ids: Sequence[str]) -> pd.DataFrame:
+        """The rows of the cell table whose cell id is in ``ids``."""
+        wanted = set(map(str, ids))
+        return table[table[CELL_COLUMN].astype(str).isin(wanted)].reset_index(drop=True)
+
+    def images_of(self, ids: Sequence[str]) -> np.ndarray:
+        """The image of each cell (:func:`image_of_cell`)."""
+        return image_of_cell(ids)
+
+    def crop_rows(self, cache: Any, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of the crops of the cells ``ids`` (one each; cells without a crop add none)."""
+        cells = cache.cells
+        crop_ids = cell_id(cells["Metadata_sample_id"].astype(str), cells["Metadata_ObjectNumber"])
+        position = pd.Series(np.arange(len(crop_ids)), index=crop_ids)
+        wanted = pd.Index(map(str, ids))
+        rows = position.reindex(wanted[wanted.isin(position.index)]).to_numpy(dtype=np.int64)
+        return rows, crop_ids.astype(str)[rows]
+
+    def wells(self, out: Path, top_k: int) -> dict[str, Any]:
+        """Not scored: a cell task's predictions are per cell."""
+        return {"available": False, "reason": "labels.level: cell scores cells, not wells"}
+
+    def write_gallery(self, out: Path, metrics: dict[str, Any], crops: Callable[[], Any]) -> None:
+        """``cells/gallery.*``: right and wrong test cells per class (``comparison.gallery``)."""
+        write_cell_gallery(out, metrics, crops())
+
