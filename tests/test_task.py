@@ -32,6 +32,7 @@ class _Cache:
     """The slice of ``deep.crop_cache.CropCache`` the tasks read: one crop per row of CELLS."""
 
     cells = CELLS
+    image_ids = CELLS.Metadata_sample_id.to_numpy(dtype=str)
 
     def rows(self, ids):
         return np.concatenate([np.flatnonzero(CELLS.Metadata_sample_id == s) for s in ids]).astype(np.int64)

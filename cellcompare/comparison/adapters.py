@@ -143,10 +143,9 @@ class ClassicalModel(ModelAdapter):
         from cellcompare.classical import make_classifier
 
         table = self.rows(train)
-        key = train.task.key
-        label_of = dict(zip(map(str, train.sample_ids), map(str, train.y)))
-        y = table[key].astype(str).map(label_of).to_numpy()
-        missing = len(set(label_of) - set(table[key].astype(str)))
+        units = table[train.task.key].astype(str)
+        y = train.labels_of(units)
+        missing = len(set(map(str, train.sample_ids)) - set(units))
         if missing:
             log.warning("%s: %d training %s have no feature rows (failed extraction) and are "
                         "left out of training", self.name, missing, train.task.unit_name)
@@ -179,8 +178,7 @@ class ClassicalModel(ModelAdapter):
         if self.granularity != "image":
             return None
         table = self.rows(test)
-        label_of = dict(zip(map(str, test.sample_ids), map(str, test.y)))
-        y = table[test.task.key].astype(str).map(label_of).to_numpy()
+        y = test.labels_of(table[test.task.key].astype(str))
         seen = np.isin(y, self.estimator_.classes_)
         return feature_importance(self.estimator_, table[seen].reset_index(drop=True), y[seen],
                                   n_repeats=3, random_state=self.seed, permutation=permutation)
@@ -251,7 +249,7 @@ class DeepModel(ModelAdapter):
             raise ModelInputError(f"{self.name}: granularity 'cell' needs the run's crop cache "
                                   f"(RunContext.adapter passes it); none was given")
         rows, units = data.task.crop_rows(self.crops, data.sample_ids)
-        images = self.crops.cells["Metadata_sample_id"].astype(str).to_numpy()[rows]
+        images = self.crops.image_ids[rows]
         group_of = dict(zip(map(str, data.sample_ids), map(str, data.groups)))
         groups = np.array([group_of[u] for u in units], dtype=str)
         return CellInputs(self.crops.crops, rows, images, groups), units

@@ -113,12 +113,12 @@ class ImageTask(Task):
         Parameters
         ----------
         cache : deep.crop_cache.CropCache
-            The run's crops (``cells``: one row per crop).
+            The run's crops (``rows(ids)``, ``image_ids``: the image of each crop).
         ids : sequence of str
             The units, in order (images without cells add no crop).
         """
         rows = cache.rows(ids)
-        return rows, cache.cells["Metadata_sample_id"].astype(str).to_numpy()[rows]
+        return rows, cache.image_ids[rows]
 
     def wells(self, out: Path, top_k: int) -> dict[str, Any]:
         """``metrics.json`` ``wells``: the models scored per well (``comparison.wells``)."""

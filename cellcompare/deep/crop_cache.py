@@ -78,6 +78,8 @@ class CropCache:
         self.crops = np.load(self.folder / self.CROPS, mmap_mode="r")
         self.cells = pd.read_parquet(self.folder / self.CELLS)
         ids = self.cells["Metadata_sample_id"].astype(str).to_numpy()
+        #: str ``(N,)`` the image of each crop.
+        self.image_ids = ids
         self._rows = pd.Series(np.arange(len(ids))).groupby(ids).apply(lambda s: s.to_numpy()).to_dict()
 
     @classmethod
