@@ -153,3 +153,20 @@ def test_fit_cells_keeps_at_most_cells_per_image(monkeypatch):
     assert seen == {"n": 4, "y": ["a", "a", "b", "b"]}  # one crop of each of the 4 images
     with pytest.raises(ImageInputError, match="6 cell crops but 2 labels"):
         DeepClassifier(config).fit_cells(_cell_inputs(), ["a", "b"])
+
+
+def test_a_normalised_view_is_computed_once_per_mode(monkeypatch):
+    import cellcompare.deep.cells as cells_module
+
+    calls = []
+    real = cells_module.group_scales
+    monkeypatch.setattr(cells_module, "group_scales", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cells = _cell_inputs()
+    first = cells.scaled("group")
+    assert cells.scaled("group") is first and len(calls) == 1  # prediction and Grad-CAM share it
+    cells.scaled("image")
+    assert len(calls) == 2
+    from cellcompare.deep.crops import CropError
+
+    with pytest.raises(CropError, match="normalize must be one of"):
+        cells.scaled("plate")

@@ -53,8 +53,10 @@ def dataset_info(ds: Any, config: CompareConfig, out: Path) -> dict:
             "skipped": [{"path": s.path, "reason": s.reason} for s in ds.skipped]}
 
 
-def extract_features(config: CompareConfig, out: Path) -> tuple[pd.DataFrame, dict]:
+def extract_features(config: CompareConfig, out: Path, fconfig: Any) -> tuple[pd.DataFrame, dict]:
     """Run (or resume) the feature extraction; return the per-image table and its record.
+
+    ``fconfig`` is the run's ``CompareConfig.feature_config()``.
 
     The per-cell table is not read here (``celltable.read_cells`` reads it when needed): only
     its schema, for the number of per-cell features.
@@ -62,7 +64,6 @@ def extract_features(config: CompareConfig, out: Path) -> tuple[pd.DataFrame, di
     from cellcompare.features import load_table, run_extraction
     from cellcompare.features.tables import open_table
 
-    fconfig = config.feature_config()
     folder = out / "features"
     options = config.dataset.open_options()
     check_manifest(folder / "manifest.json", fconfig.to_dict(), options)
@@ -129,8 +130,8 @@ def channel_index(ds: Any, config: CompareConfig) -> tuple[int, ...] | None:
     return tuple(names.index(c) for c in wanted)
 
 
-def build_task(config: CompareConfig, ds: Any, out: Path, *, image_table: pd.DataFrame | None,
-               feature_info: dict, class_counts: dict) -> Task:
+def build_task(config: CompareConfig, ds: Any, out: Path, *, feature_config: Any,
+               image_table: pd.DataFrame | None, feature_info: dict, class_counts: dict) -> Task:
     """The task of the run, built once: what the folds split and the models classify.
 
     Parameters
@@ -142,6 +143,8 @@ def build_task(config: CompareConfig, ds: Any, out: Path, *, image_table: pd.Dat
         The opened dataset.
     out : Path
         Results directory (``features/`` is read; a cell task writes ``cells/``).
+    feature_config : features.FeatureConfig
+        ``CompareConfig.feature_config()`` (annotations are matched to its nuclei).
     image_table : pd.DataFrame or None
         The per-image feature table (``None`` when no model reads features).
     feature_info : dict
@@ -158,7 +161,7 @@ def build_task(config: CompareConfig, ds: Any, out: Path, *, image_table: pd.Dat
         cells = read_cells(config, out / "features", feature_info["cell_table"], "models")
     channels = channel_index(ds, config)
     if config.labels.level == "cell":
-        return prepare_cell_task(config, ds, cells, segmentation=config.feature_config(),
+        return prepare_cell_task(config, ds, cells, segmentation=feature_config,
                                  channel_index=channels, out=out)
     return ImageTask(index=ds.index, classes=tuple(str(c) for c in ds.classes), folds=config.folds,
                      image_table=image_table, cell_table=cells, channel_index=channels,

@@ -198,15 +198,16 @@ def run(config: CompareConfig) -> Path:
     checked = preflight(config, ds.index)  # seconds; before features: counts vs each model's needs
     config = checked.config
     needs_features = config.labels.level == "cell" or any(model_kind(m.name) != "deep" for m in config.models)
+    fconfig = config.feature_config()
     images = None
     feature_info: dict[str, Any] = {"preset": None, "n_features": 0, "cells_per_image": {}}
     if needs_features:
-        images, feature_info = extract_features(config, out)
-    task = build_task(config, ds, out, image_table=images, feature_info=feature_info,
-                      class_counts=data_info["class_counts"])
+        images, feature_info = extract_features(config, out, fconfig)
+    task = build_task(config, ds, out, feature_config=fconfig, image_table=images,
+                      feature_info=feature_info, class_counts=data_info["class_counts"])
     folds = folds_for(out / "folds.csv", task.index, task.folds, config.seed)
     context = RunContext(config=config, dataset=ds, task=task, folds=folds,
-                         feature_config=config.feature_config())
+                         feature_config=fconfig)
     records = run_units(context, out)
     collected = _collect(config, records, out, task.classes)
     for label, entry in collected["models"].items():

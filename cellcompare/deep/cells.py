@@ -11,7 +11,7 @@ sees the crops it was trained on.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,8 @@ class CellInputs:
     rows: np.ndarray
     images: np.ndarray
     groups: np.ndarray
+    #: :meth:`scaled` views made so far, by mode (the group means read every crop once).
+    _scaled: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.rows)
@@ -69,14 +71,16 @@ class CellInputs:
         ----------
         normalize : {"none", "group", "image"}
             ``DeepConfig.normalize``; the means are those of these crops only (one side of a
-            fold, or one served batch).
+            fold, or one served batch). Computed once per mode: the model's prediction and the
+            Grad-CAM examples of the same crops share one view.
         """
-        if normalize == "none":
-            return CellCrops(self.crops, self.rows)
-        keys = {"group": self.groups, "image": self.images}.get(normalize)
-        if keys is None:
-            raise CropError(f"normalize must be one of ('none', 'group', 'image'), found {normalize!r}")
-        return CellCrops(self.crops, self.rows, group_scales(self.crops, self.rows, keys))
+        if normalize not in self._scaled:
+            keys = {"none": None, "group": self.groups, "image": self.images}
+            if normalize not in keys:
+                raise CropError(f"normalize must be one of {tuple(keys)}, found {normalize!r}")
+            scale = None if keys[normalize] is None else group_scales(self.crops, self.rows, keys[normalize])
+            self._scaled[normalize] = CellCrops(self.crops, self.rows, scale)
+        return self._scaled[normalize]
 
     @classmethod
     def from_samples(cls, samples: Sequence[Any], feature_config: Any, *, crop_size: int,
