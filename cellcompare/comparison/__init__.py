@@ -7,43 +7,22 @@
 >>> results_dir = run(config)  # the whole demo, minutes: make demo runs it  # doctest: +SKIP
 """
 
-from cellcompare.comparison.config import (
-                                           CompareConfig,
-                                           ConfigError,
-                                           FoldsConfig,
-                                           ModelSpec,
-                                           load_config,
-)
-from cellcompare.comparison.context import RunContext
-from cellcompare.comparison.metrics import METRIC_NAMES, compute_metrics, top_k_accuracy
-from cellcompare.comparison.adapters import (
-                                           ClassicalModel,
-                                           DeepModel,
-                                           FoldData,
-                                           ModelAdapter,
-                                           ModelInputError,
-                                           build_adapter,
-                                           register_model,
-                                           registered_names,
-                                           unregister_model,
-)
-from cellcompare.comparison.runner import run
-from cellcompare.comparison.splits import (
-                                           FoldError,
-                                           FoldMismatchError,
-                                           LeakageError,
-                                           check_no_leakage,
-                                           load_folds,
-                                           make_folds,
-                                           save_folds,
-)
-from cellcompare.comparison.stats import compare_models, mcnemar, paired_tests
+from cellcompare.lazy import lazy_exports
 
-__all__ = [
-    "CompareConfig", "ConfigError", "FoldsConfig", "ModelSpec", "load_config", "RunContext",
-    "METRIC_NAMES", "compute_metrics", "top_k_accuracy", "ClassicalModel", "DeepModel", "FoldData",
-    "ModelAdapter", "ModelInputError", "build_adapter", "register_model", "registered_names",
-    "unregister_model", "run", "FoldError", "FoldMismatchError", "LeakageError",
-    "check_no_leakage", "load_folds", "make_folds", "save_folds", "compare_models", "mcnemar",
-    "paired_tests",
-]
+#: Public names and their modules, imported on first use (``cellcompare.lazy``): the command
+#: line imports ``comparison.cli`` without loading the models.
+_EXPORTS = {
+    **dict.fromkeys(["CompareConfig", "ConfigError", "FoldsConfig", "ModelSpec", "load_config"],
+                    "config"),
+    "RunContext": "context",
+    **dict.fromkeys(["METRIC_NAMES", "compute_metrics", "top_k_accuracy"], "metrics"),
+    **dict.fromkeys(["ClassicalModel", "DeepModel", "FoldData", "ModelAdapter", "ModelInputError",
+                     "build_adapter", "register_model", "registered_names", "unregister_model"],
+                    "adapters"),
+    "run": "runner",
+    **dict.fromkeys(["FoldError", "FoldMismatchError", "LeakageError", "check_no_leakage",
+                     "load_folds", "make_folds", "save_folds"], "splits"),
+    **dict.fromkeys(["compare_models", "mcnemar", "paired_tests"], "stats"),
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -42,11 +42,15 @@ def segment_sample(image: np.ndarray, names: tuple[str, ...], config: FeatureCon
                    sid: str = "?") -> dict[str, np.ndarray]:
     """Label images per object type for a float ``(C, H, W)`` image.
 
+    Each plane segmented is read in float64 (the whole-object mean is taken in float64), so a
+    float32 image gives the masks its float64 copy would.
+
     Returns ``{"Nuclei", "Cells", "Cytoplasm"}`` label images (only ``Cells`` in
     whole-object mode), all numbered by nucleus.
     """
-    if config.whole_object:
-        return {"Cells": segment_whole_object(image.mean(axis=0))}
+    if config.whole_object:  # one channel is its own mean: no copy of it
+        plane = image[0] if image.shape[0] == 1 else image.mean(axis=0, dtype=np.float64)
+        return {"Cells": segment_whole_object(plane)}
     dna = _index(names, config.dna_channel, 0, "DNA", sid)
     cyto = _index(names, config.cyto_channel, 1, "cytoplasm", sid)
     nuclei = segment_nuclei(image[dna], method=config.threshold_method,
@@ -58,6 +62,31 @@ def segment_sample(image: np.ndarray, names: tuple[str, ...], config: FeatureCon
                           smoothing_sigma=config.smoothing_sigma,
                           regularization=config.regularization)
     return {"Nuclei": nuclei, "Cells": cells, "Cytoplasm": cytoplasm(cells, nuclei)}
+
+
+#: Rows of a label image per bincount pass: per-object sums never hold the whole image's
+#: coordinates (two int64 planes, 256 MiB at 4096 x 4096) at once.
+_ROWS_PER_PASS = 256
+
+
+def _label_sums(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel count, sum of columns and sum of rows of each label ``0..max``, a band of rows at a time.
+
+    The sums are of integers below 2**53, so they are exact whatever the order of summation.
+    """
+    labels = np.asarray(labels)
+    n = int(labels.max(initial=0)) + 1
+    height, width = labels.shape
+    count, sum_x, sum_y = np.zeros(n), np.zeros(n), np.zeros(n)
+    columns = np.arange(width, dtype=np.float64)
+    for top in range(0, height, _ROWS_PER_PASS):
+        band = labels[top:top + _ROWS_PER_PASS]
+        flat = band.ravel()
+        rows = np.repeat(np.arange(top, top + len(band), dtype=np.float64), width)
+        count += np.bincount(flat, minlength=n)
+        sum_x += np.bincount(flat, np.tile(columns, len(band)), minlength=n)
+        sum_y += np.bincount(flat, rows, minlength=n)
+    return count, sum_x, sum_y
 
 
 def object_centroids(labels: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -87,12 +116,9 @@ def object_centroids(labels: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, n
     >>> [v.tolist() for v in object_centroids(labels, np.array([1]))]
     [[3.0], [2.0]]
     """
-    n = int(labels.max()) + 1
-    rr, cc = np.indices(labels.shape)
-    count = np.bincount(labels.ravel(), minlength=n).astype(float)
+    count, sum_x, sum_y = _label_sums(labels)
     with np.errstate(invalid="ignore", divide="ignore"):
-        x = np.bincount(labels.ravel(), cc.ravel(), minlength=n) / count
-        y = np.bincount(labels.ravel(), rr.ravel(), minlength=n) / count
+        x, y = sum_x / count, sum_y / count
     return x[ids], y[ids]
 
 
@@ -103,10 +129,11 @@ def measure_sample(image: np.ndarray, names: tuple[str, ...], masks: dict[str, n
     missing = [c for c in channels if c not in names]
     if missing:
         raise ChannelConfigError(f"channels {missing} not in the image's channels {names}")
-    sub = image[[names.index(c) for c in channels]]
+    index = [names.index(c) for c in channels]
+    sub = image if index == list(range(len(names))) else image[index]  # no copy when all, in order
     primary = "Nuclei" if "Nuclei" in masks else "Cells"
-    ids = np.unique(masks[primary])
-    ids = ids[ids > 0]
+    ids = np.flatnonzero(_label_sums(masks[primary])[0])  # np.unique's ids, without sorting a copy
+    ids = ids[ids > 0].astype(masks[primary].dtype)
     table = pd.DataFrame(index=pd.Index(ids, name="ObjectNumber"))
     spectra = image_spectra(sub, config)         # granularity series: once per image, not per object type
     for obj in config.objects:
@@ -177,7 +204,10 @@ def extract_sample(sample: Any, config: FeatureConfig, *, image_number: int = 1,
         One row: the per-image aggregation (``Metadata_Object_Count`` 0 when no cells).
     """
     names = _channel_names(sample)
-    image = np.asarray(sample.float_image, dtype=np.float64)
+    # float32 [0, 1], the one full copy of the decoded image: segmentation reads each plane it
+    # needs in float64 and the measurements compute in float64 (same numbers as a float64 copy,
+    # half its memory)
+    image = sample.float_image
     if masks is None:
         masks = segment_sample(image, names, config, sample.id)
     cells = measure_sample(image, names, masks, config, _scale_max(sample.image))

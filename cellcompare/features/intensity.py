@@ -326,7 +326,7 @@ def intensity(groups: ObjectPixels, edges: np.ndarray, image: np.ndarray) -> lis
     edges : np.ndarray
         :func:`object_edges` of the same label image.
     image : np.ndarray
-        ``(C, H, W)`` float image.
+        ``(C, H, W)`` float image (float32 or float64 read in place; other dtypes as float64).
 
     Returns
     -------
@@ -334,7 +334,10 @@ def intensity(groups: ObjectPixels, edges: np.ndarray, image: np.ndarray) -> lis
         Per channel, cp_measure's keys (``Intensity_MeanIntensity``,
         ``Location_MaxIntensity_X`` ...), one value per object.
     """
-    flat = np.ascontiguousarray(image, dtype=np.float64).reshape(len(image), -1)
+    # float32 pixels are read as they are (the kernel widens each value to float64 exactly):
+    # no float64 copy of every channel
+    dtype = image.dtype if image.dtype in (np.float32, np.float64) else np.float64
+    flat = np.ascontiguousarray(image, dtype=dtype).reshape(len(image), -1)
     table = _intensity_kernel(flat, groups.index, np.ascontiguousarray(edges, np.bool_),
                               groups.offsets, groups.shape[1])
     return [{key: np.ascontiguousarray(channel[:, i]) for i, key in enumerate(KEYS)}

@@ -134,7 +134,7 @@ def measure_channels(obj: str, layout: ObjectLayout, image: np.ndarray, channels
                 texture = get_texture(masks, image[c], s, gray_levels, boxes=layout.boxes)
                 per_channel[c].update(_named(obj, name, texture, _texture_name))
     if "Granularity" in families:
-        spectra = spectra if spectra is not None else [spectrum(ch) for ch in image]
+        spectra = spectra if spectra is not None else _spectra(image)
         for c, result in enumerate(granularity(masks, spectra, layout.groups)):
             per_channel[c].update(_named(obj, channels[c], result, _granularity_name))
     if "RadialDistribution" in families:
@@ -217,11 +217,16 @@ def measure_objects(obj: str, labels: np.ndarray, image: np.ndarray, channels: S
 def image_spectra(image: np.ndarray, config: FeatureConfig) -> list | None:
     """Granularity opening series of each channel of ``image`` ``(C, H, W)``, or ``None``.
 
-    The series depends only on the pixels, so one image's object types share it.
+    The series depends only on the pixels, so one image's object types share it. It is
+    computed in float64 whatever ``image``'s dtype (a float32 image gives the same numbers).
     """
     if "Granularity" not in config.active_families:
         return None
-    return [spectrum(ch) for ch in image]
+    return _spectra(image)
+
+
+def _spectra(image: np.ndarray) -> list:
+    return [spectrum(np.asarray(ch, dtype=np.float64)) for ch in image]  # one channel at a time
 
 
 def featurize_column_name(obj: str, column: str) -> str:

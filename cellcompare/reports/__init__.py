@@ -4,9 +4,12 @@ Reads the files described in docs/CONTRACTS.md (never trains) and writes ``repor
 (figures embedded as PNG data URIs, CSS inline), ``summary.csv`` and ``summary.md``.
 """
 
-from cellcompare.reports.build import ExternalResourceError, build_report, render_html
-from cellcompare.reports.load import Results, ResultsError, load_results
-from cellcompare.reports.sections import ReportOptions
+from cellcompare.lazy import lazy_exports
 
-__all__ = ["build_report", "render_html", "load_results", "Results", "ResultsError",
-           "ReportOptions", "ExternalResourceError"]
+#: Imported on first use (``cellcompare.lazy``): the command line imports ``reports.cli``
+#: without loading matplotlib and seaborn.
+_EXPORTS = {"build_report": "build", "render_html": "build", "ExternalResourceError": "build",
+            "load_results": "load", "Results": "load", "ResultsError": "load",
+            "ReportOptions": "sections"}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cellcompare.reports.build import build_report
-from cellcompare.reports.load import ResultsError
-from cellcompare.reports.pdf import PdfError, print_pdf
-
 
 def _report(args: argparse.Namespace) -> int:
+    # imported here: building the command line (e.g. for ``serve``) loads no plotting stack
+    from cellcompare.reports.build import build_report
+    from cellcompare.reports.load import ResultsError
+    from cellcompare.reports.pdf import PdfError, print_pdf
+
     try:
         path = build_report(args.results_dir)
         print(path)
