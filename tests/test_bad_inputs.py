@@ -44,7 +44,7 @@ from cellcompare.features import (
     load_table,
     run_extraction,
 )
-from tests.test_serve_http import post, running_server
+from tests.test_serve_http import post, post_batch, running_server
 from tests.test_serve_offline import disk_image, train_classical
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -240,9 +240,16 @@ def extract_huge(root: Path, tmp_path: Path, reference: pd.DataFrame) -> None:
 def serve_huge(root: Path, model: Path) -> None:
     rows = serve.predict_inputs(serve.load_predictor(model), [str(root / "big" / "bomb.tif")])
     assert rows[0].top == () and "ImageTooLargeError" in rows[0].error
+    good = root / "big" / "a.tif"                                   # a disk of radius 20
     with running_server(model) as url:
         answer = post(url, (root / "big" / "bomb.tif").read_bytes())
         assert answer.status_code == 422 and "20000" in answer.json()["detail"]
+        batch = post_batch(url, [("bomb.tif", (root / "big" / "bomb.tif").read_bytes()),
+                                 (good.name, good.read_bytes())])
+        assert batch.status_code == 200, batch.text
+        bomb, ok = batch.json()["results"]
+        assert (bomb["file"], bomb["status"]) == ("bomb.tif", 422) and "20000" in bomb["detail"]
+        assert (ok["file"], ok["status"], ok["top"][0]["class"]) == ("a.tif", 200, "big")
 
 
 def read_empty_label(root: Path) -> None:
@@ -354,6 +361,17 @@ def serve_blank(root: Path, model: Path) -> None:
             answer = post(url, (root / name).read_bytes())
             assert answer.status_code == 422 and words in answer.json()["detail"], answer.text
         assert post(url, (root / "ok.tif").read_bytes()).status_code == 200
+        names = ["black.tif", "nan.tif", "ok.tif"]
+        batch = post_batch(url, [(n, (root / n).read_bytes()) for n in names])
+        assert batch.status_code == 200, batch.text
+        black, nan, ok = batch.json()["results"]
+        assert [r["file"] for r in (black, nan, ok)] == names
+        assert black["status"] == 422 and "no cells segmented in black.tif" in black["detail"]
+        assert nan["status"] == 422 and "NaN" in nan["detail"]
+        assert ok["status"] == 200 and ok["top"][0]["class"] == "big"
+        alone = post_batch(url, [(n, (root / n).read_bytes()) for n in names[:2]])
+        assert alone.status_code == 422, alone.text                    # nothing to answer
+        assert "black.tif: " in alone.json()["detail"] and "nan.tif: " in alone.json()["detail"]
 
 
 def serve_long_name(root: Path, model: Path) -> None:
@@ -376,8 +394,14 @@ class FixedPredictor:
     classes = ("siRNA_0000", "siRNA_0001")
     meta: dict = {}
 
-    def predict_proba(self, samples):
-        return self.classes, np.tile([0.75, 0.25], (len(samples), 1))
+    def predict_batch(self, items, *, group=None, min_plate_images=serve.MIN_PLATE_IMAGES):
+        outcomes = []
+        for name, load in items:
+            sample = load()
+            outcomes.append(serve.Outcome(name, np.array([0.75, 0.25]),
+                                          normalization=serve.Normalization("standard", "fixed", group, 1),
+                                          shape=sample.image.shape, paths=sample.paths))
+        return outcomes
 
 
 def serve_decoys(root: Path, model: Path) -> None:

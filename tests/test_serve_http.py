@@ -101,8 +101,15 @@ def server(tmp_path_factory):
         yield url, model
 
 
-def post(url: str, data: bytes, name: str = "x.tif") -> httpx.Response:
-    return httpx.post(f"{url}/predict", files={"file": (name, data)}, timeout=60)
+def post(url: str, data: bytes, name: str = "x.tif", **kwargs) -> httpx.Response:
+    return httpx.post(f"{url}/predict", files={"file": (name, data)}, timeout=60, **kwargs)
+
+
+def post_batch(url: str, files: list[tuple[str, bytes]], group: str | None = None,
+               **kwargs) -> httpx.Response:
+    """``POST /predict/batch`` with ``files`` as ``(name, bytes)`` and an optional plate."""
+    return httpx.post(f"{url}/predict/batch", files=[("files", f) for f in files],
+                      data={} if group is None else {"group": group}, timeout=120, **kwargs)
 
 
 def test_model_endpoint_reports_classes_and_input(server):

@@ -6,6 +6,7 @@ from cellcompare.classical.errors import (
     EmptyFeatureTableError,
     FeatureMismatchError,
     MissingMetadataError,
+    NonFiniteFeaturesError,
     NonNumericFeatureError,
     SingleClassError,
     TooFewMembersError,
@@ -18,7 +19,7 @@ from cellcompare.classical.tables import feature_columns, feature_family
 
 __all__ = [
     "ClassicalConfig", "ClassicalError", "EmptyFeatureTableError", "FeatureMismatchError",
-    "MissingMetadataError", "NonNumericFeatureError", "SingleClassError", "TableClassifier",
-    "TooFewMembersError", "UnseenLabelError", "feature_columns", "feature_family",
+    "MissingMetadataError", "NonFiniteFeaturesError", "NonNumericFeatureError", "SingleClassError",
+    "TableClassifier", "TooFewMembersError", "UnseenLabelError", "feature_columns", "feature_family",
     "feature_importance", "load_model", "make_classifier", "save_model",
 ]

@@ -48,3 +48,7 @@ def _head(names: list[str], n: int = 10) -> str:
 
 class MissingMetadataError(ClassicalError):
     """A ``Metadata_`` column needed by the configuration is absent."""
+
+
+class NonFiniteFeaturesError(ClassicalError):
+    """The model's input (cleaned, selected, normalised features) holds NaN or infinite values."""

@@ -15,12 +15,14 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from cellcompare.classical.errors import (
     FeatureMismatchError,
     MissingMetadataError,
+    NonFiniteFeaturesError,
     UnseenLabelError,
 )
 from cellcompare.classical.models import MODEL_NAMES, SEARCH_SPACES, build_model
-from cellcompare.classical.preprocess import FeatureSelector, TableCleaner, TableScaler
+from cellcompare.classical.preprocess import PLATE_COLUMN, FeatureSelector, TableCleaner, TableScaler
 from cellcompare.classical.scale import MANY_CLASSES
 from cellcompare.classical.tables import (
+    GROUP_COLUMN,
     SAMPLE_COLUMN,
     validate_features,
     validate_labels,
@@ -208,9 +210,53 @@ class TableClassifier(ClassifierMixin, BaseEstimator):
             raise FeatureMismatchError(missing, extra, where="prediction table")
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """Return ``(n_rows, n_classes)`` probabilities in ``classes_`` order."""
+        """Return ``(n_rows, n_classes)`` probabilities in ``classes_`` order.
+
+        Raises
+        ------
+        NonFiniteFeaturesError
+            The normalised features hold NaN or infinite values (e.g. statistics of an empty
+            plate): the model would answer with its prior, so nothing is predicted.
+        """
         self._check_table(X)
-        return self.pipeline_.predict_proba(X.reset_index(drop=True))
+        X = X.reset_index(drop=True)
+        features = self.pipeline_[:-1].transform(X)  # what pipeline_.predict_proba computes
+        bad = ~np.isfinite(features)
+        if bad.any():
+            rows = np.flatnonzero(bad.any(axis=1))
+            names = (X[SAMPLE_COLUMN].iloc[rows].astype(str).unique().tolist()
+                     if SAMPLE_COLUMN in X.columns else rows.tolist())
+            raise NonFiniteFeaturesError(
+                f"{len(rows)} of {len(X)} rows ({names[:5]}) have NaN or infinite values in "
+                f"{int(bad.any(axis=0).sum())} of {features.shape[1]} normalised features "
+                f"(normalize={self.normalize!r}); nothing predicted")
+        return self.pipeline_[-1].predict_proba(features)
+
+    def reference_plates(self) -> list[str]:
+        """The training plates whose normalisation statistics the model stored (sorted; none
+        for ``normalize="standard"``)."""
+        check_is_fitted(self, "pipeline_")
+        return sorted(map(str, getattr(self.pipeline_.named_steps["scale"], "group_stats_", {})))
+
+    def predict_reference_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Probabilities of rows without a plate of their own (a lone image, an unknown plate).
+
+        A plate-normalised model cannot scale such a row by its plate's statistics. It is
+        scaled by each training plate's stored statistics in turn and the probabilities are
+        averaged: the unknown plate effect is marginalised over those seen in training (on the
+        demo's unseen plates this beats one pooled median/MAD, see benchmarks/RESULTS.md).
+        ``standard`` scaling needs no plate: :meth:`predict_proba`.
+
+        Returns
+        -------
+        ndarray of shape (n_rows, n_classes)
+        """
+        plates = self.reference_plates()
+        if not plates:
+            return self.predict_proba(X)
+        unplated = X.drop(columns=[PLATE_COLUMN], errors="ignore")  # the plate is Metadata_group
+        return np.mean([self.predict_proba(unplated.assign(**{GROUP_COLUMN: plate}))
+                        for plate in plates], axis=0)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Return the most probable label of each row."""

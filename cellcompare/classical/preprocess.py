@@ -30,7 +30,8 @@ NORMALIZE_METHODS = ("standard", "plate_robust", "controls", "controls_robust")
 PLATE_COLUMN = "Metadata_Plate"
 WELL_TYPE_COLUMN = "Metadata_WellType"
 NEGATIVE_CONTROL = "negative_control"
-_MIN_CONTROLS = 2
+#: Fewest negative-control rows a plate needs to be normalised by its controls.
+MIN_CONTROLS = 2
 
 
 class NoControlsError(MissingMetadataError):
@@ -78,11 +79,11 @@ def control_statistics(values: np.ndarray, plates: np.ndarray, is_control: np.nd
     stats = {}
     for plate in np.unique(plates):
         rows = (plates == plate) & is_control
-        if rows.sum() < _MIN_CONTROLS:
+        if rows.sum() < MIN_CONTROLS:
             raise NoControlsError(
                 f"plate {plate!r} has {int(rows.sum())} negative-control rows "
                 f"({WELL_TYPE_COLUMN} == {NEGATIVE_CONTROL!r}); normalize='controls' needs at least "
-                f"{_MIN_CONTROLS} per plate (keep the control wells in the dataset, or use "
+                f"{MIN_CONTROLS} per plate (keep the control wells in the dataset, or use "
                 f"normalize='plate_robust')")
         stats[str(plate)] = location_scale(values[rows], robust)
     return stats
@@ -253,9 +254,30 @@ class TableScaler(TransformerMixin, BaseEstimator):
     eps : float
         Floor on the scale so constant features do not divide by zero.
 
+    Attributes
+    ----------
+    center_, scale_ : np.ndarray
+        Statistics of every training row (``controls*``: every training control row): what
+        ``standard`` scales by, and an unseen plate with ``unseen_groups="global"``.
+    group_stats_ : dict
+        ``{plate: (centre, scale)}`` of each training plate (not for ``standard``), stored
+        with the model: a served image of a training plate is normalised by them, and one
+        without a plate by each of them in turn
+        (:meth:`TableClassifier.predict_reference_proba`).
+
     Returns (transform)
     -------------------
     ndarray of shape (n_rows, n_features)
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> train = pd.DataFrame({"f": [1.0, 2.0, 3.0, 11.0, 12.0, 13.0],
+    ...                       "Metadata_group": ["a", "a", "a", "b", "b", "b"]})
+    >>> scaler = TableScaler("plate_robust").fit(train)
+    >>> new = pd.DataFrame({"f": [12.0, 3.0, 5.0], "Metadata_group": ["b", "c", "c"]})
+    >>> scaler.transform(new).round(3).ravel().tolist()  # plate b's statistics; c's own
+    [0.0, -0.674, 0.674]
     """
 
     def __init__(self, method: str = "standard", unseen_groups: str = "self", eps: float = 1e-6):
@@ -295,6 +317,34 @@ class TableScaler(TransformerMixin, BaseEstimator):
             return X[PLATE_COLUMN].astype(str).to_numpy()
         return self._groups(X)
 
+    def plate_column(self, X: pd.DataFrame) -> str | None:
+        """The column whose value is the plate a row is normalised by (``None`` for standard).
+
+        ``Metadata_group`` for ``plate_robust``; for ``controls*``, ``Metadata_Plate`` when
+        every row has one, else ``Metadata_group``.
+        """
+        if self.method == "standard":
+            return None
+        if self.method.startswith("controls") and PLATE_COLUMN in X.columns \
+                and X[PLATE_COLUMN].notna().all():
+            return PLATE_COLUMN
+        return GROUP_COLUMN
+
+    def plate_keys(self, X: pd.DataFrame) -> np.ndarray:
+        """Per row, the plate :meth:`transform` normalises it by: object array, ``None`` for none.
+
+        A row whose plate value is missing (a lone served image) gets the reference statistics
+        (``center_``, ``scale_``); ``standard`` scaling gives every row ``None``. A table without
+        the column is an error (:class:`MissingMetadataError`), as in :meth:`fit`.
+        """
+        column = self.plate_column(X)
+        if column is None:
+            return np.full(len(X), None, dtype=object)
+        if column not in X.columns:
+            self._groups(X)  # raises MissingMetadataError naming the column
+        values = X[column]
+        return np.where(values.isna().to_numpy(), None, values.astype(str).to_numpy()).astype(object)
+
     def _controls(self, X: pd.DataFrame) -> np.ndarray:
         if WELL_TYPE_COLUMN not in X.columns:
             raise MissingMetadataError(
@@ -312,7 +362,14 @@ class TableScaler(TransformerMixin, BaseEstimator):
         if self.method == "standard":
             return (values - self.center_) / np.maximum(self.scale_, self.eps)
         by_controls = self.method.startswith("controls")
-        groups = self._plates(X) if by_controls else self._groups(X)
+        keys = self.plate_keys(X)
+        lone = np.array([k is None for k in keys], dtype=bool)
+        if lone.any():  # its statistics would be NaN: the model would answer with its prior
+            raise MissingMetadataError(
+                f"{int(lone.sum())} of {len(X)} rows have no plate ('{self.plate_column(X)}' is "
+                f"missing) to normalise by (normalize={self.method!r}); give each row its plate, "
+                "or predict them with TableClassifier.predict_reference_proba")
+        groups = keys.astype(str)
         controls = self._controls(X) if by_controls else None
         out = np.empty_like(values)
         for g in np.unique(groups):

@@ -10,13 +10,13 @@ sees the crops it was trained on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .crops import CellCrops, CropError, group_scales, sample_crops
+from .crops import CROP_DTYPE, CellCrops, CropError, group_scales, sample_crops
 
 __all__ = ["CellInputs", "per_image"]
 
@@ -64,7 +64,7 @@ class CellInputs:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def scaled(self, normalize: str) -> CellCrops:
+    def scaled(self, normalize: str, *, means: Mapping[str, np.ndarray] | None = None) -> CellCrops:
         """The crops as the model reads them: divided by their group's or image's channel means.
 
         Parameters
@@ -73,7 +73,16 @@ class CellInputs:
             ``DeepConfig.normalize``; the means are those of these crops only (one side of a
             fold, or one served batch). Computed once per mode: the model's prediction and the
             Grad-CAM examples of the same crops share one view.
+        means : mapping, optional
+            ``normalize="group"`` only: ``{group: (C,) channel means}`` to divide those groups'
+            crops by instead of their own means (statistics stored at training, e.g. for a
+            served image without its plate); not cached.
         """
+        if means is not None:
+            if normalize != "group":
+                raise CropError(f"stored group means apply to normalize='group', not {normalize!r}")
+            return CellCrops(self.crops, self.rows,
+                             group_scales(self.crops, self.rows, self.groups, means=means))
         if normalize not in self._scaled:
             keys = {"none": None, "group": self.groups, "image": self.images}
             if normalize not in keys:
@@ -83,23 +92,42 @@ class CellInputs:
         return self._scaled[normalize]
 
     @classmethod
+    def of_sample(cls, sample: Any, feature_config: Any, *, crop_size: int,
+                  channels: Sequence[int] | None = None, mask: bool = False,
+                  channel_names: Sequence[str] | None = None, group: str | None = None) -> CellInputs:
+        """The crops of one in-memory sample (``deep.crops.sample_crops``), as serve cuts them.
+
+        Crops are rounded to the crop cache's dtype (:data:`deep.crops.CROP_DTYPE`, float16),
+        so a served image gives the model the crops a comparison run trained and tested it on.
+        The group is ``group`` when given, else ``sample.group`` (``"None"`` without one).
+        """
+        cut, _ = sample_crops(sample, feature_config, crop_size=int(crop_size), channels=channels,
+                              mask=mask, channel_names=channel_names)
+        key = str(group if group is not None else getattr(sample, "group", None))
+        n = len(cut)
+        return cls(cut.astype(CROP_DTYPE), np.arange(n), np.full(n, str(sample.id)), np.full(n, key))
+
+    @classmethod
+    def join(cls, parts: Sequence[CellInputs], crop_size: int) -> CellInputs:
+        """One :class:`CellInputs` of the used crops of ``parts``, in order."""
+        crops = [np.asarray(p.crops[p.rows]) for p in parts]
+        joined = np.concatenate(crops) if crops else np.zeros((0, 0, crop_size, crop_size), CROP_DTYPE)
+        images = np.concatenate([p.images for p in parts]) if parts else np.zeros(0, str)
+        groups = np.concatenate([p.groups for p in parts]) if parts else np.zeros(0, str)
+        return cls(joined, np.arange(len(joined)), images.astype(str), groups.astype(str))
+
+    @classmethod
     def from_samples(cls, samples: Sequence[Any], feature_config: Any, *, crop_size: int,
                      channels: Sequence[int] | None = None, mask: bool = False,
                      channel_names: Sequence[str] | None = None) -> CellInputs:
-        """Cut the crops of in-memory samples (``deep.crops.sample_crops``), as serve does.
+        """Cut the crops of in-memory samples (:meth:`of_sample` each, then :meth:`join`).
 
         A sample's group is ``sample.group`` (``None`` for all samples without one: they form
         one group).
         """
-        parts, images, groups = [], [], []
-        for s in samples:
-            cut, _ = sample_crops(s, feature_config, crop_size=int(crop_size), channels=channels,
-                                  mask=mask, channel_names=channel_names)
-            parts.append(cut)
-            images += [str(s.id)] * len(cut)
-            groups += [str(getattr(s, "group", None))] * len(cut)
-        crops = np.concatenate(parts) if parts else np.zeros((0, 0, crop_size, crop_size), np.float32)
-        return cls(crops, np.arange(len(crops)), np.array(images, dtype=str), np.array(groups, dtype=str))
+        return cls.join([cls.of_sample(s, feature_config, crop_size=crop_size, channels=channels,
+                                       mask=mask, channel_names=channel_names) for s in samples],
+                        int(crop_size))
 
 
 def per_image(images: np.ndarray, limit: int | None, seed: int) -> np.ndarray:

@@ -17,6 +17,7 @@ from cellcompare.proba import mean_by, top_k
 
 from .augment import build_augmentation
 from .cells import CellInputs, per_image
+from .crops import crop_means, means_by_key
 from .config import DeepConfig
 from .data import ImageTensorDataset, as_chw, channel_stats
 from .errors import ImageInputError, NotFittedError
@@ -101,6 +102,10 @@ class DeepClassifier:
         Per-epoch training record of the final training.
     channel_mean_, channel_std_ : np.ndarray
         Normalisation statistics ``(C,)`` computed on the training images.
+    group_means_ : dict or None
+        Cell models with ``normalize: group``: ``{group: (C,) channel means}`` of each training
+        group's crops, the statistics :meth:`fit_cells` divided them by, stored with the model
+        (:meth:`predict_reference_image_proba`; ``means=`` of :meth:`predict_cell_proba`).
 
     Examples
     --------
@@ -118,6 +123,7 @@ class DeepClassifier:
     def __init__(self, config: DeepConfig | None = None) -> None:
         self.config = config if config is not None else DeepConfig()
         self.model_: torch.nn.Module | None = None
+        self.group_means_: dict[str, np.ndarray] | None = None
 
     def fit(self, images: Sequence, y: Sequence) -> "DeepClassifier":
         """Train on ``images`` (each ``(C, H, W)``, read on access) with labels ``y``."""
@@ -186,14 +192,26 @@ class DeepClassifier:
             raise ImageInputError(f"got {len(cells)} cell crops but {len(y)} labels")
         keep = per_image(cells.images, cfg.cells_per_image, cfg.seed)
         logger.info("training on %d cell crops", len(keep))
-        return self.fit(cells.scaled(cfg.normalize).subset(keep), y[keep])
+        self.fit(cells.scaled(cfg.normalize).subset(keep), y[keep])
+        if cfg.normalize == "group":  # stored with the model: a served crop may lack its plate
+            self.group_means_ = means_by_key(crop_means(cells.crops, cells.rows), cells.groups)
+        return self
 
-    def predict_cell_proba(self, cells: CellInputs) -> np.ndarray:
-        """Probabilities ``(len(cells), n_classes)`` of each crop, normalised as in training."""
-        return np.asarray(self.predict_proba(cells.scaled(self.config.normalize)), dtype=float)
+    def predict_cell_proba(self, cells: CellInputs, *,
+                           means: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """Probabilities ``(len(cells), n_classes)`` of each crop, normalised as in training.
 
-    def predict_image_proba(self, cells: CellInputs) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities per image: the mean of its cells' (``proba.mean_by``).
+        ``means`` (``normalize: group``): ``{group: (C,) channel means}`` for groups to divide
+        by stored statistics (:attr:`group_means_`) instead of the means of their crops here
+        (see ``deep.cells.CellInputs.scaled``).
+        """
+        view = cells.scaled(self.config.normalize, means=means)
+        return np.asarray(self.predict_proba(view), dtype=float)
+
+    def predict_image_proba(self, cells: CellInputs, *,
+                            means: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities per image: the mean of its cells' (``proba.mean_by``); ``means`` as in
+        :meth:`predict_cell_proba`.
 
         Returns
         -------
@@ -202,7 +220,28 @@ class DeepClassifier:
         proba : np.ndarray
             ``(n_images, n_classes)`` in ``classes_`` order.
         """
-        return mean_by(cells.images, self.predict_cell_proba(cells))
+        return mean_by(cells.images, self.predict_cell_proba(cells, means=means))
+
+    def predict_reference_image_proba(self, cells: CellInputs) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities per image of crops without a plate of their own (``normalize: group``).
+
+        The crops are divided by each training group's stored means (:attr:`group_means_`) in
+        turn and the image probabilities averaged: the unknown plate is marginalised over the
+        training plates, as ``classical.TableClassifier.predict_reference_proba`` does.
+
+        Raises
+        ------
+        NotFittedError
+            The model stored no group means (not ``normalize: group``, or saved before they
+            were kept).
+        """
+        if not self.group_means_:
+            raise NotFittedError("this cell model stored no training group means (normalize="
+                                 f"{self.config.normalize!r}, or saved before they were kept)")
+        keys = np.unique(cells.groups)
+        runs = [self.predict_image_proba(cells, means=dict.fromkeys(keys, mean))
+                for mean in self.group_means_.values()]
+        return runs[0][0], np.mean([proba for _, proba in runs], axis=0)
 
     def predict(self, images: Sequence) -> np.ndarray:
         """Most probable class label per image."""
@@ -214,7 +253,8 @@ class DeepClassifier:
         return labels.astype(self.classes_.dtype)
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``model.pt`` (state dict) and ``deep_model.json`` (config, classes, statistics)."""
+        """Write ``model.pt`` (state dict) and ``deep_model.json`` (config, classes, statistics,
+        and a ``normalize: group`` cell model's training group means)."""
         model = self._check_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -225,6 +265,8 @@ class DeepClassifier:
                 "channel_std": self.channel_std_.tolist(), "weights_info": self.weights_info_,
                 "best_params": self.best_params_, "tuning_trials": self.tuning_trials_,
                 "history": self.history_}
+        if self.group_means_ is not None:
+            meta["group_means"] = {k: np.asarray(v).tolist() for k, v in self.group_means_.items()}
         atomic.write_json(directory / META_FILE, meta)
         return directory
 
@@ -245,6 +287,8 @@ class DeepClassifier:
         clf.best_params_ = meta["best_params"]
         clf.tuning_trials_ = meta["tuning_trials"]
         clf.history_ = meta["history"]
+        if "group_means" in meta:  # float64 JSON round-trips exactly
+            clf.group_means_ = {k: np.asarray(v, dtype=np.float64) for k, v in meta["group_means"].items()}
         model, _ = build_model(clf.config.arch, clf.n_channels_, len(clf.classes_), "none")
         state = torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True)
         model.load_state_dict(state)

@@ -25,6 +25,7 @@ from cellcompare import atomic
 from cellcompare.progress import progress_bar
 
 from .crops import (
+    CROP_DTYPE,
     CROP_FACTOR,
     CropError,
     auto_crop_size,
@@ -139,14 +140,14 @@ class CropCache:
             obj, centers, _ = nucleus_centers(nuclei)
             image = sample_input(sample, settings.channels)
             parts.append(cut_crops(image, centers, crop_size, cells=cells if mask else None,
-                                   ids=obj).astype(np.float16))
+                                   ids=obj).astype(CROP_DTYPE))
             tables.append(pd.DataFrame({"Metadata_sample_id": sid, "Metadata_ObjectNumber": obj,
                                         "Metadata_Location_Center_X": centers[:, 1],
                                         "Metadata_Location_Center_Y": centers[:, 0]}))
         n_channels = parts[0].shape[1] if parts else 0
         total = sum(len(p) for p in parts)
         tmp = target / f".{cls.CROPS}.{os.getpid()}.tmp"
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16,
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=CROP_DTYPE,
                                           shape=(total, n_channels, crop_size, crop_size))
         start = 0
         for part in parts:

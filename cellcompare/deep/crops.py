@@ -14,7 +14,7 @@ every crop of a run once into a memory-mapped ``.npy`` file so that no epoch dec
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,12 +24,15 @@ from .errors import DeepError
 from .inputs import sample_input
 
 __all__ = [
+    "CROP_DTYPE",
     "CROP_FACTOR",
     "CellCrops",
     "CropError",
     "auto_crop_size",
+    "crop_means",
     "cut_crops",
     "group_scales",
+    "means_by_key",
     "nucleus_centers",
     "sample_crops",
     "segment_for_crops",
@@ -40,6 +43,9 @@ log = logging.getLogger(__name__)
 #: Default crop side as a multiple of the median nucleus diameter (~64 px at the demo's 256-px
 #: sites): the nucleus, its cytoplasm and a margin of the neighbourhood.
 CROP_FACTOR = 3.5
+#: How crops are stored: the crop cache's dtype, so a model is trained on float16-rounded crops
+#: and served the same (``deep.cells.CellInputs.from_samples``).
+CROP_DTYPE = np.float16
 
 
 class CropError(DeepError):
@@ -214,8 +220,31 @@ def sample_crops(sample: Any, feature_config: Any, *, crop_size: int,
     return crops.astype(np.float32, copy=False), table
 
 
+def crop_means(crops: np.ndarray, rows: np.ndarray, *, chunk: int = 512) -> np.ndarray:
+    """float64 ``(M, C)`` mean of each channel of each crop ``crops[rows]`` (read in chunks).
+
+    Examples
+    --------
+    >>> crops = np.stack([np.full((2, 2, 2), v, np.float16) for v in (1.0, 3.0)])
+    >>> crop_means(crops, np.array([1, 0])).tolist()
+    [[3.0, 3.0], [1.0, 1.0]]
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    means = np.zeros((len(rows), crops.shape[1]), dtype=np.float64)
+    for start in range(0, len(rows), chunk):
+        block = np.asarray(crops[rows[start:start + chunk]], dtype=np.float64)
+        means[start:start + chunk] = block.mean(axis=(2, 3))
+    return means
+
+
+def means_by_key(per_crop: np.ndarray, keys: np.ndarray) -> dict[str, np.ndarray]:
+    """``{key: (C,) mean of its crops' channel means}`` (:func:`crop_means` rows, one key each)."""
+    keys = np.asarray(keys).astype(str)
+    return {str(key): per_crop[keys == key].mean(axis=0) for key in np.unique(keys)}
+
+
 def group_scales(crops: np.ndarray, rows: np.ndarray, keys: np.ndarray, *,
-                 chunk: int = 512) -> np.ndarray:
+                 chunk: int = 512, means: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
     """Per crop, ``1 / mean`` of each channel over all crops sharing its key (plate or image).
 
     Dividing by the group mean removes a plate's (or an image's) multiplicative staining and
@@ -229,24 +258,35 @@ def group_scales(crops: np.ndarray, rows: np.ndarray, keys: np.ndarray, *,
         ``(M,)`` positions of the crops used.
     keys : np.ndarray
         ``(M,)`` group key of each used crop.
+    means : mapping, optional
+        ``{key: (C,) channel means}`` given for some keys (e.g. statistics stored with a
+        model); the crops of those keys are scaled by them instead of their own mean.
 
     Returns
     -------
     np.ndarray
         float32 ``(M, C)``; a channel whose group mean is 0 gets scale 1.
+
+    Examples
+    --------
+    >>> crops = np.stack([np.full((1, 2, 2), v, np.float32) for v in (1.0, 3.0)])
+    >>> group_scales(crops, np.arange(2), np.array(["p", "p"])).ravel().tolist()
+    [0.5, 0.5]
+    >>> stored = {"p": np.array([4.0])}
+    >>> group_scales(crops, np.arange(2), np.array(["p", "p"]), means=stored).ravel().tolist()
+    [0.25, 0.25]
     """
     rows = np.asarray(rows, dtype=np.int64)
     keys = np.asarray(keys).astype(str)
     if len(rows) != len(keys):
         raise CropError(f"{len(rows)} crops but {len(keys)} group keys")
-    means = np.zeros((len(rows), crops.shape[1]), dtype=np.float64)
-    for start in range(0, len(rows), chunk):
-        block = np.asarray(crops[rows[start:start + chunk]], dtype=np.float64)
-        means[start:start + chunk] = block.mean(axis=(2, 3))
-    scales = np.ones_like(means)
+    given = dict(means or {})
+    own = [k for k in np.unique(keys) if k not in given]
+    per_crop = crop_means(crops, rows, chunk=chunk) if own else None
+    scales = np.ones((len(rows), crops.shape[1]), dtype=np.float64)
     for key in np.unique(keys):
         member = keys == key
-        mean = means[member].mean(axis=0)
+        mean = np.asarray(given[key], dtype=np.float64) if key in given else per_crop[member].mean(axis=0)
         scales[member] = np.where(mean > 1e-8, 1.0 / np.maximum(mean, 1e-8), 1.0)
     return scales.astype(np.float32)
 

@@ -7,6 +7,7 @@ from cellcompare.serve.errors import (
     ServeError,
 )
 from cellcompare.serve.model_dir import InputSpec, export_model, read_spec
+from cellcompare.serve.normalization import MIN_PLATE_IMAGES, Normalization
 from cellcompare.serve.predict import (
     PredictionRow,
     expand_inputs,
@@ -17,6 +18,7 @@ from cellcompare.serve.predict import (
 from cellcompare.serve.predictor import (
     ClassicalPredictor,
     DeepPredictor,
+    Outcome,
     Predictor,
     load_predictor,
     top_pairs,
@@ -30,8 +32,9 @@ from cellcompare.serve.rename import (
 )
 
 __all__ = [
-    "ClassicalPredictor", "DeepPredictor", "InputSpec", "InputSpecError", "ModelDirError",
-    "PredictionRow", "Predictor", "RenameError", "ServeError", "apply_renames", "expand_inputs",
+    "ClassicalPredictor", "DeepPredictor", "InputSpec", "InputSpecError", "MIN_PLATE_IMAGES",
+    "ModelDirError", "Normalization", "Outcome", "PredictionRow", "Predictor", "RenameError",
+    "ServeError", "apply_renames", "expand_inputs",
     "export_model", "load_predictor", "new_name", "plan_renames", "predict_inputs",
     "read_file_sample", "read_spec", "sanitize", "top_pairs", "undo", "write_csv",
 ]

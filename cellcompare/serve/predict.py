@@ -9,8 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import numpy as np
+
 from cellcompare.progress import progress_bar
-from cellcompare.serve.predictor import Predictor, top_pairs
+from cellcompare.serve.normalization import MIN_PLATE_IMAGES
+from cellcompare.serve.predictor import Outcome, Predictor, top_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -20,13 +23,15 @@ class PredictionRow:
     """One image's result: its path, top-k ``(class, probability)`` and an error message.
 
     ``files`` are the absolute paths of the files the image was actually read from (one per
-    channel file); renaming acts on these and on nothing else.
+    channel file); renaming acts on these and on nothing else. ``normalization`` says which
+    statistics normalised it (``serve.normalization.Normalization.describe``).
     """
 
     path: str
     top: tuple[tuple[str, float], ...] = ()
     error: str = ""
     files: tuple[str, ...] = ()
+    normalization: str = ""
 
 
 def _is_image(path: Path) -> bool:
@@ -90,30 +95,70 @@ def _load(source: Any) -> Any:
     return sample
 
 
-def predict_inputs(predictor: Predictor, inputs: Sequence[str], *,
-                   k: int = 3) -> list[PredictionRow]:
-    """Predict every image of ``inputs``; a failing image yields a row with ``error`` set."""
-    rows = []
-    for path, source in progress_bar(expand_inputs(inputs), desc="predict", unit="img", leave=False):
-        try:
-            sample = _load(source)
-            if sample.paths and len(sample.paths) == 1:
-                path = sample.paths[0]
-            files = tuple(str(Path(p).absolute()) for p in sample.paths)
-            classes, proba = predictor.predict_proba([sample])
-            rows.append(PredictionRow(path, tuple(top_pairs(classes, proba, k)[0]), files=files))
-        except (ValueError, OSError, RuntimeError) as exc:
-            logger.warning("cannot predict %s: %s", path, exc)
-            rows.append(PredictionRow(path, error=f"{type(exc).__name__}: {exc}"))
+def _plate_of(source: Any, group: str | None, groups: dict[int, np.ndarray]) -> str | None:
+    """A dataset image's own plate; an image file's is ``group``."""
+    if isinstance(source, Path):
+        return group
+    ds, i = source
+    if id(ds) not in groups:
+        groups[id(ds)] = ds.groups
+    plate = groups[id(ds)][i]
+    return None if plate is None or (isinstance(plate, float) and np.isnan(plate)) else str(plate)
+
+
+def predict_inputs(predictor: Predictor, inputs: Sequence[str], *, k: int = 3,
+                   group: str | None = None,
+                   min_plate_images: int = MIN_PLATE_IMAGES) -> list[PredictionRow]:
+    """Predict every image of ``inputs``, a plate at a time; a failing image yields a row with
+    ``error`` set.
+
+    The images of one plate (a dataset folder's ``group``; for image files, ``group``) go to
+    the model as one batch, so a group-normalised model uses that plate's statistics as the
+    comparison did (``serve.normalization``); images without a plate use the reference
+    statistics stored with the model. Images are read one at a time.
+    """
+    items = expand_inputs(inputs)
+    rows: list[PredictionRow | None] = [None] * len(items)
+    plates: dict[str | None, list[int]] = {}
+    groups: dict[int, np.ndarray] = {}
+    for position, (path, source) in enumerate(items):
+        if isinstance(source, Exception):
+            logger.warning("cannot predict %s: %s", path, source)
+            rows[position] = PredictionRow(path, error=f"{type(source).__name__}: {source}")
+        else:
+            plates.setdefault(_plate_of(source, group, groups), []).append(position)
+    with progress_bar(total=sum(map(len, plates.values())), desc="predict", unit="img",
+                      leave=False) as bar:
+        def loader(source: Any):
+            def load():
+                bar.update()
+                return _load(source)
+            return load
+
+        for plate, members in plates.items():
+            batch = [(items[i][0], loader(items[i][1])) for i in members]
+            outcomes = predictor.predict_batch(batch, group=plate, min_plate_images=min_plate_images)
+            for i, outcome in zip(members, outcomes):
+                rows[i] = _row(items[i][0], outcome, predictor.classes, k)
     return rows
 
 
+def _row(path: str, outcome: Outcome, classes: Sequence[str], k: int) -> PredictionRow:
+    if outcome.paths and len(outcome.paths) == 1:
+        path = outcome.paths[0]
+    if outcome.error is not None:
+        return PredictionRow(path, error=f"{type(outcome.error).__name__}: {outcome.error}")
+    files = tuple(str(Path(p).absolute()) for p in outcome.paths)
+    top = tuple(top_pairs(classes, outcome.proba[None], k)[0])
+    return PredictionRow(path, top, files=files, normalization=outcome.normalization.describe())
+
+
 def write_csv(rows: Sequence[PredictionRow], out: str | Path, k: int) -> Path:
-    """Write ``path, top1_class, top1_proba, ..., error`` (one row per image)."""
+    """Write ``path, top1_class, top1_proba, ..., error, normalization`` (one row per image)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tops = [f"top{i}_{x}" for i in range(1, k + 1) for x in ("class", "proba")]
-    header = ["path", *tops, "error"]
+    header = ["path", *tops, "error", "normalization"]
     with out.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(header)
@@ -121,5 +166,5 @@ def write_csv(rows: Sequence[PredictionRow], out: str | Path, k: int) -> Path:
             cells: list[Any] = [row.path]
             for i in range(k):
                 cells += [row.top[i][0], f"{row.top[i][1]:.6f}"] if i < len(row.top) else ["", ""]
-            writer.writerow(cells + [row.error])
+            writer.writerow(cells + [row.error, row.normalization])
     return out

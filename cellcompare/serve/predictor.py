@@ -1,8 +1,18 @@
-"""Predictors: load a MODEL_DIR once, predict class probabilities for in-memory Samples."""
+"""Predictors: load a MODEL_DIR once, predict class probabilities for batches of images.
+
+A batch is a sequence of ``(name, load)`` pairs and an optional plate name (``group``). Each
+image is loaded, checked and turned into its model input (feature rows, cell crops, or a deep
+image model's probabilities) one at a time, so a batch holds one decoded image at most; an
+image that fails gets its own :class:`Outcome` with the error and the others are still
+predicted. The batch is then normalised as one plate (``serve.normalization``) and each
+outcome says which statistics were used.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
@@ -12,8 +22,41 @@ import pandas as pd
 from cellcompare.proba import align_columns, top_k
 from cellcompare.serve.errors import InputSpecError
 from cellcompare.serve.model_dir import MODEL_SUBDIR, SPEC_FILE, InputSpec, read_spec
+from cellcompare.serve.normalization import MIN_PLATE_IMAGES, Normalization, choose
 
 logger = logging.getLogger(__name__)
+
+#: Errors of one image that fail its outcome, not the batch (the package's errors subclass
+#: ValueError; decoders raise OSError and RuntimeError).
+IMAGE_ERRORS = (ValueError, OSError, RuntimeError)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One image's result in a batch.
+
+    Attributes
+    ----------
+    name : str
+        The image as the caller named it (a file name, a path, a sample id).
+    proba : np.ndarray or None
+        ``(n_classes,)`` probabilities in the predictor's ``classes`` order; None on error.
+    error : Exception or None
+        Why nothing was predicted.
+    normalization : Normalization or None
+        The statistics the image was normalised by.
+    shape : tuple of int
+        ``(C, H, W)`` of the image, once read.
+    paths : tuple of str
+        Files the image was read from (``Sample.paths``).
+    """
+
+    name: str
+    proba: np.ndarray | None = None
+    error: Exception | None = None
+    normalization: Normalization | None = None
+    shape: tuple[int, ...] = ()
+    paths: tuple[str, ...] = ()
 
 
 class Predictor(Protocol):
@@ -23,8 +66,9 @@ class Predictor(Protocol):
     input_spec: InputSpec
     meta: dict[str, Any]
 
-    def predict_proba(self, samples: Sequence[Any]) -> tuple[tuple[str, ...], np.ndarray]:
-        """Return ``(classes, proba)`` with ``proba`` of shape ``(n, n_classes)``."""
+    def predict_batch(self, items: Iterable[tuple[str, Callable[[], Any]]], *,
+                      group: str | None = None, min_plate_images: int = MIN_PLATE_IMAGES) -> list[Outcome]:
+        """One :class:`Outcome` per ``(name, load)`` item, in order."""
 
 
 def check_image(image: np.ndarray, spec: InputSpec, source: str) -> None:
@@ -46,26 +90,99 @@ def check_shape(shape: tuple[int, ...], spec: InputSpec, source: str) -> None:
 
 
 class _Base:
+    """Loads each image, measures it (``_measure``), then predicts the batch (``_predict``)."""
+
     def __init__(self, model_dir: Path, meta: dict[str, Any]) -> None:
         self.meta = meta
         self.classes = tuple(str(c) for c in meta["classes"])
         self.input_spec = InputSpec.from_dict(meta["input"], source=Path(model_dir) / SPEC_FILE)
 
-    def _check(self, samples: Sequence[Any]) -> None:
-        for s in samples:
-            image = np.asarray(s.image)
-            source = str(getattr(s, "id", "image"))
-            check_image(image, self.input_spec, source)
-            if image.dtype.kind == "f" and not np.isfinite(image).all():
-                raise InputSpecError(f"{source}: image holds {int((~np.isfinite(image)).sum())} "
-                                     "NaN or infinite pixel values")
+    def _check(self, image: np.ndarray, source: str) -> None:
+        check_image(image, self.input_spec, source)
+        if image.dtype.kind == "f" and not np.isfinite(image).all():
+            raise InputSpecError(f"{source}: image holds {int((~np.isfinite(image)).sum())} "
+                                 "NaN or infinite pixel values")
 
-    def _ordered(self, proba: np.ndarray, model_classes: Sequence) -> tuple[tuple[str, ...], np.ndarray]:
-        bad = ~np.isfinite(proba).all(axis=1)
-        if bad.any():
-            raise InputSpecError(f"the model gave no finite probabilities for {int(bad.sum())} "
-                                 "image(s) (nothing it can measure, e.g. a blank image)")
-        return self.classes, align_columns(proba, model_classes, self.classes)
+    def predict_batch(self, items: Iterable[tuple[str, Callable[[], Any]]], *,
+                      group: str | None = None,
+                      min_plate_images: int = MIN_PLATE_IMAGES) -> list[Outcome]:
+        """Predict a batch of images of one plate ``group`` (``None``: no plate named).
+
+        Parameters
+        ----------
+        items : iterable of (str, callable)
+            ``(name, load)``: ``load()`` returns the ``datasets.Sample``; it is called when the
+            image's turn comes, and the image is dropped once measured.
+        group : str, optional
+            The plate of every image of the batch (see ``serve.normalization``).
+        min_plate_images : int
+            Fewest images of an unseen plate normalised by their own statistics.
+
+        Returns
+        -------
+        list of Outcome
+            In ``items`` order; a failed image has ``error`` set, the others ``proba``.
+        """
+        outcomes: list[Outcome] = []
+        parts: dict[int, Any] = {}
+        for position, (name, load) in enumerate(items):
+            try:
+                sample = load()
+                image = np.asarray(sample.image)
+                self._check(image, str(name))
+                outcomes.append(Outcome(str(name), shape=tuple(image.shape), paths=tuple(sample.paths)))
+                del image
+                parts[position] = self._measure(replace(sample, id=str(position)), str(name), group)
+                del sample  # only its model input is kept
+            except IMAGE_ERRORS as exc:
+                logger.warning("cannot predict %s: %s: %s", name, type(exc).__name__, exc)
+                if len(outcomes) == position:
+                    outcomes.append(Outcome(str(name)))
+                outcomes[position] = replace(outcomes[position], error=exc)
+        if not parts:
+            return outcomes
+        try:
+            results = self._predict(parts, group, min_plate_images)
+        except IMAGE_ERRORS as exc:  # the batch's normalisation or model failed: every image
+            logger.warning("cannot predict the batch of %d images: %s", len(parts), exc)
+            return [o if o.error else replace(o, error=exc) for o in outcomes]
+        for position, (proba, normalization) in results.items():
+            outcome = replace(outcomes[position], normalization=normalization)
+            if not np.isfinite(proba).all():
+                outcome = replace(outcome, error=InputSpecError(
+                    f"{outcome.name}: the model gave no finite probabilities (nothing it can "
+                    "measure, e.g. a blank image)"))
+            else:
+                outcome = replace(outcome, proba=proba)
+            outcomes[position] = outcome
+        return outcomes
+
+    def predict_proba(self, samples: Sequence[Any]) -> tuple[tuple[str, ...], np.ndarray]:
+        """``(classes, proba (n, n_classes))`` of in-memory samples, each plate a batch.
+
+        The plate of a sample is ``sample.group``. Raises the first image's error, if any.
+        """
+        proba: list[np.ndarray | None] = [None] * len(samples)
+        by_group: dict[Any, list[int]] = {}
+        for i, s in enumerate(samples):
+            by_group.setdefault(getattr(s, "group", None), []).append(i)
+        for group, members in by_group.items():
+            items = [(str(samples[i].id), (lambda s=samples[i]: s)) for i in members]
+            for i, outcome in zip(members, self.predict_batch(items, group=group)):
+                if outcome.error is not None:
+                    raise outcome.error
+                proba[i] = outcome.proba
+        return self.classes, np.stack(proba) if proba else np.zeros((0, len(self.classes)))
+
+    def _aligned(self, proba: np.ndarray, model_classes: Sequence) -> np.ndarray:
+        return align_columns(np.asarray(proba, dtype=float), model_classes, self.classes)
+
+    def _measure(self, sample: Any, name: str, group: str | None) -> Any:
+        raise NotImplementedError
+
+    def _predict(self, parts: dict[int, Any], group: str | None,
+                 min_images: int) -> dict[int, tuple[np.ndarray, Normalization]]:
+        raise NotImplementedError
 
 
 class ClassicalPredictor(_Base):
@@ -79,35 +196,81 @@ class ClassicalPredictor(_Base):
         self.feature_config = FeatureConfig.from_dict(meta["feature_config"],
                                                       source=Path(model_dir) / SPEC_FILE)
         self.granularity = meta.get("granularity", "image")
+        self.scaler = self.estimator.pipeline_.named_steps["scale"]
 
-    def predict_proba(self, samples: Sequence[Any]) -> tuple[tuple[str, ...], np.ndarray]:
-        """Extract features per sample (``classical.inputs``) and return ``(classes, proba)``."""
+    def normalization_info(self) -> dict[str, Any]:
+        """The model's normalisation, its stored training plates and reference statistics."""
+        method = self.scaler.method
+        plates = self.estimator.reference_plates()
+        return {"method": method, "training_plates": plates, "reference_statistics": bool(plates)}
+
+    def _measure(self, sample: Any, name: str, group: str | None) -> pd.DataFrame:
+        """The sample's feature rows (``classical.inputs.sample_features``)."""
         from cellcompare.classical.inputs import sample_features
-        self._check(samples)
-        tables = [sample_features(s, self.feature_config, channel_names=self.input_spec.channels,
-                                  granularity=self.granularity, image_number=i + 1)
-                  for i, s in enumerate(samples)]
-        if self.granularity == "cell":
-            cells = pd.concat(tables, ignore_index=True)
-            ids, proba = self.estimator.predict_image_proba(cells)
-            order = {str(k): i for i, k in enumerate(ids)}
-            missing = [s.id for s in samples if str(s.id) not in order]
-            if missing:
-                raise InputSpecError(f"no cells segmented in {missing}; cannot predict")
-            proba = np.asarray(proba)[[order[str(s.id)] for s in samples]]
-        else:
-            table = pd.concat(tables, ignore_index=True)
-            empty = table["Metadata_sample_id"][table["Metadata_Object_Count"] == 0].tolist() \
-                if "Metadata_Object_Count" in table else []
-            if empty:
-                raise InputSpecError(f"no cells segmented in {empty} (blank or out-of-focus "
-                                     "image?); cannot measure features to predict")
-            proba = self.estimator.predict_proba(table)
-        return self._ordered(np.asarray(proba, dtype=float), self.estimator.classes_)
+        table = sample_features(sample, self.feature_config, channel_names=self.input_spec.channels,
+                                granularity=self.granularity)
+        empty = len(table) == 0 if self.granularity == "cell" else \
+            int(table["Metadata_Object_Count"].iloc[0]) == 0
+        if empty:
+            raise InputSpecError(f"no cells segmented in {name} (blank or out-of-focus image?); "
+                                 "cannot measure features to predict")
+        return table
+
+    def _plan(self, table: pd.DataFrame, group: str | None,
+              min_images: int) -> tuple[pd.DataFrame, dict[str, Normalization]]:
+        """The table with each row's plate as the scaler will read it, and each image's
+        normalisation: rows left to the reference statistics get no plate."""
+        from cellcompare.classical.preprocess import (
+            GROUP_COLUMN,
+            MIN_CONTROLS,
+            NEGATIVE_CONTROL,
+            PLATE_COLUMN,
+            WELL_TYPE_COLUMN,
+        )
+        scaler, method = self.scaler, self.scaler.method
+        table = table.assign(**{GROUP_COLUMN: group})
+        keys = scaler.plate_keys(table)  # a controls model reads Metadata_Plate when all rows have it
+        table = table.drop(columns=[PLATE_COLUMN], errors="ignore")
+        images = table["Metadata_sample_id"].astype(str).to_numpy()
+        well_types = (table[WELL_TYPE_COLUMN].astype(str).to_numpy()
+                      if WELL_TYPE_COLUMN in table.columns else np.full(len(table), ""))
+        known = set(self.estimator.reference_plates())
+        plans: dict[str, Normalization] = {}
+        for key in dict.fromkeys(keys):
+            rows = np.array([k == key for k in keys])
+            controls = int((well_types[rows] == NEGATIVE_CONTROL).sum())  # a plate by its controls
+            own = scaler.unseen_groups == "self" and (method == "plate_robust"
+                                                      or controls >= MIN_CONTROLS)
+            plan = choose(method, group_dependent=method != "standard", group=key,
+                          n_images=len(set(images[rows])), known=known, own_possible=own,
+                          min_images=min_images)
+            plans.update(dict.fromkeys(images[rows], plan))
+            if key is not None and plan.statistics == "reference":
+                keys = np.where(rows, None, keys)
+        return table.assign(**{GROUP_COLUMN: keys}), plans
+
+    def _predict(self, parts: dict[int, pd.DataFrame], group: str | None,
+                 min_images: int) -> dict[int, tuple[np.ndarray, Normalization]]:
+        from cellcompare.classical.tables import GROUP_COLUMN
+        from cellcompare.proba import mean_by
+        table, plans = self._plan(pd.concat(parts.values(), ignore_index=True), group, min_images)
+        est = self.estimator
+        reference = table[GROUP_COLUMN].isna().to_numpy() & (self.scaler.method != "standard")
+        proba = np.empty((len(table), len(est.classes_)))
+        if (~reference).any():
+            proba[~reference] = est.predict_proba(table[~reference])
+        if reference.any():
+            proba[reference] = est.predict_reference_proba(table[reference])
+        ids = table["Metadata_sample_id"].astype(str).to_numpy()
+        if self.granularity == "cell":  # the cell mean, as TableClassifier.predict_image_proba
+            ids, proba = mean_by(ids, proba)
+        proba = self._aligned(proba, est.classes_)
+        row = {str(k): i for i, k in enumerate(ids)}
+        return {p: (proba[row[str(p)]], plans[str(p)]) for p in parts}
 
 
 class DeepPredictor(_Base):
-    """A ``deep.DeepClassifier`` on ``deep.inputs.sample_input`` (scaled, channel subset)."""
+    """A ``deep.DeepClassifier`` on ``deep.inputs.sample_input`` (image) or cell crops."""
 
     def __init__(self, model_dir: Path, meta: dict[str, Any]) -> None:
         super().__init__(model_dir, meta)
@@ -115,38 +278,52 @@ class DeepPredictor(_Base):
         self.model = DeepClassifier.load(model_dir / MODEL_SUBDIR)
         index = meta.get("channel_index")
         self.channel_index = None if index is None else [int(c) for c in index]
+        self.cell = meta.get("granularity") == "cell"
+        if self.cell:
+            from cellcompare.features import FeatureConfig
+            self.feature_config = FeatureConfig.from_dict(meta["feature_config"],
+                                                          source=Path(model_dir) / SPEC_FILE)
 
-    def predict_proba(self, samples: Sequence[Any]) -> tuple[tuple[str, ...], np.ndarray]:
-        """Return ``(classes, proba)`` for the samples' images (cell models: mean of their cells)."""
+    def normalization_info(self) -> dict[str, Any]:
+        """The model's normalisation, its stored training plates and reference statistics."""
+        method = self.model.config.normalize if self.cell else "training channel mean and std"
+        return {"method": method, "training_plates": sorted(self.model.group_means_ or {}),
+                "reference_statistics": bool(self.model.group_means_)}
+
+    def _measure(self, sample: Any, name: str, group: str | None) -> Any:
+        """An image model's probabilities (no plate statistics), or a cell model's crops."""
         from cellcompare.deep.inputs import sample_input
-        self._check(samples)
-        if self.meta.get("granularity") == "cell":
-            return self._ordered(self._cell_proba(samples), self.model.classes_)
-        images = [sample_input(s, self.channel_index) for s in samples]
-        proba = np.asarray(self.model.predict_proba(images), dtype=float)
-        return self._ordered(proba, self.model.classes_)
-
-    def _cell_proba(self, samples: Sequence[Any]) -> np.ndarray:
-        """Mean probabilities of every sample's cells (``DeepClassifier.predict_image_proba``).
-
-        Crops are cut with the stored segmentation (``deep.cells.CellInputs.from_samples``);
-        ``normalize: group`` divides by the mean of the served crops of the same
-        ``sample.group`` (samples without a group form one group), as the comparison did for a
-        test plate.
-        """
+        if not self.cell:
+            return self.model.predict_proba([sample_input(sample, self.channel_index)])[0]
         from cellcompare.deep.cells import CellInputs
-        from cellcompare.features import FeatureConfig
-
         cfg = self.model.config
-        cells = CellInputs.from_samples(samples, FeatureConfig.from_dict(self.meta["feature_config"]),
-                                        crop_size=int(cfg.crop_size), channels=self.channel_index,
-                                        mask=cfg.crop_mask, channel_names=self.input_spec.channels)
-        missing = [str(s.id) for s in samples if str(s.id) not in set(cells.images)]
-        if missing:
-            raise InputSpecError(f"no cells segmented in {missing}; cannot predict")
-        ids, proba = self.model.predict_image_proba(cells)
-        order = {str(k): i for i, k in enumerate(ids)}
-        return proba[[order[str(s.id)] for s in samples]]
+        crops = CellInputs.of_sample(sample, self.feature_config, crop_size=int(cfg.crop_size),
+                                     channels=self.channel_index, mask=cfg.crop_mask,
+                                     channel_names=self.input_spec.channels, group=group)
+        if not len(crops):
+            raise InputSpecError(f"no cells segmented in {name}; cannot predict")
+        return crops
+
+    def _predict(self, parts: dict[int, Any], group: str | None,
+                 min_images: int) -> dict[int, tuple[np.ndarray, Normalization]]:
+        if not self.cell:
+            plan = Normalization("training channel mean and std", "fixed", group, len(parts))
+            return {p: (self._aligned(proba[None], self.model.classes_)[0], plan)
+                    for p, proba in parts.items()}
+        from cellcompare.deep.cells import CellInputs
+        cfg = self.model.config
+        cells = CellInputs.join(list(parts.values()), int(cfg.crop_size))
+        known = self.model.group_means_ or {}
+        plan = choose(cfg.normalize, group_dependent=cfg.normalize == "group", group=group,
+                      n_images=len(parts), known=known, own_possible=True, min_images=min_images)
+        if plan.statistics == "reference":
+            ids, proba = self.model.predict_reference_image_proba(cells)
+        else:
+            means = {str(group): known[str(group)]} if plan.statistics == "training_plate" else None
+            ids, proba = self.model.predict_image_proba(cells, means=means)
+        proba = self._aligned(proba, self.model.classes_)
+        row = {str(k): i for i, k in enumerate(ids)}
+        return {p: (proba[row[str(p)]], plan) for p in parts}
 
 
 def load_predictor(model_dir: str | Path) -> Predictor:
