@@ -62,7 +62,8 @@ sys.exit(main(sys.argv[1:]))
 def disk(side: int, radius: int, value: int, noise: int, seed: int) -> np.ndarray:
     """uint8 ``(side, side)``: uniform noise below ``noise`` plus a disk of ``value``."""
     rng = np.random.default_rng(seed)
-    image = rng.integers(0, noise, (side, side), dtype=np.uint8) if noise else np.zeros((side, side), np.uint8)
+    image = (rng.integers(0, noise, (side, side), dtype=np.uint8) if noise
+             else np.zeros((side, side), np.uint8))
     yy, xx = np.ogrid[:side, :side]
     image[(yy - side // 2) ** 2 + (xx - side // 2) ** 2 <= radius ** 2] = value
     return image
@@ -180,8 +181,9 @@ def measure(model: Path, side: int, clients: int, extra: list[str]) -> dict:
         peak = status_mb(pid, "VmHWM") + sum(status_mb(c, "VmHWM") for c in children(pid))
     codes = Counter(r.status_code for r in responses)
     busy = [r for r in responses if r.status_code == 503]
-    ran = max(1, min(clients - len(busy), int(extra[extra.index("--workers") + 1]) if "--workers" in extra
-                     else len(os.sched_getaffinity(0))))
+    workers = (int(extra[extra.index("--workers") + 1]) if "--workers" in extra
+               else len(os.sched_getaffinity(0)))
+    ran = max(1, min(clients - len(busy), workers))
     return {"side": side, "png_kb": len(data) / 1024, "idle": idle, "peak": peak,
             "per_request": (peak - idle) / ran, "codes": dict(sorted(codes.items())),
             "retry_after": all(r.headers.get("retry-after") for r in busy),

@@ -62,19 +62,31 @@ sys.exit(main(sys.argv[1:]))
 
 
 @contextmanager
-def running_server(model: Path, *extra: str) -> Iterator[str]:
+def running_server(model: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[str]:
     """``cellcompare serve MODEL`` as a subprocess on 127.0.0.1; yields its base URL once it listens.
 
-    The server says when its socket listens (a line on a pipe, see :data:`SERVE_SAYING_READY`);
-    the test blocks on that pipe instead of polling ``/health``.
+    ``extra`` arguments come last (a second ``--host`` wins); ``env`` is added to the server's
+    environment.
     """
     port = free_port()
+    with running_cli(["serve", str(model), "--host", HOST, "--port", str(port), *extra], port,
+                     env=env) as url:
+        yield url
+
+
+@contextmanager
+def running_cli(args: list[str], port: int, *, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``cellcompare ARGS`` (a ``serve`` command listening on ``port``) as a subprocess.
+
+    The server says when its socket listens (a line on a pipe, see :data:`SERVE_SAYING_READY`);
+    the test blocks on that pipe instead of polling ``/health``. Yields the base URL on
+    127.0.0.1.
+    """
     read_end, write_end = os.pipe()
     try:
-        proc = subprocess.Popen([sys.executable, "-c", SERVE_SAYING_READY, str(write_end), "serve",
-                                 str(model), "--host", HOST, "--port", str(port), *extra], cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                pass_fds=(write_end,))
+        proc = subprocess.Popen([sys.executable, "-c", SERVE_SAYING_READY, str(write_end), *args],
+                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                pass_fds=(write_end,), env={**os.environ, **(env or {})})
     finally:
         os.close(write_end)  # the child holds the only write end: its exit closes the pipe
     url = f"http://{HOST}:{port}"
@@ -86,7 +98,7 @@ def running_server(model: Path, *extra: str) -> Iterator[str]:
         if said != b"listening\n":  # the pipe closed unsaid: the server exited while starting
             proc.wait(timeout=SAFETY_S)
             pytest.fail(f"server exited ({proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
-        assert httpx.get(f"{url}/health", timeout=SAFETY_S).json() == {"status": "ok"}
+        assert httpx.get(f"{url}/health", timeout=SAFETY_S).json() == {"status": "ok"}  # no token
         yield url
     finally:
         os.close(read_end)
@@ -151,6 +163,51 @@ def test_bad_uploads_get_4xx_json(server, payload, status, words):
     assert response.status_code == status
     assert words in response.json()["detail"]
     assert "/tmp" not in response.json()["detail"]  # no server paths leak
+
+
+@pytest.mark.parametrize("payload, status, words", [
+    (b"\x00garbage bytes, not an image", 415, "not a readable image"),
+    (tiff_bytes(disk_image(20, 0, channels=3)[:, None]), 422, "3 channel(s)"),
+    (tiff_bytes(np.zeros((8, 8), np.uint16)), 422, "8x8 px"),
+    (tiff_bytes(np.zeros((4100, 20), np.uint8)), 422, "4100x20 px"),
+    (b"", 400, "empty upload"),
+])
+def test_batch_answers_the_good_file_and_names_the_bad_one(server, payload, status, words):
+    good = tiff_bytes(disk_image(8, 4)[0])
+    response = post_batch(server[0], [("good.tif", good), ("bad.tif", payload)])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["n_files"], body["n_failed"]) == (2, 1)
+    ok, bad = body["results"]
+    assert (ok["file"], ok["status"], ok["top"][0]["class"]) == ("good.tif", 200, "small")
+    assert (bad["file"], bad["status"]) == ("bad.tif", status) and words in bad["detail"]
+    assert "/tmp" not in bad["detail"]
+
+
+def test_batch_over_the_body_limit_is_413(server):
+    big = b"\x00" * (2 * 2**20)
+    response = post_batch(server[0], [("a.tif", tiff_bytes(disk_image(8, 4)[0])), ("b.tif", big)])
+    assert response.status_code == 413 and "exceeds limit" in response.json()["detail"]
+
+
+def test_batch_equals_single_predictions_and_says_its_plate(server):
+    url, model = server
+    images = [tiff_bytes(disk_image(20 if i % 2 else 8, 30 + i)[0]) for i in range(3)]
+    single = [post(url, im).json() for im in images]
+    body = post_batch(url, [(f"{i}.tif", im) for i, im in enumerate(images)], group="P1").json()
+    assert body["group"] == "P1" and [r["file"] for r in body["results"]] == ["0.tif", "1.tif", "2.tif"]
+    assert [r["top"] for r in body["results"]] == [s["top"] for s in single]  # standard scaling
+    assert {r["normalization"]["statistics"] for r in body["results"]} == {"fixed"}
+
+
+def test_batch_of_too_many_files_is_413(server, tmp_path):
+    image = tiff_bytes(disk_image(8, 1)[0])
+    with running_server(server[1], "--max-files", "2") as url:
+        files = [(f"{i}.tif", image) for i in range(3)]
+        answer = post_batch(url, files)
+        assert answer.status_code == 413
+        assert "batch of 3 files exceeds limit 2" in answer.json()["detail"]
+        assert post_batch(url, files[:2]).status_code == 200
 
 
 class Answers:

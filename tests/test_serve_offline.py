@@ -28,8 +28,8 @@ def disk_image(radius: int, seed: int, channels: int = 1) -> np.ndarray:
     return img
 
 
-def train_classical(out: Path, classes=("big", "small")) -> Path:
-    """Fit an SVM on whole-object features of disks (big radius 20, small radius 8)."""
+def train_classical(out: Path, classes=("big", "small"), model: str = "svm") -> Path:
+    """Fit an SVM (or ``model``) on whole-object features of disks (big radius 20, small 8)."""
     from cellcompare import classical
     cfg = FeatureConfig(preset="minimal", whole_object=True)
     rows, y = [], []
@@ -40,7 +40,7 @@ def train_classical(out: Path, classes=("big", "small")) -> Path:
         rows.append(extract_sample(s, cfg)[1])
         y.append(label)
     X = pd.concat(rows, ignore_index=True)
-    est = classical.make_classifier("svm", tune=False).fit(X, np.array(y))
+    est = classical.make_classifier(model, tune=False).fit(X, np.array(y))
     return serve.export_model(est, out, channels=["Gray"], feature_config=cfg, dtype="uint16")
 
 
@@ -219,3 +219,39 @@ def test_cell_granularity_model_averages_cells_per_image(tmp_path):
     ids, direct = est.predict_image_proba(table)
     assert classes == ("big", "small") and list(ids) == ["q", "r"]
     np.testing.assert_allclose(proba, direct)
+
+
+def test_cli_predict_exits_non_zero_when_every_input_failed(model_dir, tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "broken.tif").write_bytes(b"not a tiff at all")
+    tifffile.imwrite(tmp_path / "in" / "black.tif", np.zeros((64, 64), np.uint16))
+    cmd = [sys.executable, "-m", "cellcompare", "predict", str(model_dir), str(tmp_path / "in"),
+           "--out", str(tmp_path / "p.csv")]
+    failed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 1 and "every input (2) failed" in failed.stderr
+    with open(tmp_path / "p.csv") as fh:
+        assert [bool(r["error"]) for r in csv.DictReader(fh)] == [True, True]  # still written
+    tifffile.imwrite(tmp_path / "in" / "ok.tif", disk_image(20, 3)[0])
+    assert subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=120).returncode == 0
+
+
+def test_csv_says_how_each_image_was_normalised(model_dir, tmp_path):
+    write_inputs(tmp_path / "in")
+    rows = serve.predict_inputs(serve.load_predictor(model_dir), [str(tmp_path / "in")])
+    out = serve.write_csv(rows, tmp_path / "p.csv", 2)
+    with open(out) as fh:
+        table = list(csv.DictReader(fh))
+    assert {r["normalization"] for r in table} == {"standard: no plate statistics needed"}
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is present here")
+def test_deep_model_on_a_missing_gpu_is_refused_at_load(tmp_path):
+    from cellcompare import deep
+    images = [deep.sample_input(Sample(id=f"s{i}", image=disk_image(20 if i % 2 else 8, i)))
+              for i in range(4)]
+    clf = deep.DeepClassifier(_small_deep_config()).fit(images, ["big", "small"] * 2)
+    model = serve.export_model(clf, tmp_path / "m", channels=["Gray"])
+    with pytest.raises(deep.ConfigError, match="device 'cuda' requested"):
+        serve.load_predictor(model, device="cuda")
+    auto = serve.load_predictor(model, device="auto").model.model_
+    assert next(auto.parameters()).device.type == "cpu"                  # no GPU: the CPU

@@ -288,7 +288,8 @@ class DeepClassifier:
         clf.tuning_trials_ = meta["tuning_trials"]
         clf.history_ = meta["history"]
         if "group_means" in meta:  # float64 JSON round-trips exactly
-            clf.group_means_ = {k: np.asarray(v, dtype=np.float64) for k, v in meta["group_means"].items()}
+            clf.group_means_ = {k: np.asarray(v, dtype=np.float64)
+                                for k, v in meta["group_means"].items()}
         model, _ = build_model(clf.config.arch, clf.n_channels_, len(clf.classes_), "none")
         state = torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True)
         model.load_state_dict(state)

@@ -286,7 +286,8 @@ def group_scales(crops: np.ndarray, rows: np.ndarray, keys: np.ndarray, *,
     scales = np.ones((len(rows), crops.shape[1]), dtype=np.float64)
     for key in np.unique(keys):
         member = keys == key
-        mean = np.asarray(given[key], dtype=np.float64) if key in given else per_crop[member].mean(axis=0)
+        mean = (np.asarray(given[key], dtype=np.float64) if key in given
+                else per_crop[member].mean(axis=0))
         scales[member] = np.where(mean > 1e-8, 1.0 / np.maximum(mean, 1e-8), 1.0)
     return scales.astype(np.float32)
 

@@ -132,7 +132,7 @@ def _answer(outcome: Outcome, classes: tuple[str, ...], top: int) -> dict[str, A
 def create_app(model_dir: str | Path, *, max_bytes: int = 64 * 2**20, k: int = 3,
                max_pixels: int | None = DEFAULT_MAX_PIXELS, workers: int | None = None,
                token: str | None = None, docs: bool = False, max_files: int = DEFAULT_MAX_FILES,
-               min_plate_images: int = MIN_PLATE_IMAGES) -> FastAPI:
+               min_plate_images: int = MIN_PLATE_IMAGES, device: str = "cpu") -> FastAPI:
     """Build the app; the model is loaded once in the lifespan.
 
     Parameters
@@ -156,6 +156,8 @@ def create_app(model_dir: str | Path, *, max_bytes: int = 64 * 2**20, k: int = 3
     min_plate_images : int
         Fewest images of an unseen plate in a batch normalised by their own statistics
         (``serve.normalization``).
+    device : str
+        Where a deep model's network runs (``cpu``, ``cuda``, ``auto``).
     """
     state: dict[str, Any] = {}
     workers = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
@@ -164,7 +166,7 @@ def create_app(model_dir: str | Path, *, max_bytes: int = 64 * 2**20, k: int = 3
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        state["predictor"] = load_predictor(model_dir)
+        state["predictor"] = load_predictor(model_dir, device=device)
         yield
         state.clear()
 

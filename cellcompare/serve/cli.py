@@ -55,9 +55,10 @@ def _http(args: argparse.Namespace) -> int:
     from cellcompare.serve.app import create_app
     token = load_token(args.token_file)
     check_binding(args.host, token, args.insecure)
-    limits = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
+    limits = {k: v for k, v in (("max_pixels", args.max_pixels), ("max_files", args.max_files))
+              if v is not None}
     app = create_app(args.model_dir, max_bytes=args.max_mb * 2**20, k=args.top,
-                     workers=args.workers, token=token, docs=args.docs,
+                     workers=args.workers, token=token, docs=args.docs, device=args.device,
                      min_plate_images=args.min_plate_images, **limits)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
@@ -102,6 +103,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     h.add_argument("--insecure", action="store_true",
                    help="allow listening beyond 127.0.0.1 without a token")
     h.add_argument("--docs", action="store_true", help="serve /docs and /openapi.json")
+    h.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"),
+                   help="where a deep model runs (default cpu; a GPU image: cuda)")
+    h.add_argument("--max-files", type=int, default=None,
+                   help="most files of one POST /predict/batch (default 1024); more get 413")
     h.add_argument("--min-plate-images", type=int, default=MIN_PLATE_IMAGES,
                    help="fewest images of an unseen plate in a batch normalised by their own "
                         f"statistics (default {MIN_PLATE_IMAGES})")

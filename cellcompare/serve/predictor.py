@@ -67,7 +67,8 @@ class Predictor(Protocol):
     meta: dict[str, Any]
 
     def predict_batch(self, items: Iterable[tuple[str, Callable[[], Any]]], *,
-                      group: str | None = None, min_plate_images: int = MIN_PLATE_IMAGES) -> list[Outcome]:
+                      group: str | None = None,
+                      min_plate_images: int = MIN_PLATE_IMAGES) -> list[Outcome]:
         """One :class:`Outcome` per ``(name, load)`` item, in order."""
 
 
@@ -270,12 +271,15 @@ class ClassicalPredictor(_Base):
 
 
 class DeepPredictor(_Base):
-    """A ``deep.DeepClassifier`` on ``deep.inputs.sample_input`` (image) or cell crops."""
+    """A ``deep.DeepClassifier`` on ``deep.inputs.sample_input`` (image) or cell crops.
 
-    def __init__(self, model_dir: Path, meta: dict[str, Any]) -> None:
+    ``device`` (``cpu``, ``cuda``, ``auto``) is where the network runs.
+    """
+
+    def __init__(self, model_dir: Path, meta: dict[str, Any], device: str = "cpu") -> None:
         super().__init__(model_dir, meta)
         from cellcompare.deep import DeepClassifier
-        self.model = DeepClassifier.load(model_dir / MODEL_SUBDIR)
+        self.model = DeepClassifier.load(model_dir / MODEL_SUBDIR, device=device)
         index = meta.get("channel_index")
         self.channel_index = None if index is None else [int(c) for c in index]
         self.cell = meta.get("granularity") == "cell"
@@ -326,8 +330,11 @@ class DeepPredictor(_Base):
         return {p: (proba[row[str(p)]], plan) for p in parts}
 
 
-def load_predictor(model_dir: str | Path) -> Predictor:
+def load_predictor(model_dir: str | Path, *, device: str = "cpu") -> Predictor:
     """Load the model of a MODEL_DIR written by :func:`serve.export_model`.
+
+    ``device`` (``cpu``, ``cuda``, ``auto``) places a deep model's network; a classical model
+    runs on the CPU.
 
     Raises
     ------
@@ -336,9 +343,12 @@ def load_predictor(model_dir: str | Path) -> Predictor:
     """
     model_dir = Path(model_dir)
     meta = read_spec(model_dir)
-    cls = ClassicalPredictor if meta["kind"] == "classical" else DeepPredictor
     logger.info("loading %s model from %s", meta["kind"], model_dir)
-    return cls(model_dir, meta)
+    if meta["kind"] == "classical":
+        if device != "cpu":
+            logger.warning("device %r ignored: a classical model predicts on the CPU", device)
+        return ClassicalPredictor(model_dir, meta)
+    return DeepPredictor(model_dir, meta, device=device)
 
 
 def top_pairs(classes: Sequence[str], proba: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
