@@ -5,10 +5,12 @@ chunked upload without Content-Length cannot get past ``max_bytes``), an image's
 pixels are checked from its header before decoding (``max_pixels``), a batch decodes one
 image at a time and keeps only its model input, and at most ``workers`` predictions (single
 or batch) run at once; a request beyond that gets 503 with ``Retry-After`` at once instead of
-queueing memory. So the server's memory is about its baseline plus ``workers`` times the cost
-of one image of ``max_pixels`` (``benchmarks/serve_bench.py`` measures both: about 300 MB idle
-for a classical model and 520 MB per 4096² single-channel upload, see benchmarks/RESULTS.md),
-whatever the number of clients.
+queueing memory. The stated bound, whatever the number of clients: the warm server (about
+355 MB for a classical model, which imports no torch, once a first request has loaded the
+feature kernels), plus at most 32 bytes per decoded pixel value for each running prediction
+(512 MiB for a 4096² single-channel upload; a batch holds one image at a time), plus up to
+100 MB the allocator keeps of freed buffers: 1.48 GB for 2 workers at 4096².
+``benchmarks/serve_bench.py`` measures it (benchmarks/RESULTS.md).
 
 With a token (``token=``), every route but ``/health`` needs ``Authorization: Bearer``
 (``serve.access``); ``/docs`` and ``/openapi.json`` exist only with ``docs=True``.
