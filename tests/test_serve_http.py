@@ -128,6 +128,8 @@ def test_model_endpoint_reports_classes_and_input(server):
     body = httpx.get(f"{server[0]}/model").json()
     assert body["classes"] == ["big", "small"]
     assert body["input"]["channels"] == ["Gray"] and body["kind"] == "classical"
+    assert body["normalization"] == {"method": "standard", "training_plates": [],
+                                     "reference_statistics": False}
 
 
 def test_http_prediction_equals_offline_predict(server, tmp_path):
