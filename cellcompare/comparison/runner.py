@@ -205,7 +205,8 @@ def run(config: CompareConfig) -> Path:
         images, feature_info = extract_features(config, out, fconfig)
     task = build_task(config, ds, out, feature_config=fconfig, image_table=images,
                       feature_info=feature_info, class_counts=data_info["class_counts"])
-    folds = folds_for(out / "folds.csv", task.index, task.folds, config.seed)
+    folds = folds_for(out / "folds.csv", task.index, task.folds, config.seed,
+                      unit_name=task.unit_name)
     context = RunContext(config=config, dataset=ds, task=task, folds=folds,
                          feature_config=fconfig)
     records = run_units(context, out)
