@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cellcompare import deep, serve
+from cellcompare import serve
 from cellcompare.comparison import (
     load_config,
     register_model,
@@ -112,9 +112,11 @@ def test_features_of_other_settings_are_not_mixed(tmp_path):
 
 
 def test_missing_imagenet_weights_are_said_not_silent(monkeypatch, tmp_path):
+    import torch
+
     from cellcompare.comparison.adapters import DeepModel
 
-    monkeypatch.setattr(deep, "imagenet_weights_path", lambda: tmp_path / "absent.pth")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # an empty hub cache
     adapter = DeepModel("resnet18", params={"weights": "auto", "epochs": 1})
     assert adapter._config().weights == "none"
     assert "not cached" in adapter.notes[0]

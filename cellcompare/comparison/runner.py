@@ -19,7 +19,7 @@ from cellcompare.atomic import atomic_path
 from cellcompare.comparison import explain
 from cellcompare.comparison.adapters import model_kind
 from cellcompare.comparison.celltable import cell_table_key, example_cells
-from cellcompare.comparison.config import CompareConfig, ModelSpec
+from cellcompare.comparison.config import CompareConfig, ModelSpec, check_models
 from cellcompare.comparison.context import RunContext
 from cellcompare.comparison.export import export_models
 from cellcompare.comparison.metrics import compute_metrics
@@ -190,12 +190,15 @@ def run(config: CompareConfig) -> Path:
     Path
         The results directory (``config.output``), laid out as in docs/CONTRACTS.md.
     """
+    # one validation pass before any work (seconds): every model's params and weights, the
+    # data listed, the counts against each model's needs; no result is written before it passes
+    check_models(config.models)
+    ds = prepare_dataset(config)
+    checked = preflight(config, ds.index)
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-    ds = prepare_dataset(config)
     data_info = dataset_info(ds, config, out)
-    checked = preflight(config, ds.index)  # seconds; before features: counts vs each model's needs
     config = checked.config
     needs_features = config.labels.level == "cell" or any(model_kind(m.name) != "deep" for m in config.models)
     fconfig = config.feature_config()
