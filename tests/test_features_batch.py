@@ -131,6 +131,35 @@ def test_dask_local_cluster_gives_same_table(dataset, tmp_path):
     pd.testing.assert_frame_equal(load_table(out, level="cell"), load_table(reference, level="cell"))
 
 
+def test_scheduler_is_not_contacted_when_every_image_is_extracted(dataset, tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    out = run_extraction(dataset, tmp_path / "out", MINIMAL, jobs=1)
+    before = sorted(p.stat().st_mtime_ns for p in (out / "image").glob("*.parquet"))
+    contacted = []
+
+    def client(address, *args, **kwargs):  # a real Client would wait 30 s for a dead address
+        contacted.append(address)
+        raise OSError(f"timed out connecting to {address}")
+
+    monkeypatch.setattr(distributed, "Client", client)
+    assert run_extraction(dataset, out, MINIMAL, scheduler="tcp://127.0.0.1:9") == out
+    assert contacted == []
+    assert sorted(p.stat().st_mtime_ns for p in (out / "image").glob("*.parquet")) == before
+    (out / "image" / "000002.parquet").unlink()  # one image to do: the scheduler is asked
+    with pytest.raises(OSError, match="timed out connecting"):
+        run_extraction(dataset, out, MINIMAL, scheduler="tcp://127.0.0.1:9")
+    assert contacted == ["tcp://127.0.0.1:9"]
+
+
+def test_unreadable_dataset_leaves_no_output_folder(tmp_path, caplog):
+    from cellcompare import cli
+
+    out = tmp_path / "feats" / "cp"
+    assert cli.main(["extract", str(tmp_path / "no_such_data"), "--out", str(out)]) == 2
+    assert "no_such_data does not exist" in caplog.text
+    assert not (tmp_path / "feats").exists()
+
+
 def test_excluded_class_is_not_extracted_and_resume_with_other_options_refused(dataset, tmp_path):
     from cellcompare.features.batch import DatasetOptionsMismatchError
 

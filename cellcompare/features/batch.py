@@ -301,7 +301,8 @@ def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: Feature
     jobs : int
         joblib worker processes (ignored when ``scheduler`` is given).
     scheduler : str, optional
-        Address of a Dask distributed scheduler to run the images on.
+        Address of a Dask distributed scheduler to run the images on (not contacted when every
+        image is already extracted).
     dataset_options : dict, optional
         Keyword arguments of :func:`datasets.open_dataset` (``layout``, ``include_classes``,
         ``exclude_classes``, ``on_error`` and reader options such as ``group_by``,
@@ -330,14 +331,15 @@ def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: Feature
     out = Path(out_dir)
     options = normalize_dataset_options(dataset_options)
     _check_resume(out, options, config)
+    from cellcompare.datasets import open_dataset
+
+    # opened before out is created: a dataset that cannot be read leaves no empty output behind
+    ds = open_dataset(str(dataset_dir), **{**DEFAULT_DATASET_OPTIONS, **options})  # never an older view
     for sub in ("cells", "image"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for sub in ("cells", "image", "qc"):
         for path in atomic.remove_stale(out / sub):
             log.info("removed %s, left by a job killed while writing it", path)
-    from cellcompare.datasets import open_dataset
-
-    ds = open_dataset(str(dataset_dir), **{**DEFAULT_DATASET_OPTIONS, **options})  # never an older view
     sources = _resume(out, ds)
     version = hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()[:16]
     _remember((str(dataset_dir), json.dumps(options), version), ds)   # jobs=1 runs in this process
@@ -349,7 +351,7 @@ def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: Feature
     tasks = [(str(dataset_dir), str(out), i, config, i < config.qc_samples, options) for i in todo]
     bar = progress_bar(total=len(todo), desc="features", unit="img")
     start = time.perf_counter()
-    if scheduler:
+    if scheduler and tasks:  # nothing to do: no scheduler to connect to (or wait 30 s for)
         _run_dask(scheduler, tasks, bar, out, version)
     else:
         runner = Parallel(n_jobs=jobs, return_as="generator_unordered", backend="loky")
