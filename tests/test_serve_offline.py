@@ -145,8 +145,8 @@ def test_undo_refuses_to_overwrite(tmp_path):
     manifest = tmp_path / "m.json"
     manifest.write_text(json.dumps({"renames": [{"old": str(tmp_path / "old.tif"),
                                                  "new": str(tmp_path / "new.tif")}]}))
-    restored, problems = serve.undo(manifest)
-    assert restored == 0 and "not overwriting" in problems[0]
+    restored, problems, already = serve.undo(manifest)
+    assert restored == 0 and already == 0 and "not overwriting" in problems[0]
     assert (tmp_path / "old.tif").read_bytes() == b"o"
 
 

@@ -49,7 +49,8 @@ def add_commands(sub: argparse._SubParsersAction, *, default_config: Path = DEMO
     compare = sub.add_parser("compare", help="run the comparison described by a YAML config")
     compare.add_argument("--config", type=Path, default=default_config,
                          help=f"YAML configuration (default: {default_config}, the embedded demo)")
-    compare.add_argument("--out", type=Path, default=None, help="results directory (overrides output:)")
+    compare.add_argument("--out", type=Path, default=None,
+                         help="results directory (default: the configuration's output:)")
     compare.add_argument("--weights", type=Path, default=None, metavar="PATH",
                          help="ImageNet weights file for every resnet18 with weights: imagenet or "
                               "auto, instead of the torch hub cache (torchvision's "

@@ -42,9 +42,22 @@ def read_file_sample(path: str | Path) -> Any:
     return Sample(id=path.stem, image=read_image(path), paths=(str(path),))
 
 
+def _channel_files(folder: Path) -> bool:
+    """Whether the images at the top of ``folder`` are one file per channel (a file-name
+    preset such as ``{well}_s{site}_w{channel}``, or sets ``name_D.tif, name_F.tif``), to be
+    read as one multi-channel image per set, as ``datasets.open_dataset`` reads them."""
+    from cellcompare.datasets.errors import LayoutError
+    from cellcompare.datasets.loader import detect_layout
+
+    try:
+        return detect_layout(folder) in ("pattern", "channelsets")
+    except LayoutError:
+        return False
+
+
 def _folder_items(folder: Path) -> Iterator[tuple[str, Any]]:
     flat = sorted(p for p in folder.iterdir() if _is_image(p))
-    if flat:
+    if flat and not _channel_files(folder):
         yield from ((str(p), p) for p in flat)
         return
     from cellcompare.datasets import open_dataset
@@ -62,7 +75,11 @@ def _folder_items(folder: Path) -> Iterator[tuple[str, Any]]:
 def expand_inputs(inputs: Sequence[str]) -> list[tuple[str, Any]]:
     """Turn files, folders and globs into ``(display_path, source)`` items.
 
-    ``source`` is a file Path, a ``(dataset, index)`` pair or an exception (a skipped input).
+    A file is one image. A folder is one of: image files, each one image; one file per
+    channel (``B02_s1_w1.png ... B02_s1_w6.png``, or ``name_D.tif, name_F.tif``), each set
+    one image; or a dataset in any layout ``datasets.open_dataset`` reads (class folders,
+    RxRx1, ...). ``source`` is a file Path, a ``(dataset, index)`` pair or an exception (a
+    skipped input).
     """
     items: list[tuple[str, Any]] = []
     for raw in inputs:
@@ -90,10 +107,18 @@ def _load(source: Any) -> Any:
     return sample
 
 
+#: Failing inputs logged one by one; the others are in the rows (the CSV's error column).
+LOGGED_FAILURES = 5
+
+
 def predict_inputs(predictor: Predictor, inputs: Sequence[str], *,
                    k: int = 3) -> list[PredictionRow]:
-    """Predict every image of ``inputs``; a failing image yields a row with ``error`` set."""
+    """Predict every image of ``inputs``; a failing image yields a row with ``error`` set.
+
+    The first :data:`LOGGED_FAILURES` failures are logged; every failure is in its row.
+    """
     rows = []
+    failed = 0
     for path, source in progress_bar(expand_inputs(inputs), desc="predict", unit="img", leave=False):
         try:
             sample = _load(source)
@@ -103,8 +128,13 @@ def predict_inputs(predictor: Predictor, inputs: Sequence[str], *,
             classes, proba = predictor.predict_proba([sample])
             rows.append(PredictionRow(path, tuple(top_pairs(classes, proba, k)[0]), files=files))
         except (ValueError, OSError, RuntimeError) as exc:
-            logger.warning("cannot predict %s: %s", path, exc)
+            failed += 1
+            if failed <= LOGGED_FAILURES:
+                logger.warning("cannot predict %s: %s", path, exc)
             rows.append(PredictionRow(path, error=f"{type(exc).__name__}: {exc}"))
+    if failed > LOGGED_FAILURES:
+        logger.warning("%d more inputs could not be predicted; every reason is in the error "
+                       "column", failed - LOGGED_FAILURES)
     return rows
 
 
