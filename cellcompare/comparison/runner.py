@@ -225,7 +225,7 @@ def run(config: CompareConfig) -> Path:
         collected["exported_models"] = export_models(context, out)
     _feature_examples(config, out, task.cell_table, ds, feature_info.get("cell_table"))
     metrics = {"top_k": config.top_k, "metric_names": metric_names,
-               "classes": list(task.classes), "labels": task.info,
+               "classes": list(task.classes), "labels": task.info, "task": task.record(),
                "dataset": data_info,
                "folds": {"n_splits": config.folds.n_splits, "group_column": config.folds.group_column,
                          "seed": config.seed, "holdout_fraction": config.folds.holdout_fraction},
