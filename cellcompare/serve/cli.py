@@ -20,10 +20,12 @@ def _predict(args: argparse.Namespace) -> int:
     rows = predict_inputs(load_predictor(args.model_dir), args.inputs, k=args.top)
     out = write_csv(rows, args.out, args.top)
     print(out)
-    if all(row.error for row in rows):
+    failed = [row.error for row in rows if row.error]
+    if len(failed) == len(rows):
         log.error("none of the %d inputs could be predicted (reasons in %s); the first: %s. A "
                   "folder of one file per channel is read as one image per set when the files "
-                  "are named like {name}_w1.png ... {name}_w6.png", len(rows), out, rows[0].error)
+                  "are named like {name}_w1.png ... {name}_w6.png", len(rows), out,
+                  failed[0] if failed else "no image found")
         return ALL_FAILED
     if not args.rename:
         return 0
