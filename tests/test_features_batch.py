@@ -151,6 +151,16 @@ def test_scheduler_is_not_contacted_when_every_image_is_extracted(dataset, tmp_p
     assert contacted == ["tcp://127.0.0.1:9"]
 
 
+def test_reused_workers_read_relative_paths_from_the_callers_folder(dataset, tmp_path, monkeypatch):
+    """loky keeps its workers between runs, each in the folder it started in."""
+    run_extraction(dataset, tmp_path / "warm", MINIMAL, jobs=2)  # workers start here
+    monkeypatch.chdir(dataset.parent)
+    out = run_extraction(dataset.name, "relative", MINIMAL, jobs=2)
+    assert len(load_table(dataset.parent / "relative", level="image")) == 4
+    assert pd.read_csv(dataset.parent / "relative" / "errors.csv").empty
+    assert json.loads((out / "manifest.json").read_text())["dataset_dir"] == dataset.name
+
+
 def test_unreadable_dataset_leaves_no_output_folder(tmp_path, caplog):
     from cellcompare import cli
 

@@ -332,6 +332,7 @@ def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: Feature
     options = normalize_dataset_options(dataset_options)
     _check_resume(out, options, config)
     from cellcompare.datasets import open_dataset
+    from cellcompare.datasets.storage import is_url
 
     # opened before out is created: a dataset that cannot be read leaves no empty output behind
     ds = open_dataset(str(dataset_dir), **{**DEFAULT_DATASET_OPTIONS, **options})  # never an older view
@@ -342,13 +343,15 @@ def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: Feature
             log.info("removed %s, left by a job killed while writing it", path)
     sources = _resume(out, ds)
     version = hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()[:16]
-    _remember((str(dataset_dir), json.dumps(options), version), ds)   # jobs=1 runs in this process
+    # workers get absolute paths: a reused worker process keeps the folder it started in
+    where = str(dataset_dir) if is_url(dataset_dir) else str(Path(dataset_dir).absolute())
+    _remember((where, json.dumps(options), version), ds)   # jobs=1 runs in this process
     _write_manifest(out, str(dataset_dir), ds, config, options, sources)
     skipped = [{"sample_id": "", "path": str(r.path), "reason": str(r.reason)} for r in ds.skipped]
     _append_errors(out, skipped)
     todo = [i for i in range(len(ds)) if not part_path(out, "image", i + 1).exists()]
     log.info("%d of %d images to extract into %s", len(todo), len(ds), out)
-    tasks = [(str(dataset_dir), str(out), i, config, i < config.qc_samples, options) for i in todo]
+    tasks = [(where, str(out.absolute()), i, config, i < config.qc_samples, options) for i in todo]
     bar = progress_bar(total=len(todo), desc="features", unit="img")
     start = time.perf_counter()
     if scheduler and tasks:  # nothing to do: no scheduler to connect to (or wait 30 s for)
