@@ -111,3 +111,16 @@ def test_cells_given_with_nuclei_are_numbered_by_their_nucleus(tmp_path):
     sample = Sample(id="s", image=np.zeros((1, *SHAPE), np.uint8))
     masks = read_masks(sample, {"Nuclei": "n.png", "Cells": "c.png"}, tmp_path)
     assert masks["Cells"][16, 16 + 10] == 1 and masks["Cells"][48, 48 + 10] == 2
+
+
+def test_cell_crops_are_cut_around_the_given_nuclei(dataset):
+    """A deep cell model sees the same objects as the features: one crop per given nucleus."""
+    from cellcompare.deep.crops import sample_crops
+
+    sample = open_dataset(dataset).get("s1")
+    config = FeatureConfig(preset="minimal", masks={"Nuclei": "masks/{sample_id}_nuclei.png"})
+    crops, cells = sample_crops(sample, config, crop_size=16)
+    assert crops.shape == (4, 2, 16, 16)
+    assert cells["Metadata_ObjectNumber"].tolist() == [1, 2, 3, 4]
+    centres = sorted(zip(cells["Metadata_Location_Center_Y"].round(), cells["Metadata_Location_Center_X"].round()))
+    assert centres == [(16.0, 16.0), (16.0, 48.0), (48.0, 32.0), (58.0, 6.0)]
