@@ -48,7 +48,9 @@ from tests.test_serve_http import post, running_server
 from tests.test_serve_offline import disk_image, train_classical
 
 ROOT = Path(__file__).resolve().parents[1]
-MINIMAL = FeatureConfig(preset="minimal", objects=("Nuclei", "Cells"), qc_samples=0)
+# the diameter set: a fresh extraction of the grown dataset (the reference) would otherwise
+# estimate it from another sample of images than the run that is resumed keeps
+MINIMAL = FeatureConfig(preset="minimal", objects=("Nuclei", "Cells"), qc_samples=0, diameter=(9.7, 38.7))
 WHOLE = FeatureConfig(preset="minimal", whole_object=True, qc_samples=0)   # one disk per image
 
 

@@ -90,6 +90,14 @@ def test_end_to_end_separates_classes_on_identical_folds(tmp_path):
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary.model) == ["svm", "xgboost", "smallcnn"]
     assert (out / "feature_importance.csv").exists() and (out / "class_differences.json").exists()
+    segmentation = metrics["segmentation"]        # chosen once, recorded, and stated in the report
+    assert segmentation["dna_channel"] == {"name": "DNA", "chosen_by": "config"}
+    assert segmentation["diameter"]["chosen_by"] == "estimated"
+    low, high = segmentation["diameter"]["range"]
+    assert low < segmentation["qc"]["median_diameter"] < high
+    assert segmentation["qc"]["n_images"] == 18 and segmentation["qc"]["flagged"] == []
+    assert "nuclei segmented on channel &#39;DNA&#39; (as configured), diameter" in \
+        (out / "report.html").read_text()
 
     again = run(_write_config(tmp_path, ["svm", "xgboost"], name="rerun", report=False))
     assert (pd.read_csv(again / "folds.csv", dtype={"sample_id": str}).equals(folds))

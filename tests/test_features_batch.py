@@ -198,8 +198,8 @@ def test_resume_with_other_feature_settings_is_refused(dataset, tmp_path):
 
     out = run_extraction(dataset, tmp_path / "out", MINIMAL)
     before = sorted(p.stat().st_mtime_ns for p in (out / "image").glob("*.parquet"))
-    other = FeatureConfig.from_dict({**MINIMAL.to_dict(), "min_area": MINIMAL.min_area + 5})
-    with pytest.raises(FeatureConfigMismatchError, match=r"\['min_area'\] differ"):
+    other = FeatureConfig.from_dict({**MINIMAL.to_dict(), "min_area": 35})
+    with pytest.raises(FeatureConfigMismatchError, match=r"'min_area'\] differ"):
         run_extraction(dataset, out, other)
     # nothing already computed is touched, and the same settings still resume
     assert sorted(p.stat().st_mtime_ns for p in (out / "image").glob("*.parquet")) == before
@@ -226,3 +226,20 @@ def test_load_table_errors(tmp_path):
         load_table(tmp_path, level="well")
     with pytest.raises(FileNotFoundError, match="no Parquet parts"):
         load_table(tmp_path, level="image")
+
+
+def test_a_resumed_extraction_keeps_the_diameter_it_chose(dataset, tmp_path):
+    """Images added after the start do not move the estimated diameter of the parts written."""
+    import json
+
+    config = FeatureConfig(preset="minimal", objects=("Nuclei",), qc_samples=0)
+    out = run_extraction(dataset, tmp_path / "out", config)
+    manifest = json.loads((out / "manifest.json").read_text())
+    chosen = manifest["config"]["diameter"]
+    assert manifest["segmentation"]["diameter"]["chosen_by"] == "estimated"
+    assert manifest["user_config"]["diameter"] is None and len(chosen) == 2
+    manifest["config"]["diameter"] = [chosen[0] + 1.0, chosen[1] + 4.0]   # as if other images
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    run_extraction(dataset, out, config)                                   # resumed: not refused
+    assert json.loads((out / "manifest.json").read_text())["config"]["diameter"] == \
+        [chosen[0] + 1.0, chosen[1] + 4.0]

@@ -35,6 +35,8 @@ from cellcompare.comparison.results import (
 )
 from cellcompare.comparison.splits import HOLDOUT, folds_for
 from cellcompare.comparison.uncertainty import uncertainty
+from cellcompare.features.plan import plan_extraction
+from cellcompare.features.qc import segmentation_qc
 from cellcompare.progress import progress_bar
 
 __all__ = ["run", "run_units", "MEMORY_METHOD", "UnitError"]
@@ -201,11 +203,14 @@ def run(config: CompareConfig) -> Path:
     data_info = dataset_info(ds, config, out)
     config = checked.config
     needs_features = config.labels.level == "cell" or any(model_kind(m.name) != "deep" for m in config.models)
-    fconfig = config.feature_config()
+    fconfig, segmentation = config.feature_config(), {}
+    if needs_features or any(m.granularity == "cell" for m in config.models):
+        fconfig, segmentation = plan_extraction(ds, fconfig, out / "features")  # once per run
     images = None
     feature_info: dict[str, Any] = {"preset": None, "n_features": 0, "cells_per_image": {}}
     if needs_features:
         images, feature_info = extract_features(config, out, fconfig)
+        segmentation["qc"] = segmentation_qc(images, fconfig.diameter, whole_object=fconfig.whole_object)
     task = build_task(config, ds, out, feature_config=fconfig, image_table=images,
                       feature_info=feature_info, class_counts=data_info["class_counts"])
     folds = folds_for(out / "folds.csv", task.index, task.folds, config.seed,
@@ -230,7 +235,8 @@ def run(config: CompareConfig) -> Path:
                "folds": {"n_splits": config.folds.n_splits, "group_column": config.folds.group_column,
                          "seed": config.seed, "holdout_fraction": config.folds.holdout_fraction},
                "environment": environment(), "memory_method": MEMORY_METHOD,
-               "features": feature_info, "preflight": checked.report, **collected}
+               "features": feature_info, "segmentation": segmentation, "preflight": checked.report,
+               **collected}
     atomic.write_json(out / "metrics.json", metrics)
     task.write_gallery(out, metrics, context.gallery_crops)
     with atomic_path(out / "summary.csv") as tmp:

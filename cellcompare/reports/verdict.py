@@ -15,7 +15,7 @@ import numpy as np
 from cellcompare.reports.load import Results
 from cellcompare.reports.sections import weights_statement
 
-__all__ = ["IMBALANCE_RATIO", "first_box", "caveats", "cost_rows", "hardware",
+__all__ = ["IMBALANCE_RATIO", "first_box", "caveats", "cost_rows", "hardware", "segmentation_caveats",
            "units_per_class"]
 
 #: Shown only for results without a headline (the run states its own question).
@@ -74,6 +74,39 @@ def caveats(results: Results) -> list[dict[str, Any]]:
         else:
             text = f"classes are balanced (largest / smallest = {ratio:.1f})"
         out.append({"key": "imbalance", "text": text, "warn": ratio > IMBALANCE_RATIO})
+    return out + segmentation_caveats(metrics.get("segmentation") or {})
+
+
+def segmentation_caveats(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the segmentation chose, and what its QC doubts (``metrics.json`` ``segmentation``).
+
+    Examples
+    --------
+    >>> from cellcompare.reports.verdict import segmentation_caveats
+    >>> record = {"dna_channel": {"name": "D", "chosen_by": "signal"},
+    ...           "diameter": {"range": [9.4, 37.6], "chosen_by": "estimated"},
+    ...           "warnings": [], "qc": {"caveats": ["segmentation QC flags 3 of 9 images"]}}
+    >>> [(c["key"], c["warn"]) for c in segmentation_caveats(record)]
+    [('segmentation', False), ('segmentation.qc.0', True)]
+    >>> segmentation_caveats(record)[0]["text"]
+    "nuclei segmented on channel 'D' (chosen by signal), diameter 9.4-37.6 px (estimated from the images)"
+    """
+    dna = record.get("dna_channel") or {}
+    if not dna:
+        return []
+    how = {"config": "as configured", "name": "chosen by name", "signal": "chosen by signal",
+           "name and signal": "chosen by name and signal", "only channel": "the only channel"}
+    text = f"nuclei segmented on channel {dna.get('name')!r} ({how.get(dna.get('chosen_by'), dna.get('chosen_by'))})"
+    diameter = record.get("diameter") or {}
+    if diameter.get("range"):
+        low, high = diameter["range"]
+        source = "estimated from the images" if diameter.get("chosen_by") == "estimated" else "as configured"
+        text += f", diameter {low:g}-{high:g} px ({source})"
+    elif diameter.get("chosen_by") == "masks":
+        text = "label images given with the data (features.masks)"
+    out = [{"key": "segmentation", "text": text, "warn": False}]
+    doubts = list(record.get("warnings") or []) + list((record.get("qc") or {}).get("caveats") or [])
+    out += [{"key": f"segmentation.qc.{i}", "text": t, "warn": True} for i, t in enumerate(doubts)]
     return out
 
 
