@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +32,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     system) and ends in ``.tmp``, so no reader globbing ``*.parquet`` ever sees it. Writers that
     append a suffix to a file name (``numpy.savez``) must be given an open file instead. On any
     exception it is removed and ``path`` is left as it was; a process killed mid-write leaves
-    it behind, for :func:`remove_stale` to clear when the job resumes.
+    it behind, for :func:`remove_stale` to clear when the job resumes. The file gets the mode
+    any new file gets under the process umask (0644 under 022), not ``mkstemp``'s 0600.
 
     Parameters
     ----------
@@ -66,15 +66,30 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = _new_temporary(path)
     try:
         yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _new_temporary(path: Path) -> Path:
+    """Create an empty, hidden temporary file beside ``path``, with the process umask's mode.
+
+    ``tempfile.mkstemp`` makes files 0600 whatever the umask, so every result file (renamed
+    over its final name) could be read by its owner only; created with mode 0666 here, the
+    kernel applies the umask as for any other new file (0644 under the usual 022).
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}{TMP_SUFFIX}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:  # pragma: no cover - 48 random bits collided
+            continue
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {path}")  # pragma: no cover
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:

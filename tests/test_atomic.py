@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import numpy as np
+import pandas as pd
+import pytest
 
-from cellcompare.atomic import write_json
+from cellcompare.atomic import atomic_path, write_json, write_text
 from cellcompare.reports.load import load_results
 
 
@@ -35,3 +39,24 @@ def test_an_old_results_folder_with_nan_literals_still_loads(tmp_path):
     assert "NaN" in (out / "metrics.json").read_text()
     loaded = load_results(out)
     assert np.isnan(next(iter(loaded.metrics["models"].values()))["folds"][0]["log_loss"])
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test and restore the previous one afterwards."""
+    before = os.umask(0o022)
+    os.umask(before)
+    yield os.umask
+    os.umask(before)
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_result_files_get_the_mode_of_the_process_umask(tmp_path, umask, mask, mode):
+    """Colleagues on a shared server can read results under umask 022 (mkstemp's 0600 before)."""
+    umask(mask)
+    written = [write_json(tmp_path / "m.json", {"a": 1}), write_text(tmp_path / "r.html", "<p>")]
+    with atomic_path(tmp_path / "t.parquet") as tmp:
+        pd.DataFrame({"x": [1, 2]}).to_parquet(tmp)
+    written.append(tmp_path / "t.parquet")
+    assert [stat.S_IMODE(p.stat().st_mode) for p in written] == [mode] * 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "r.html", "t.parquet"]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cellcompare import deep, serve
+from cellcompare import serve
 from cellcompare.comparison import (
     load_config,
     register_model,
@@ -90,6 +90,14 @@ def test_end_to_end_separates_classes_on_identical_folds(tmp_path):
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary.model) == ["svm", "xgboost", "smallcnn"]
     assert (out / "feature_importance.csv").exists() and (out / "class_differences.json").exists()
+    segmentation = metrics["segmentation"]        # chosen once, recorded, and stated in the report
+    assert segmentation["dna_channel"] == {"name": "DNA", "chosen_by": "config"}
+    assert segmentation["diameter"]["chosen_by"] == "estimated"
+    low, high = segmentation["diameter"]["range"]
+    assert low < segmentation["qc"]["median_diameter"] < high
+    assert segmentation["qc"]["n_images"] == 18 and segmentation["qc"]["flagged"] == []
+    assert "nuclei segmented on channel &#39;DNA&#39; (as configured), diameter" in \
+        (out / "report.html").read_text()
 
     again = run(_write_config(tmp_path, ["svm", "xgboost"], name="rerun", report=False))
     assert (pd.read_csv(again / "folds.csv", dtype={"sample_id": str}).equals(folds))
@@ -112,9 +120,11 @@ def test_features_of_other_settings_are_not_mixed(tmp_path):
 
 
 def test_missing_imagenet_weights_are_said_not_silent(monkeypatch, tmp_path):
+    import torch
+
     from cellcompare.comparison.adapters import DeepModel
 
-    monkeypatch.setattr(deep, "imagenet_weights_path", lambda: tmp_path / "absent.pth")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # an empty hub cache
     adapter = DeepModel("resnet18", params={"weights": "auto", "epochs": 1})
     assert adapter._config().weights == "none"
     assert "not cached" in adapter.notes[0]

@@ -82,6 +82,25 @@ def test_folds_for_reuses_and_checks_saved_file(tmp_path):
         folds_for(path, _index(per_class=11), FoldsConfig(n_splits=5), seed=0)
 
 
+def test_folds_of_images_without_a_group_are_reused(tmp_path):
+    """Class folders have no group (None): the second run reads back the folds it saved."""
+    index = _index().assign(group=None)
+    path = tmp_path / "folds.csv"
+    first = folds_for(path, index, FoldsConfig(n_splits=5), seed=0)
+    assert (first.group == "").all()
+    again = folds_for(path, index, FoldsConfig(n_splits=5), seed=0)
+    assert again.fold.tolist() == first.fold.tolist()
+    assert again.group.tolist() == [""] * len(index)
+
+
+def test_folds_log_names_the_unit(caplog):
+    caplog.set_level("INFO", logger="cellcompare.comparison.splits")
+    make_folds(_index(), FoldsConfig(n_splits=5), seed=0, unit_name="cells")
+    assert "30 cells in 5 folds" in caplog.text
+    with pytest.raises(FoldError, match="needs at least 5 cells per class"):
+        make_folds(_index(per_class=4), FoldsConfig(n_splits=5), seed=0, unit_name="cells")
+
+
 def test_holdout_is_separate_and_stratified():
     folds = make_folds(_index(per_class=12), FoldsConfig(n_splits=3, holdout_fraction=0.25), seed=0)
     held = folds[folds.fold == -1]

@@ -131,6 +131,45 @@ def test_dask_local_cluster_gives_same_table(dataset, tmp_path):
     pd.testing.assert_frame_equal(load_table(out, level="cell"), load_table(reference, level="cell"))
 
 
+def test_scheduler_is_not_contacted_when_every_image_is_extracted(dataset, tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    out = run_extraction(dataset, tmp_path / "out", MINIMAL, jobs=1)
+    before = sorted(p.stat().st_mtime_ns for p in (out / "image").glob("*.parquet"))
+    contacted = []
+
+    def client(address, *args, **kwargs):  # a real Client would wait 30 s for a dead address
+        contacted.append(address)
+        raise OSError(f"timed out connecting to {address}")
+
+    monkeypatch.setattr(distributed, "Client", client)
+    assert run_extraction(dataset, out, MINIMAL, scheduler="tcp://127.0.0.1:9") == out
+    assert contacted == []
+    assert sorted(p.stat().st_mtime_ns for p in (out / "image").glob("*.parquet")) == before
+    (out / "image" / "000002.parquet").unlink()  # one image to do: the scheduler is asked
+    with pytest.raises(OSError, match="timed out connecting"):
+        run_extraction(dataset, out, MINIMAL, scheduler="tcp://127.0.0.1:9")
+    assert contacted == ["tcp://127.0.0.1:9"]
+
+
+def test_reused_workers_read_relative_paths_from_the_callers_folder(dataset, tmp_path, monkeypatch):
+    """loky keeps its workers between runs, each in the folder it started in."""
+    run_extraction(dataset, tmp_path / "warm", MINIMAL, jobs=2)  # workers start here
+    monkeypatch.chdir(dataset.parent)
+    out = run_extraction(dataset.name, "relative", MINIMAL, jobs=2)
+    assert len(load_table(dataset.parent / "relative", level="image")) == 4
+    assert pd.read_csv(dataset.parent / "relative" / "errors.csv").empty
+    assert json.loads((out / "manifest.json").read_text())["dataset_dir"] == dataset.name
+
+
+def test_unreadable_dataset_leaves_no_output_folder(tmp_path, caplog):
+    from cellcompare import cli
+
+    out = tmp_path / "feats" / "cp"
+    assert cli.main(["extract", str(tmp_path / "no_such_data"), "--out", str(out)]) == 2
+    assert "no_such_data does not exist" in caplog.text
+    assert not (tmp_path / "feats").exists()
+
+
 def test_excluded_class_is_not_extracted_and_resume_with_other_options_refused(dataset, tmp_path):
     from cellcompare.features.batch import DatasetOptionsMismatchError
 
@@ -159,8 +198,8 @@ def test_resume_with_other_feature_settings_is_refused(dataset, tmp_path):
 
     out = run_extraction(dataset, tmp_path / "out", MINIMAL)
     before = sorted(p.stat().st_mtime_ns for p in (out / "image").glob("*.parquet"))
-    other = FeatureConfig.from_dict({**MINIMAL.to_dict(), "min_area": MINIMAL.min_area + 5})
-    with pytest.raises(FeatureConfigMismatchError, match=r"\['min_area'\] differ"):
+    other = FeatureConfig.from_dict({**MINIMAL.to_dict(), "min_area": 35})
+    with pytest.raises(FeatureConfigMismatchError, match=r"'min_area'\] differ"):
         run_extraction(dataset, out, other)
     # nothing already computed is touched, and the same settings still resume
     assert sorted(p.stat().st_mtime_ns for p in (out / "image").glob("*.parquet")) == before
@@ -187,3 +226,20 @@ def test_load_table_errors(tmp_path):
         load_table(tmp_path, level="well")
     with pytest.raises(FileNotFoundError, match="no Parquet parts"):
         load_table(tmp_path, level="image")
+
+
+def test_a_resumed_extraction_keeps_the_diameter_it_chose(dataset, tmp_path):
+    """Images added after the start do not move the estimated diameter of the parts written."""
+    import json
+
+    config = FeatureConfig(preset="minimal", objects=("Nuclei",), qc_samples=0)
+    out = run_extraction(dataset, tmp_path / "out", config)
+    manifest = json.loads((out / "manifest.json").read_text())
+    chosen = manifest["config"]["diameter"]
+    assert manifest["segmentation"]["diameter"]["chosen_by"] == "estimated"
+    assert manifest["user_config"]["diameter"] is None and len(chosen) == 2
+    manifest["config"]["diameter"] = [chosen[0] + 1.0, chosen[1] + 4.0]   # as if other images
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    run_extraction(dataset, out, config)                                   # resumed: not refused
+    assert json.loads((out / "manifest.json").read_text())["config"]["diameter"] == \
+        [chosen[0] + 1.0, chosen[1] + 4.0]

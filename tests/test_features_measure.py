@@ -195,7 +195,7 @@ def test_extract_sample_tables_follow_contract():
         cyto[(yy - cy) ** 2 + (xx - cx) ** 2 < 144] = 120
     image = np.stack([dna, cyto]).astype(np.uint8)
     sample = _FakeSample(image, ("DNA", "Actin"))
-    cells, row = extract_sample(sample, FeatureConfig(preset="minimal", cyto_channel="Actin"),
+    cells, row = extract_sample(sample, FeatureConfig(preset="minimal", cyto_channel="Actin", threshold_method="otsu"),
                                 image_number=7)
     assert len(cells) == 2 and list(cells["Metadata_ObjectNumber"]) == [1, 2]
     assert (cells["Metadata_ImageNumber"] == 7).all() and (cells["Metadata_label"] == "a").all()

@@ -27,7 +27,7 @@ def _disks(centers, radius, size=96, value=1.0):
 def test_separate_disks_are_found_with_their_area(method, dtype):
     rng = np.random.default_rng(0)
     image = _disks([(20, 20), (60, 70)], 8) * 200 + 30 + rng.normal(0, 10, (96, 96)).clip(-25, 25)
-    labels = segment_nuclei(image.astype(dtype), method=method, smoothing_sigma=0.5)
+    labels = segment_nuclei(image.astype(dtype), threshold=method, smoothing_sigma=0.5)
     assert labels.max() == 2
     areas = np.bincount(labels.ravel())[1:]
     np.testing.assert_allclose(areas, np.pi * 64, rtol=0.05)
@@ -52,7 +52,7 @@ def test_size_and_border_filters():
     with pytest.raises(SegmentationError, match="2-D"):
         segment_nuclei(np.zeros((2, 8, 8)))
     with pytest.raises(SegmentationError, match="threshold method"):
-        segment_nuclei(image, method="magic")
+        segment_nuclei(image, threshold="magic")
 
 
 def test_cells_grow_from_nuclei_and_cytoplasm_is_the_difference():

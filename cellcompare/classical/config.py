@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cellcompare.classical.estimator import TableClassifier, make_classifier
+from cellcompare.classical.estimator import TableClassifier, check_params, make_classifier
 from cellcompare.config import build, load_yaml
 
 
@@ -34,6 +34,9 @@ class ClassicalConfig:
     n_jobs: int = 1
     class_weight: str | dict | None = None
     params: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_params(self.name, self.params)
 
     @classmethod
     def from_dict(cls, data: dict, *, source: str | Path | None = None) -> "ClassicalConfig":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,7 @@ from cellcompare.classical.errors import (
     NonFiniteFeaturesError,
     UnseenLabelError,
 )
-from cellcompare.classical.models import MODEL_NAMES, SEARCH_SPACES, build_model
+from cellcompare.classical.models import MODEL_NAMES, SEARCH_SPACES, build_model, final_params
 from cellcompare.classical.preprocess import PLATE_COLUMN, FeatureSelector, TableCleaner, TableScaler
 from cellcompare.classical.scale import MANY_CLASSES
 from cellcompare.classical.tables import (
@@ -28,6 +29,7 @@ from cellcompare.classical.tables import (
     validate_labels,
 )
 from cellcompare.classical.tuning import inner_splits, search
+from cellcompare.config import UnknownKeyError
 from cellcompare.proba import mean_by
 
 logger = logging.getLogger(__name__)
@@ -292,6 +294,45 @@ class TableClassifier(ClassifierMixin, BaseEstimator):
         """Accuracy on ``X``; labels unseen while fitting raise :class:`UnseenLabelError`."""
         y = self.check_labels(y)
         return float(np.average(self.predict(X) == y, weights=sample_weight))
+
+
+def check_params(name: str, params: dict, *, where: str = "params",
+                 source: str | Path | None = None) -> None:
+    """Raise :class:`~cellcompare.config.UnknownKeyError` for a key :func:`make_classifier` cannot use.
+
+    A key must name a :class:`TableClassifier` parameter or one of the final estimator's
+    (``classical.models.final_params``); so must each key of ``model_params``. Checked when a
+    configuration is read, so that a typo stops a run before any work, not at the first fit.
+
+    Parameters
+    ----------
+    name : {"svm", "linear_svm", "xgboost"}
+        The classifier.
+    params : dict
+        Keyword arguments of :func:`make_classifier`.
+    where : str
+        Dotted position of ``params`` in the configuration (``models[1].params``).
+    source : str or Path, optional
+        The configuration file, for the message.
+
+    Examples
+    --------
+    >>> from cellcompare.classical.estimator import check_params
+    >>> check_params("xgboost", {"max_depth": 4, "normalize": "plate_robust"})
+    >>> check_params("xgboost", {"max_dept": 4}, where="models[1].params", source="run.yaml")
+    Traceback (most recent call last):
+    ...
+    cellcompare.config.UnknownKeyError: run.yaml: unknown key 'models[1].params.max_dept'; ...
+    """
+    final = final_params(name)
+    table = set(TableClassifier().get_params()) - {"model", "granularity"}
+    for key in params:
+        if key not in table | final:
+            raise UnknownKeyError(f"{where}.{key}", sorted(table | final), source)
+    nested = params.get("model_params") or {}
+    for key in nested:
+        if key not in final:
+            raise UnknownKeyError(f"{where}.model_params.{key}", sorted(final), source)
 
 
 def make_classifier(name: str, granularity: str = "image", normalize: str = "standard",

@@ -200,6 +200,31 @@ class EarlyStoppingXGB(ClassifierMixin, BaseEstimator):
         return out
 
 
+def final_params(name: str) -> frozenset[str]:
+    """The parameters :func:`build_model` passes on to ``name``'s final estimator.
+
+    ``many_classes`` (read by :func:`build_model` itself) and ``calibration_folds`` included;
+    ``kernel``, ``device``, ``n_jobs`` and ``random_state``, which :func:`build_model` sets,
+    excluded. ``svm`` takes the parameters of both of its estimators (``CalibratedSVM``, and
+    ``OvRLinearSVM`` above ``many_classes``): the class count is known only once the data are.
+
+    Examples
+    --------
+    >>> from cellcompare.classical.models import final_params
+    >>> sorted(final_params("xgboost"))[:4]
+    ['calibration_folds', 'class_weight', 'colsample_bytree', 'early_stopping_rounds']
+    >>> "max_dept" in final_params("xgboost"), "tol" in final_params("svm")
+    (False, True)
+    """
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown classifier {name!r}; expected one of {MODEL_NAMES}")
+    estimators = {"xgboost": (EarlyStoppingXGB,), "linear_svm": (CalibratedSVM,),
+                  "svm": (CalibratedSVM, OvRLinearSVM)}[name]
+    names = {key for est in estimators for key in est().get_params()}
+    return frozenset((names | {"many_classes", "calibration_folds"})
+                     - {"kernel", "device", "n_jobs", "random_state"})
+
+
 def build_model(name: str, *, large: bool, n_jobs: int, random_state: int | None,
                 device: str = "auto", calibration_folds: int = 3, n_classes: int = 0,
                 **params) -> BaseEstimator:

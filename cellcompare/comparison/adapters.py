@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -20,7 +21,8 @@ from cellcompare.deep.inputs import SampleImages
 from cellcompare.proba import align_columns, mean_by
 
 __all__ = ["FoldData", "ModelAdapter", "ClassicalModel", "DeepModel", "ModelInputError",
-           "register_model", "unregister_model", "registered_names", "model_kind", "build_adapter"]
+           "check_params", "register_model", "unregister_model", "registered_names", "model_kind",
+           "build_adapter"]
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +133,15 @@ class ClassicalModel(ModelAdapter):
 
     kind = "classical"
 
+    @classmethod
+    def check_params(cls, name: str, granularity: str, params: dict, *, where: str = "params",
+                     source: str | Path | None = None) -> None:
+        """``classical.estimator.check_params``: every key names a parameter of the table
+        classifier or of its final estimator."""
+        from cellcompare.classical.estimator import check_params
+
+        check_params(name, params, where=where, source=source)
+
     def rows(self, data: FoldData) -> pd.DataFrame:
         """The model's input for ``data``: its units' feature rows (``classical.inputs``)."""
         table = data.task.cell_table if self.granularity == "cell" else data.task.image_table
@@ -207,22 +218,43 @@ class DeepModel(ModelAdapter):
         super().__init__(name, granularity, params, seed)
         self.crops = crops
 
+    @staticmethod
+    def config_params(name: str, params: dict) -> dict:
+        """``deep.DeepConfig`` fields of a model's params: ``arch`` defaults to ``name``, the
+        weights are resolved and checked on disk (``deep.models.weights_for``; ``auto`` when
+        unset), ``channels`` (the adapter's own) left out."""
+        from cellcompare.deep.models import weights_for
+
+        out = {k: v for k, v in params.items() if k != "channels"}
+        out.setdefault("arch", name)
+        out["weights"] = weights_for(str(out.get("weights", "auto")), str(out["arch"]))
+        return out
+
+    @classmethod
+    def check_params(cls, name: str, granularity: str, params: dict, *, where: str = "params",
+                     source: str | Path | None = None) -> None:
+        """Build the model's ``DeepConfig`` from ``params`` (unknown keys, bad values and
+        missing weights raise, naming ``source`` and ``where``), as :meth:`fit` will."""
+        from cellcompare.deep import DeepConfig, WeightsChecksumError, WeightsUnavailableError
+
+        try:
+            fields = cls.config_params(name, params)
+        except (WeightsUnavailableError, WeightsChecksumError) as exc:
+            prefix = f"{source}: " if source is not None else ""
+            raise type(exc)(f"{prefix}{where}.weights: {exc}") from exc
+        DeepConfig.from_dict(fields, where=where, source=source)
+
     def _config(self):
         from cellcompare.deep import DeepConfig, imagenet_weights_path
 
-        params = {k: v for k, v in self.params.items() if k != "channels"}
-        params.setdefault("arch", self.name)
+        params = self.config_params(self.name, self.params)
         params.setdefault("seed", self.seed)
-        weights = str(params.get("weights", "auto"))
-        if weights == "auto":
-            cached = imagenet_weights_path().is_file() and params["arch"] == "resnet18"
-            params["weights"] = "imagenet" if cached else "none"
-            if not cached:
-                msg = (f"{self.name}: ImageNet weights are not cached at {imagenet_weights_path()}; "
-                       f"training from random initialisation (weights: none)")
-                log.warning(msg)
-                if msg not in self.notes:
-                    self.notes.append(msg)
+        if str(self.params.get("weights", "auto")) == "auto" and params["weights"] == "none":
+            msg = (f"{self.name}: ImageNet weights are not cached at {imagenet_weights_path()}; "
+                   f"training from random initialisation (weights: none)")
+            log.warning(msg)
+            if msg not in self.notes:
+                self.notes.append(msg)
         if self.granularity == "cell" and self.crops is not None:
             params["crop_size"] = int(self.crops.crop_size)  # the size actually cut (auto resolved)
         return DeepConfig.from_dict(params)
@@ -332,6 +364,40 @@ def unregister_model(name: str) -> None:
 def registered_names() -> list[str]:
     """Valid model names."""
     return sorted(_REGISTRY)
+
+
+def check_params(name: str, granularity: str, params: dict, *, where: str = "params",
+                 source: str | Path | None = None) -> None:
+    """Check a model's params against its family's estimator or config class, before any work.
+
+    The adapter registered under ``name`` checks them (``check_params`` classmethod of
+    :class:`ClassicalModel` and :class:`DeepModel`: unknown keys, and for deep models values
+    and weights on disk); a registered factory without one is said in the log.
+
+    Raises
+    ------
+    cellcompare.config.UnknownKeyError
+        A key the model cannot use, named as ``{where}.{key}`` with ``source`` in front.
+    ValueError
+        A value the model's configuration refuses (deep models), or missing weights.
+
+    Examples
+    --------
+    >>> from cellcompare.comparison.adapters import check_params
+    >>> check_params("smallcnn", "image", {"weights": "none", "epoch": 3}, where="models[1].params",
+    ...              source="run.yaml")
+    Traceback (most recent call last):
+    ...
+    cellcompare.config.UnknownKeyError: run.yaml: unknown key 'models[1].params.epoch'; ...
+    """
+    factory = _REGISTRY.get(name)
+    if factory is None:
+        raise ValueError(f"unknown model name {name!r}; valid names are {registered_names()}")
+    checker = getattr(factory, "check_params", None)
+    if checker is None:
+        log.info("%s: its adapter has no check_params; %s are checked when it is fitted", name, where)
+        return
+    checker(name, granularity, params, where=where, source=source)
 
 
 def model_kind(name: str) -> str:

@@ -1,7 +1,8 @@
-"""``cellcompare compare [--config FILE] [--pdf]``: every model on identical folds, then the report.
+"""``cellcompare compare [--config FILE] [--out DIR] [--weights PATH] [--pdf]``: every model on
+identical folds, then the report.
 
-Ends with a short results table (model, accuracy, top-k, balanced accuracy, time) above the
-report's path, and the PDF's path with ``--pdf``.
+Ends with a short results table (model, the metrics led by the run's primary one, time) above
+the report's path, and the PDF's path with ``--pdf``.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ DEMO_CONFIG_PATH = Path("configs") / "demo.yaml"
 
 def _compare(args: argparse.Namespace) -> int:
     from cellcompare.comparison import load_config, run
+    from cellcompare.comparison.config import with_weights
     from cellcompare.reports import load_results
     from cellcompare.reports.tables import terminal_table
 
     config = load_config(args.config, output=str(args.out) if args.out else None)
+    if args.weights is not None:
+        config = with_weights(config, args.weights)
     results = run(config)
     report = results / "report.html"
     print(terminal_table(load_results(results)))
@@ -45,7 +49,12 @@ def add_commands(sub: argparse._SubParsersAction, *, default_config: Path = DEMO
     compare = sub.add_parser("compare", help="run the comparison described by a YAML config")
     compare.add_argument("--config", type=Path, default=default_config,
                          help=f"YAML configuration (default: {default_config}, the embedded demo)")
-    compare.add_argument("--out", type=Path, default=None, help="results directory (overrides output:)")
+    compare.add_argument("--out", type=Path, default=None,
+                         help="results directory (default: the configuration's output:)")
+    compare.add_argument("--weights", type=Path, default=None, metavar="PATH",
+                         help="ImageNet weights file for every resnet18 with weights: imagenet or "
+                              "auto, instead of the torch hub cache (torchvision's "
+                              "resnet18-<sha256 prefix>.pth, checked before any work)")
     compare.add_argument("--pdf", action="store_true",
                          help="also print report.pdf with headless Chromium (for lab meetings)")
     compare.set_defaults(func=_compare, log_level_default="INFO")

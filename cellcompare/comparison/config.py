@@ -9,14 +9,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from cellcompare.classical.inputs import GRANULARITIES
 from cellcompare.comparison.labels import LabelsConfig
 from cellcompare.config import ConfigError, build, name_tuple, read_yaml, to_plain
 from cellcompare.datasets.config import DatasetConfig
 
-__all__ = ["CellTableConfig", "ConfigError", "CompareConfig", "FoldsConfig", "ModelSpec", "load_config"]
+__all__ = ["CellTableConfig", "ConfigError", "CompareConfig", "FoldsConfig", "ModelSpec", "check_models",
+           "load_config", "with_weights"]
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,11 @@ class ModelSpec:
         """Build from ``{name: svm, granularity: image, params: {...}}`` or a bare name.
 
         Keys other than ``name``, ``label``, ``granularity`` and ``params`` are taken as params.
+        The params are checked against the model's estimator or config class
+        (``comparison.adapters.check_params``: unknown keys as ``{where}.params.{key}``, deep
+        values, weights on disk), so a typo stops the run when its configuration is read.
         """
-        from cellcompare.comparison.adapters import registered_names
+        from cellcompare.comparison.adapters import check_params, registered_names
 
         prefix = f"{source}: " if source is not None else ""
         if isinstance(data, str):
@@ -68,6 +72,7 @@ class ModelSpec:
                               f"found {granularity!r}")
         params = dict(data.pop("params", None) or {})
         params.update(data)
+        check_params(name, granularity, params, where=f"{where}.params", source=source)
         return cls(name=name, label=label, granularity=granularity, params=params)
 
 
@@ -212,6 +217,50 @@ class CompareConfig:
     def replace(self, **changes: Any) -> "CompareConfig":
         """A copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)
+
+
+def check_models(models: Sequence[ModelSpec]) -> None:
+    """Check every model's params as ``models[i].params`` (``comparison.adapters.check_params``).
+
+    A configuration file's models are checked when it is read (:meth:`ModelSpec.from_dict`,
+    naming the file); :func:`comparison.run` checks again, before any work, so that models
+    built in code are checked too and weights are looked up on the machine that runs.
+    """
+    from cellcompare.comparison.adapters import check_params
+
+    for i, spec in enumerate(models):
+        check_params(spec.name, spec.granularity, spec.params, where=f"models[{i}].params")
+
+
+def with_weights(config: CompareConfig, path: str | Path) -> CompareConfig:
+    """``config`` with every ResNet18 that asks for ImageNet weights (``weights: imagenet`` or
+    ``auto``, the default) reading them from the file ``path`` instead (``compare --weights``).
+
+    The file is torchvision's ``resnet18-<sha256 prefix>.pth``; its content is checked against
+    the prefix before any work. Models with ``weights: none`` or their own file keep them.
+
+    Raises
+    ------
+    ConfigError
+        No model of ``config`` asks for ImageNet weights, so the file would not be used.
+
+    Examples
+    --------
+    >>> from cellcompare.comparison.config import CompareConfig, ModelSpec, with_weights
+    >>> config = CompareConfig(models=(ModelSpec("resnet18", "r"), ModelSpec("svm", "svm")))
+    >>> with_weights(config, "/w/resnet18-f37072fd.pth").models[0].params
+    {'weights': '/w/resnet18-f37072fd.pth'}
+    """
+    def asks_imagenet(spec: ModelSpec) -> bool:
+        return (str(spec.params.get("arch", spec.name)) == "resnet18"
+                and str(spec.params.get("weights", "auto")) in ("imagenet", "auto"))
+
+    if not any(asks_imagenet(m) for m in config.models):
+        raise ConfigError(f"--weights {path}: no model asks for ImageNet weights (resnet18 with "
+                          f"weights: imagenet or auto), so the file would not be used")
+    models = tuple(dataclasses.replace(m, params={**m.params, "weights": str(path)})
+                   if asks_imagenet(m) else m for m in config.models)
+    return config.replace(models=models)
 
 
 def _check_features(value: Any, source: str | Path | None) -> Mapping[str, Any]:

@@ -231,7 +231,8 @@ def _annotated(config: LabelsConfig, cells: pd.DataFrame, dataset: Any,
     if unknown:
         raise LabelError(f"{path}: sample ids {unknown[:5]} are not in the dataset")
     names = [str(c) for c in dataset.channel_names]
-    nuclei = {sid: segment_for_crops(dataset.get(sid), segmentation, names)[0]
+    nuclei = {sid: segment_for_crops(dataset.get(sid), segmentation, names,
+                                     root=getattr(dataset, "root", None))[0]
               for sid in sorted(set(points.sample_id))}
     matched, report = match_annotations(points, cells, nuclei, radius=config.annotations.radius)
     if report["unmatched"] or report["doubly_matched"]:

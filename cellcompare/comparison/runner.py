@@ -19,7 +19,7 @@ from cellcompare.atomic import atomic_path
 from cellcompare.comparison import explain
 from cellcompare.comparison.adapters import model_kind
 from cellcompare.comparison.celltable import cell_table_key, example_cells
-from cellcompare.comparison.config import CompareConfig, ModelSpec
+from cellcompare.comparison.config import CompareConfig, ModelSpec, check_models
 from cellcompare.comparison.context import RunContext
 from cellcompare.comparison.export import export_models
 from cellcompare.comparison.metrics import compute_metrics
@@ -35,6 +35,8 @@ from cellcompare.comparison.results import (
 )
 from cellcompare.comparison.splits import HOLDOUT, folds_for
 from cellcompare.comparison.uncertainty import uncertainty
+from cellcompare.features.plan import plan_extraction
+from cellcompare.features.qc import segmentation_qc
 from cellcompare.progress import progress_bar
 
 __all__ = ["run", "run_units", "MEMORY_METHOD", "UnitError"]
@@ -190,22 +192,29 @@ def run(config: CompareConfig) -> Path:
     Path
         The results directory (``config.output``), laid out as in docs/CONTRACTS.md.
     """
+    # one validation pass before any work (seconds): every model's params and weights, the
+    # data listed, the counts against each model's needs; no result is written before it passes
+    check_models(config.models)
+    ds = prepare_dataset(config)
+    checked = preflight(config, ds.index)
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-    ds = prepare_dataset(config)
     data_info = dataset_info(ds, config, out)
-    checked = preflight(config, ds.index)  # seconds; before features: counts vs each model's needs
     config = checked.config
     needs_features = config.labels.level == "cell" or any(model_kind(m.name) != "deep" for m in config.models)
-    fconfig = config.feature_config()
+    fconfig, segmentation = config.feature_config(), {}
+    if needs_features or any(m.granularity == "cell" for m in config.models):
+        fconfig, segmentation = plan_extraction(ds, fconfig, out / "features")  # once per run
     images = None
     feature_info: dict[str, Any] = {"preset": None, "n_features": 0, "cells_per_image": {}}
     if needs_features:
         images, feature_info = extract_features(config, out, fconfig)
+        segmentation["qc"] = segmentation_qc(images, fconfig.diameter, whole_object=fconfig.whole_object)
     task = build_task(config, ds, out, feature_config=fconfig, image_table=images,
                       feature_info=feature_info, class_counts=data_info["class_counts"])
-    folds = folds_for(out / "folds.csv", task.index, task.folds, config.seed)
+    folds = folds_for(out / "folds.csv", task.index, task.folds, config.seed,
+                      unit_name=task.unit_name)
     context = RunContext(config=config, dataset=ds, task=task, folds=folds,
                          feature_config=fconfig)
     records = run_units(context, out)
@@ -221,12 +230,13 @@ def run(config: CompareConfig) -> Path:
         collected["exported_models"] = export_models(context, out)
     _feature_examples(config, out, task.cell_table, ds, feature_info.get("cell_table"))
     metrics = {"top_k": config.top_k, "metric_names": metric_names,
-               "classes": list(task.classes), "labels": task.info,
+               "classes": list(task.classes), "labels": task.info, "task": task.record(),
                "dataset": data_info,
                "folds": {"n_splits": config.folds.n_splits, "group_column": config.folds.group_column,
                          "seed": config.seed, "holdout_fraction": config.folds.holdout_fraction},
                "environment": environment(), "memory_method": MEMORY_METHOD,
-               "features": feature_info, "preflight": checked.report, **collected}
+               "features": feature_info, "segmentation": segmentation, "preflight": checked.report,
+               **collected}
     atomic.write_json(out / "metrics.json", metrics)
     task.write_gallery(out, metrics, context.gallery_crops)
     with atomic_path(out / "summary.csv") as tmp:

@@ -35,6 +35,15 @@ class FoldMismatchError(FoldError):
     """A saved ``folds.csv`` does not match the dataset index any more."""
 
 
+def _text(values: pd.Series) -> np.ndarray:
+    """``values`` as strings, a missing value (None, NaN) as ``""``: what ``folds.csv`` holds.
+
+    A class-folder dataset has no group (``None``); as text it must equal what reading the
+    saved CSV gives back, or a resumed run would find its own folds changed.
+    """
+    return values.astype(object).where(values.notna(), "").astype(str).to_numpy()
+
+
 def _index_frame(index: pd.DataFrame, group_column: str | None) -> pd.DataFrame:
     for col in ("sample_id", "label"):
         if col not in index.columns:
@@ -45,21 +54,21 @@ def _index_frame(index: pd.DataFrame, group_column: str | None) -> pd.DataFrame:
     frame = pd.DataFrame({"sample_id": index["sample_id"].astype(str).to_numpy(),
                           "label": index["label"].astype(str).to_numpy()})
     source = group_column or ("group" if "group" in index.columns else None)
-    frame["group"] = (index[source].astype(str).to_numpy() if source is not None
-                      else frame["sample_id"].to_numpy())
+    frame["group"] = _text(index[source]) if source is not None else frame["sample_id"].to_numpy()
     if frame.sample_id.duplicated().any():
         dupes = frame.sample_id[frame.sample_id.duplicated()].unique()[:5].tolist()
         raise FoldError(f"dataset index has duplicated sample ids, e.g. {dupes}")
     return frame
 
 
-def _check_class_sizes(frame: pd.DataFrame, n_splits: int, grouped: bool) -> None:
+def _check_class_sizes(frame: pd.DataFrame, n_splits: int, grouped: bool,
+                       unit_name: str = "images") -> None:
     counts = frame.groupby("label").size()
     small = counts[counts < n_splits]
     if len(small):
         detail = ", ".join(f"{k!r} has {v}" for k, v in small.items())
-        raise FoldError(f"{n_splits}-fold cross-validation needs at least {n_splits} images per class, "
-                        f"but {detail}; use fewer folds (folds.n_splits) or drop these classes "
+        raise FoldError(f"{n_splits}-fold cross-validation needs at least {n_splits} {unit_name} "
+                        f"per class, but {detail}; use fewer folds (folds.n_splits) or drop these classes "
                         f"(dataset.exclude_classes)")
     if grouped:
         groups = frame.groupby("label")["group"].nunique()
@@ -100,7 +109,8 @@ def _check_fold_classes(folds: pd.DataFrame, n_splits: int) -> None:
                                 f"these classes")
 
 
-def make_folds(index: pd.DataFrame, config: FoldsConfig, seed: int = 0) -> pd.DataFrame:
+def make_folds(index: pd.DataFrame, config: FoldsConfig, seed: int = 0, *,
+               unit_name: str = "images") -> pd.DataFrame:
     """Assign every image to a fold (``-1`` = hold-out), stratified by label, grouped if asked.
 
     Without ``group_column``, images of one well (``comparison.wells.well_keys``: plate and
@@ -114,6 +124,9 @@ def make_folds(index: pd.DataFrame, config: FoldsConfig, seed: int = 0) -> pd.Da
         ``n_splits``, ``group_column`` (None: plain stratified k-fold), ``holdout_fraction``.
     seed : int
         Shuffling seed; the same index, config and seed give the same folds.
+    unit_name : str
+        What a row is, in the log and in messages (a task's ``unit_name``: ``images`` or
+        ``cells``).
 
     Returns
     -------
@@ -134,10 +147,10 @@ def make_folds(index: pd.DataFrame, config: FoldsConfig, seed: int = 0) -> pd.Da
     split["fold"] = HOLDOUT
     cv = np.ones(len(split), dtype=bool)
     if config.holdout_fraction > 0:
-        _check_class_sizes(split, 2, grouped)
+        _check_class_sizes(split, 2, grouped, unit_name)
         cv = ~_holdout(split, config.holdout_fraction, grouped, seed)
     sub = split[cv]
-    _check_class_sizes(sub, config.n_splits, grouped)
+    _check_class_sizes(sub, config.n_splits, grouped, unit_name)
     splitter = (StratifiedGroupKFold(config.n_splits, shuffle=True, random_state=seed) if grouped
                 else StratifiedKFold(config.n_splits, shuffle=True, random_state=seed))
     fold = np.full(len(sub), HOLDOUT)
@@ -150,7 +163,7 @@ def make_folds(index: pd.DataFrame, config: FoldsConfig, seed: int = 0) -> pd.Da
     frame["fold"] = split["fold"].to_numpy()
     by = (f" grouped by {config.group_column}" if config.group_column is not None
           else " keeping each well's sites together" if wells is not None else "")
-    log.info("%d images in %d folds%s%s", len(frame), config.n_splits, by,
+    log.info("%d %s in %d folds%s%s", len(frame), unit_name, config.n_splits, by,
              f", {int((frame.fold == HOLDOUT).sum())} held out" if config.holdout_fraction else "")
     return frame
 
@@ -224,8 +237,11 @@ def load_folds(path: str | Path) -> pd.DataFrame:
     return folds
 
 
-def folds_for(path: str | Path, index: pd.DataFrame, config: FoldsConfig, seed: int = 0) -> pd.DataFrame:
+def folds_for(path: str | Path, index: pd.DataFrame, config: FoldsConfig, seed: int = 0, *,
+              unit_name: str = "images") -> pd.DataFrame:
     """Load ``path`` when present (checked against the index and config), else compute and save.
+
+    ``unit_name`` is :func:`make_folds`'s (what a row is, in the log).
 
     Raises
     ------
@@ -233,7 +249,7 @@ def folds_for(path: str | Path, index: pd.DataFrame, config: FoldsConfig, seed: 
         When the saved folds do not describe the same images, labels, groups or fold count.
     """
     path = Path(path)
-    fresh = make_folds(index, config, seed)
+    fresh = make_folds(index, config, seed, unit_name=unit_name)
     if not path.exists():
         save_folds(fresh, path)
         return fresh

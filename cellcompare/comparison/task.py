@@ -82,6 +82,24 @@ class Task:
     #: What a unit is called in messages.
     unit_name: ClassVar[str]
 
+    def record(self) -> dict[str, Any]:
+        """``metrics.json`` ``task``: the level, what a unit is and units per class.
+
+        The report's caveats (units per class, imbalance) read it, so that a cell task states
+        its cells, not the images they lie in.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from cellcompare.comparison.task import CellTask
+        >>> index = pd.DataFrame({"sample_id": ["a#1", "a#2", "b#1"], "label": ["m", "i", "i"]})
+        >>> CellTask(index, ("i", "m"), class_counts={"i": 2, "m": 1}).record()
+        {'level': 'cell', 'unit_name': 'cells', 'class_counts': {'i': 2, 'm': 1}, 'n_units': 3}
+        """
+        counts = {str(k): int(v) for k, v in self.class_counts.items()}
+        return {"level": self.level, "unit_name": self.unit_name, "class_counts": counts,
+                "n_units": sum(counts.values())}
+
 
 @dataclass(frozen=True, eq=False)
 class ImageTask(Task):

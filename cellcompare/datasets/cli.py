@@ -49,30 +49,39 @@ def _summary(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``synth`` and ``summary`` to the ``cellcompare`` command line."""
     synth = sub.add_parser("synth", help="write a synthetic dataset in a real layout")
-    synth.add_argument("--kind", choices=("cellpainting", "stages"), required=True)
-    synth.add_argument("--out", required=True)
-    synth.add_argument("--classes", type=int, default=None)
-    synth.add_argument("--per-class", type=int, default=None)
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--size", type=_size, default=None, help="N (cellpainting) or HxW (stages)")
+    synth.add_argument("--kind", choices=("cellpainting", "stages"), required=True,
+                       help="cellpainting: 6-channel sites in the RxRx1 layout; stages: "
+                            "single-object grayscale images in class folders")
+    synth.add_argument("--out", required=True, help="folder to write (created)")
+    synth.add_argument("--classes", type=int, default=None,
+                       help="number of classes (default: the generator's, 4 cellpainting, 5 stages)")
+    synth.add_argument("--per-class", type=int, default=None,
+                       help="images per class (default: the generator's, 8 cellpainting, 10 stages)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (same seed, same images)")
+    synth.add_argument("--size", type=_size, default=None,
+                       help="N (cellpainting, default 512) or HxW (stages, default 420x1110)")
     synth.add_argument("--plates", type=int, default=3, help="cellpainting plates")
-    synth.add_argument("--sites-per-well", type=int, default=1)
+    synth.add_argument("--sites-per-well", type=int, default=1, help="cellpainting sites per well")
     synth.add_argument("--controls", type=int, default=0,
                        help="cellpainting negative-control wells (label EMPTY) per plate")
     synth.set_defaults(func=_synth)
     convert = sub.add_parser("convert", help="copy a dataset with its TIFFs as PNG (bit depth kept)")
     convert.add_argument("src", help="dataset folder")
     convert.add_argument("--out", required=True, help="output folder (created)")
-    convert.add_argument("--to", choices=("png",), default="png")
+    convert.add_argument("--to", choices=("png",), default="png", help="image format written")
     convert.add_argument("--split-channels", action="store_true",
                          help="one PNG per channel for multi-channel TIFFs (_c1, _c2, ...)")
     convert.add_argument("--overwrite", action="store_true", help="redo files already converted")
     convert.set_defaults(func=_convert)
     summary = sub.add_parser("summary", help="tables and plots describing a dataset")
-    summary.add_argument("root")
-    summary.add_argument("--out", required=True)
-    summary.add_argument("--layout", default="auto", choices=LAYOUTS)
-    summary.add_argument("--on-error", default="skip", choices=("raise", "skip"))
-    summary.add_argument("--group-pattern", default=None)
-    summary.add_argument("--no-plots", action="store_true")
+    summary.add_argument("root", help="dataset folder (any layout open_dataset reads)")
+    summary.add_argument("--out", required=True, help="folder for the tables and plots (created)")
+    summary.add_argument("--layout", default="auto", choices=LAYOUTS,
+                         help="dataset layout; auto looks at the folder")
+    summary.add_argument("--on-error", default="skip", choices=("raise", "skip"),
+                         help="unreadable images: list them as skipped (skip) or stop (raise)")
+    summary.add_argument("--group-pattern", default=None,
+                         help="regular expression whose (first) group in a file name is its group "
+                              "(class folders, channel sets)")
+    summary.add_argument("--no-plots", action="store_true", help="tables only")
     summary.set_defaults(func=_summary)

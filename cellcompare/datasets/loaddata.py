@@ -157,11 +157,8 @@ class LoadDataDataset(ImageDataset):
     def _entry(self, csv: Path, line: int, row: dict, label: str | None) -> Entry | None:
         files, absent = [], []
         for channel in self.raw_channels:
-            name, folder = row.get(f"FileName_{channel}"), row.get(f"PathName_{channel}", "")
-            folder = self._local_folder(str(folder))
-            file = Path(folder) / str(name) if name else None
-            if file is not None and not file.is_absolute():
-                file = csv.parent / file
+            name = row.get(f"FileName_{channel}")
+            file = self._file(csv, row.get(f"PathName_{channel}", ""), name) if name else None
             if file is None or not file.is_file():
                 absent.append(f"{channel}: {file}")
             files.append(str(file))
@@ -170,6 +167,10 @@ class LoadDataDataset(ImageDataset):
                        f"{csv}:{line}")
             return None
         metadata = {k: v for k, v in row.items() if k.startswith("Metadata_")}
+        objects = {k[len("ObjectsFileName_"):]: str(self._file(csv, row.get("ObjectsPath" + k[len("ObjectsFile"):]), v))
+                   for k, v in row.items() if k.startswith("ObjectsFileName_") and v}
+        if objects:                                  # label images for features.masks: loaddata
+            metadata["objects_files"] = objects
         if "Metadata_Site" not in metadata and "Metadata_Field" in metadata:
             metadata["Metadata_Site"] = metadata["Metadata_Field"]
         ids = [metadata[c] for c in _ID_COLUMNS if c in metadata]
@@ -177,6 +178,11 @@ class LoadDataDataset(ImageDataset):
         group = row.get(self.group_column) if self.group_column else None
         return Entry(sample_id=sample_id, label=label, group=group, paths=tuple(files),
                      metadata=metadata)
+
+    def _file(self, csv: Path, folder: Any, name: Any) -> Path:
+        """The file ``PathName``/``FileName`` names (relative paths are relative to the CSV)."""
+        file = Path(self._local_folder(str(folder or ""))) / str(name)
+        return file if file.is_absolute() else csv.parent / file
 
     def _local_folder(self, folder: str) -> str:
         """A ``PathName`` URL under the remote root this CSV came from, as its mirror folder."""

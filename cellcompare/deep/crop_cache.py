@@ -126,17 +126,19 @@ class CropCache:
             shutil.rmtree(target)
         target.mkdir(parents=True)
         masks = {}
+        root = getattr(dataset, "root", None)          # bring-your-own masks are relative to it
         if crop_size is None:
             diam = []
             for sid in ids[:8]:
-                masks[sid] = segment_for_crops(dataset.get(sid), feature_config, names)
+                masks[sid] = segment_for_crops(dataset.get(sid), feature_config, names, root=root)
                 diam.append(nucleus_centers(masks[sid][0])[2])
             crop_size = auto_crop_size(np.concatenate(diam) if diam else np.zeros(0))
             log.info("crop size %d px (%.1f x the median nucleus diameter)", crop_size, CROP_FACTOR)
         parts, tables = [], []
         for sid in progress_bar(ids, desc="cell crops", unit="image", enabled=progress, leave=False):
             sample = dataset.get(sid)
-            nuclei, cells = masks.pop(sid, None) or segment_for_crops(sample, feature_config, names)
+            nuclei, cells = masks.pop(sid, None) or segment_for_crops(sample, feature_config, names,
+                                                                      root=root)
             obj, centers, _ = nucleus_centers(nuclei)
             image = sample_input(sample, settings.channels)
             parts.append(cut_crops(image, centers, crop_size, cells=cells if mask else None,
@@ -175,6 +177,7 @@ class CropCache:
         return np.concatenate(parts).astype(np.int64) if parts else empty
 
 
-_SEGMENTATION_KEYS = ("dna_channel", "cyto_channel", "threshold_method", "smoothing_sigma", "min_area",
-                      "max_area", "declump", "exclude_border", "cell_threshold_scale",
-                      "regularization", "whole_object")
+_SEGMENTATION_KEYS = ("dna_channel", "cyto_channel", "diameter", "threshold_method", "threshold_classes",
+                      "threshold_middle", "threshold_strategy", "adaptive_window", "smoothing_sigma",
+                      "min_area", "max_area", "declump", "exclude_border", "masks",
+                      "cell_threshold_scale", "regularization", "whole_object")

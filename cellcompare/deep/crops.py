@@ -166,12 +166,18 @@ def cut_crops(image: np.ndarray, centers: np.ndarray, size: int, *, cells: np.nd
 
 
 def segment_for_crops(sample: Any, feature_config: Any,
-                      channel_names: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      channel_names: Sequence[str] | None = None, *,
+                      root: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """The features' segmentation of one sample: ``(nuclei, cells)`` label images.
 
-    Whole-object configurations (one object per image) return the object twice.
+    Whole-object configurations (one object per image) return the object twice; with
+    ``feature_config.masks`` the sample's own label images are read (relative to ``root``).
     """
-    from cellcompare.features.extract import segment_sample
+    from cellcompare.features.extract import sample_segmentation, segment_sample
+
+    if getattr(feature_config, "masks", None):
+        masks = sample_segmentation(sample, feature_config, root=root).masks
+        return masks.get("Nuclei", masks["Cells"]), masks["Cells"]
 
     names = tuple(channel_names) if channel_names is not None else tuple(
         sample.metadata.get("channel_names") or ())

@@ -84,6 +84,53 @@ def verify_weights_file(path: str | Path) -> str:
     return sha
 
 
+def _cached_imagenet() -> Path:
+    """torchvision's ImageNet file in the hub cache, or :class:`WeightsUnavailableError` saying how
+    to provide it (nothing is downloaded)."""
+    path = imagenet_weights_path()
+    if not path.is_file():
+        raise WeightsUnavailableError(
+            f"ImageNet weights (torchvision ResNet18_Weights.IMAGENET1K_V1) not found at {path}; "
+            f"nothing is downloaded at runtime. Copy {ResNet18_Weights.IMAGENET1K_V1.url} there "
+            f"(or set TORCH_HOME), pass weights: <path to resnet18-<sha256 prefix>.pth> (compare "
+            f"--weights PATH), or set weights: none explicitly to train from random initialisation")
+    return path
+
+
+def weights_for(spec: str, arch: str) -> str:
+    """The weights a model of ``arch`` will load for ``weights: spec``, checked on disk now.
+
+    ``auto`` becomes ``imagenet`` when torchvision's file is in the hub cache and ``arch`` is
+    ``resnet18``, else ``none``. ``imagenet`` and a path are looked up (a path's sha256 against
+    the prefix in its name, :func:`verify_weights_file`), so a run whose deep model could not
+    start fails before any work instead of after the features and the other models.
+
+    Raises
+    ------
+    WeightsUnavailableError
+        The ImageNet file is not cached, or the path does not exist.
+    WeightsChecksumError
+        The path's name carries no hash prefix, or its content does not match it.
+
+    Examples
+    --------
+    >>> from cellcompare.deep.models import weights_for
+    >>> weights_for("none", "resnet18"), weights_for("auto", "smallcnn")
+    ('none', 'none')
+    >>> weights_for("/no/such/resnet18-f37072fd.pth", "resnet18")
+    Traceback (most recent call last):
+    ...
+    cellcompare.deep.errors.WeightsUnavailableError: weight file /no/such/resnet18-f37072fd.pth does not exist
+    """
+    if spec == "auto":
+        return "imagenet" if arch == "resnet18" and imagenet_weights_path().is_file() else "none"
+    if spec == "imagenet":
+        _cached_imagenet()
+    elif spec != "none":
+        verify_weights_file(Path(spec).expanduser())
+    return spec
+
+
 def resolve_weights(spec: str) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any]]:
     """Load the state dict named by ``spec`` (``"imagenet"``, ``"none"`` or a path).
 
@@ -97,13 +144,7 @@ def resolve_weights(spec: str) -> tuple[dict[str, torch.Tensor] | None, dict[str
     if spec == "none":
         return None, {"source": "none", "path": None, "sha256": None}
     if spec == "imagenet":
-        path = imagenet_weights_path()
-        if not path.is_file():
-            raise WeightsUnavailableError(
-                f"ImageNet weights (torchvision ResNet18_Weights.IMAGENET1K_V1) not found at {path}; "
-                f"nothing is downloaded at runtime. Copy {ResNet18_Weights.IMAGENET1K_V1.url} there "
-                f"(or set TORCH_HOME), pass weights: <path to resnet18-<sha256 prefix>.pth>, or set "
-                f"weights: none explicitly to train from random initialisation")
+        path = _cached_imagenet()
         source = "imagenet"
     else:
         path = Path(spec).expanduser()

@@ -19,14 +19,14 @@ resumable batch job whose tables are read back:
 >>> config = FeatureConfig(preset="minimal", objects=("Nuclei",))
 >>> cells, image_row = extract_sample(open_dataset(root)[0], config)
 >>> len(cells), image_row["Metadata_Object_Count"].tolist()
-(10, [10])
+(13, [13])
 >>> cells["Nuclei_AreaShape_Area"].tolist()[:3]
-[107.0, 74.0, 83.0]
+[127.0, 85.0, 106.0]
 >>> out = run_extraction(root, tempfile.mkdtemp(), config)
 >>> load_table(out)["Metadata_Object_Count"].tolist()
-[10, 11]
+[13, 13]
 >>> len(load_table(out, "cell")), len(load_table(out, "cell", cells_per_image=3))
-(21, 6)
+(26, 6)
 """
 
 from .batch import (

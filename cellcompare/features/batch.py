@@ -37,7 +37,8 @@ from cellcompare.provenance import package_versions
 from cellcompare.progress import progress_bar
 
 from .config import FeatureConfig
-from .extract import _channel_names, extract_sample, segment_sample
+from .extract import extract_sample, sample_segmentation
+from .plan import plan_extraction
 from .resume import (
     apply_plan,
     finish_moves,
@@ -181,9 +182,9 @@ def process_one(dataset_dir: str, out_dir: str, index: int, config: FeatureConfi
     try:
         source = ds.source(index)
         sample = ds[index]
-        image = np.asarray(sample.float_image, dtype=np.float64)
-        masks = segment_sample(image, _channel_names(sample), config, sid)
-        cells, row = extract_sample(sample, config, image_number=index + 1, masks=masks)
+        found = sample_segmentation(sample, config, root=ds.root)
+        cells, row = extract_sample(sample, config, image_number=index + 1, masks=found)
+        masks = found.masks
     except Exception as exc:  # noqa: BLE001 - one image's failure, whatever it is, is recorded
         log.warning("image %s (%s) failed: %s: %s", sid, path, type(exc).__name__, exc)
         return {"sample_id": sid, "path": path, "reason": f"{type(exc).__name__}: {exc}"}
@@ -232,9 +233,10 @@ def _check_resume(out: Path, options: dict, config: FeatureConfig) -> None:
 
 
 def _write_manifest(out: Path, dataset_dir: str, ds, config: FeatureConfig, options: dict,
-                    sources: list[dict]) -> None:
+                    sources: list[dict], segmentation: dict, given: FeatureConfig) -> None:
     manifest = {"dataset_dir": str(dataset_dir), "dataset_options": options, "n_images": len(ds),
-                "config": config.to_dict(), "channel_names": list(ds.channel_names),
+                "config": config.to_dict(), "user_config": given.to_dict(), "segmentation": segmentation,
+                "channel_names": list(ds.channel_names),
                 "packages": _versions(), "images": sources}
     atomic.write_json(out / "manifest.json", manifest)
 
@@ -301,7 +303,8 @@ def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: Feature
     jobs : int
         joblib worker processes (ignored when ``scheduler`` is given).
     scheduler : str, optional
-        Address of a Dask distributed scheduler to run the images on.
+        Address of a Dask distributed scheduler to run the images on (not contacted when every
+        image is already extracted).
     dataset_options : dict, optional
         Keyword arguments of :func:`datasets.open_dataset` (``layout``, ``include_classes``,
         ``exclude_classes``, ``on_error`` and reader options such as ``group_by``,
@@ -329,27 +332,33 @@ def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: Feature
     config = config or FeatureConfig()
     out = Path(out_dir)
     options = normalize_dataset_options(dataset_options)
+    from cellcompare.datasets import open_dataset
+    from cellcompare.datasets.storage import is_url
+
+    # opened before out is created: a dataset that cannot be read leaves no empty output behind
+    ds = open_dataset(str(dataset_dir), **{**DEFAULT_DATASET_OPTIONS, **options})  # never an older view
+    given = config
+    config, segmentation = plan_extraction(ds, config, out)   # the same channels and sizes for every image
     _check_resume(out, options, config)
     for sub in ("cells", "image"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for sub in ("cells", "image", "qc"):
         for path in atomic.remove_stale(out / sub):
             log.info("removed %s, left by a job killed while writing it", path)
-    from cellcompare.datasets import open_dataset
-
-    ds = open_dataset(str(dataset_dir), **{**DEFAULT_DATASET_OPTIONS, **options})  # never an older view
     sources = _resume(out, ds)
     version = hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()[:16]
-    _remember((str(dataset_dir), json.dumps(options), version), ds)   # jobs=1 runs in this process
-    _write_manifest(out, str(dataset_dir), ds, config, options, sources)
+    # workers get absolute paths: a reused worker process keeps the folder it started in
+    where = str(dataset_dir) if is_url(dataset_dir) else str(Path(dataset_dir).absolute())
+    _remember((where, json.dumps(options), version), ds)   # jobs=1 runs in this process
+    _write_manifest(out, str(dataset_dir), ds, config, options, sources, segmentation, given)
     skipped = [{"sample_id": "", "path": str(r.path), "reason": str(r.reason)} for r in ds.skipped]
     _append_errors(out, skipped)
     todo = [i for i in range(len(ds)) if not part_path(out, "image", i + 1).exists()]
     log.info("%d of %d images to extract into %s", len(todo), len(ds), out)
-    tasks = [(str(dataset_dir), str(out), i, config, i < config.qc_samples, options) for i in todo]
+    tasks = [(where, str(out.absolute()), i, config, i < config.qc_samples, options) for i in todo]
     bar = progress_bar(total=len(todo), desc="features", unit="img")
     start = time.perf_counter()
-    if scheduler:
+    if scheduler and tasks:  # nothing to do: no scheduler to connect to (or wait 30 s for)
         _run_dask(scheduler, tasks, bar, out, version)
     else:
         runner = Parallel(n_jobs=jobs, return_as="generator_unordered", backend="loky")

@@ -42,13 +42,18 @@ def _compact(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``extract`` and ``compact`` to the ``cellcompare`` command line."""
     ext = sub.add_parser("extract", help="segment and measure every image of a dataset (resumable)")
-    ext.add_argument("dataset_dir")
-    ext.add_argument("--out", required=True)
-    ext.add_argument("--preset", default=None, choices=sorted(PRESETS))
+    ext.add_argument("dataset_dir", help="dataset folder (any layout open_dataset reads)")
+    ext.add_argument("--out", required=True,
+                     help="output folder (created; finished images found there are kept)")
+    ext.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                     help="feature families (default: --config's, else standard)")
     ext.add_argument("--config", default=None, help="YAML file of FeatureConfig fields")
-    ext.add_argument("--jobs", type=int, default=1)
-    ext.add_argument("--scheduler", default=None, help="Dask scheduler address")
-    ext.add_argument("--layout", default="auto", choices=LAYOUTS)
+    ext.add_argument("--jobs", type=int, default=1, help="worker processes")
+    ext.add_argument("--scheduler", default=None,
+                     help="Dask scheduler address (tcp://host:8786) to run the images on instead "
+                          "of local workers")
+    ext.add_argument("--layout", default="auto", choices=LAYOUTS,
+                     help="dataset layout; auto looks at the folder")
     ext.add_argument("--include-class", action="append", default=None, dest="include_classes",
                      metavar="CLASS", help="extract only this class (repeatable)")
     ext.add_argument("--exclude-class", action="append", default=[], dest="exclude_classes",
@@ -58,7 +63,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ext.set_defaults(func=_extract, log_level_default="INFO")
     com = sub.add_parser("compact", help="rewrite extract's per-image parts as one dataset")
     com.add_argument("out_dir", help="the --out folder of extract (or a compare run's features/)")
-    com.add_argument("--level", default="both", choices=["cell", "image", "both"])
-    com.add_argument("--partition", default="plate", choices=["plate", "chunk"])
+    com.add_argument("--level", default="both", choices=["cell", "image", "both"],
+                     help="which tables to rewrite")
+    com.add_argument("--partition", default="plate", choices=["plate", "chunk"],
+                     help="one Parquet partition per plate, or per --chunk-images images")
     com.add_argument("--chunk-images", type=int, default=1000, help="images per chunk (--partition chunk)")
     com.set_defaults(func=_compact, log_level_default="INFO")

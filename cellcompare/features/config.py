@@ -8,6 +8,8 @@ from typing import Any
 
 from cellcompare.config import ConfigError, build, load_yaml, to_plain
 
+from .threshold import Threshold, ThresholdError
+
 FAMILIES = ("AreaShape", "Intensity", "Texture", "Correlation", "Granularity",
             "RadialDistribution", "Zernike", "Feret", "Neighbors")
 PRESETS: dict[str, tuple[str, ...]] = {
@@ -43,13 +45,39 @@ class FeatureConfig:
     channels : tuple of str or None
         Channels to measure (names from the dataset); ``None`` measures all.
     dna_channel, cyto_channel : str or None
-        Channel names used to segment nuclei and cells; ``None`` picks the first channel
-        (DNA) and the next one (cytoplasm). With ``whole_object=True`` only one object
-        type (``Cells``) is segmented as the largest foreground component.
+        Channel names used to segment nuclei and cells. ``None`` chooses them from the data
+        (:func:`features.plan.resolve_segmentation`): the nucleus channel by name (DNA, DAPI,
+        Hoechst, ...), else by signal (the channel whose foreground stands out most); the
+        cytoplasm channel by name (Actin, Cells, ...), else the first other channel. With
+        ``whole_object=True`` only one object type (``Cells``) is segmented as the largest
+        foreground component.
     objects : tuple of str
         Object types measured among ``Nuclei``, ``Cells``, ``Cytoplasm``.
-    threshold_method, smoothing_sigma, min_area, max_area, declump, exclude_border :
-        Nucleus segmentation parameters (see :func:`features.segmentation.segment_nuclei`).
+    diameter : (float, float) or None
+        Typical nucleus diameter ``[min, max]`` in pixels, as CellProfiler's
+        IdentifyPrimaryObjects asks for it: it sets the smoothing, the declumping seeds'
+        spacing and the size filter (objects outside the range are discarded and counted).
+        ``None`` estimates it from a seeded sample of images.
+    threshold_method : {"minimum_cross_entropy", "otsu"}
+        Automatic threshold (CellProfiler's default is minimum cross-entropy).
+    threshold_classes : {2, 3}
+        Three-class Otsu puts the middle class on ``threshold_middle``'s side.
+    threshold_middle : {"background", "foreground"}
+        Side of the middle class with three classes.
+    threshold_strategy : {"global", "adaptive"}
+        One threshold per image, or per ``adaptive_window`` tile (uneven illumination).
+    adaptive_window : int or None
+        Tile size of the adaptive strategy; ``None`` is twice the largest diameter, at least 50.
+    smoothing_sigma, min_area, max_area : float or None
+        Override the diameter's smoothing and size filter (``None`` derives them from it).
+    declump, exclude_border :
+        Nucleus segmentation parameters (see :func:`features.segmentation.identify_nuclei`).
+    masks : dict or None
+        Bring your own label images instead of segmenting: ``{object: source}`` with object
+        ``Nuclei`` and/or ``Cells`` and source a path template relative to the dataset root
+        (``masks/{sample_id}_nuclei.png``; fields ``sample_id``, ``stem`` of the sample's first
+        file and its metadata such as ``plate``, ``well``, ``site``) or ``loaddata`` for
+        LoadData's ``ObjectsFileName_{object}``/``ObjectsPathName_{object}`` columns.
     cell_threshold_scale, regularization :
         Cell segmentation parameters (see :func:`features.segmentation.segment_cells`).
     whole_object : bool
@@ -67,12 +95,18 @@ class FeatureConfig:
     dna_channel: str | None = None
     cyto_channel: str | None = None
     objects: tuple[str, ...] = OBJECTS
-    threshold_method: str = "otsu"
-    smoothing_sigma: float = 1.0
-    min_area: int = 30
-    max_area: int | None = None
-    declump: str = "distance"
+    diameter: tuple[float, float] | None = None
+    threshold_method: str = "minimum_cross_entropy"
+    threshold_classes: int = 2
+    threshold_middle: str = "background"
+    threshold_strategy: str = "global"
+    adaptive_window: int | None = None
+    smoothing_sigma: float | None = None
+    min_area: float | None = None
+    max_area: float | None = None
+    declump: str = "intensity"
     exclude_border: bool = False
+    masks: dict[str, str] | None = None
     cell_threshold_scale: float = 0.5
     regularization: float = 0.05
     whole_object: bool = False
@@ -91,6 +125,27 @@ class FeatureConfig:
             raise FeatureConfigError("texture_scales must hold at least one distance")
         if self.neighbor_distance < 1:
             raise FeatureConfigError(f"neighbor_distance must be >= 1 pixel, got {self.neighbor_distance}")
+        if self.diameter is not None:
+            d = self.diameter
+            if len(d) != 2 or not 0 < float(d[0]) <= float(d[1]):
+                raise FeatureConfigError(f"diameter must be [min, max] pixels with 0 < min <= max, got {list(d)}")
+        try:
+            self.threshold
+        except ThresholdError as exc:
+            raise FeatureConfigError(str(exc)) from None
+        for obj in self.masks or {}:
+            if obj not in ("Nuclei", "Cells"):
+                raise FeatureConfigError(f"masks: object {obj!r} must be 'Nuclei' or 'Cells'")
+
+    @property
+    def threshold(self) -> Threshold:
+        """The nucleus threshold these settings describe."""
+        window = self.adaptive_window
+        if window is None:
+            window = max(50, int(2 * float(self.diameter[1]))) if self.diameter else 50
+        return Threshold(method=self.threshold_method, classes=self.threshold_classes,
+                         middle=self.threshold_middle, strategy=self.threshold_strategy,
+                         window=window)
 
     @property
     def active_families(self) -> tuple[str, ...]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,7 +14,7 @@ from cellcompare.datasets.platemeta import metadata_columns
 
 from .config import FeatureConfig
 from .measure import image_spectra, measure_objects
-from .segmentation import cytoplasm, segment_cells, segment_nuclei, segment_whole_object
+from .segmentation import cytoplasm, identify_nuclei, segment_cells, segment_whole_object
 
 
 class ChannelConfigError(ValueError):
@@ -38,30 +40,115 @@ def _scale_max(image: np.ndarray) -> int:
     return int(np.iinfo(image.dtype).max) if np.issubdtype(image.dtype, np.integer) else 255
 
 
+@dataclass(frozen=True)
+class SampleSegmentation:
+    """One image's label images per object type and its segmentation QC numbers.
+
+    ``qc`` holds the per-image ``Metadata_QC_*`` columns (:data:`QC_COLUMNS`): objects found
+    before the filters, discarded as too small, too large or on the border, the thresholded
+    foreground fraction and the median equivalent diameter of the kept primary objects.
+    """
+
+    masks: dict[str, np.ndarray]
+    qc: dict[str, float]
+
+
+#: Per-image segmentation QC columns of the image table (``Metadata_*``: never features).
+QC_COLUMNS = ("Metadata_QC_Found", "Metadata_QC_DiscardedSmall", "Metadata_QC_DiscardedLarge",
+              "Metadata_QC_DiscardedBorder", "Metadata_QC_ForegroundFraction",
+              "Metadata_QC_MedianDiameter")
+
+
+def _median_diameter(labels: np.ndarray) -> float:
+    areas = np.bincount(labels.ravel())[1:]
+    areas = areas[areas > 0]
+    return float(np.median(2 * np.sqrt(areas / np.pi))) if len(areas) else float("nan")
+
+
+def _qc(primary: np.ndarray, found: int, small: int, large: int, border: int,
+        foreground: float) -> dict[str, float]:
+    return dict(zip(QC_COLUMNS, (found, small, large, border, foreground, _median_diameter(primary))))
+
+
+def identify_sample(image: np.ndarray, names: tuple[str, ...], config: FeatureConfig,
+                    sid: str = "?") -> SampleSegmentation:
+    """Label images per object type of a float ``(C, H, W)`` image, with QC numbers.
+
+    ``Nuclei``, ``Cells`` and ``Cytoplasm`` (only ``Cells`` in whole-object mode), all
+    numbered by nucleus. Unset channels fall back on the first two; unset diameters are
+    estimated from this image: resolve them once per dataset with
+    :func:`features.plan.resolve_segmentation` so every image uses the same. Each plane
+    segmented is read in float64 (a whole-object mean is taken in float64), so a float32 image
+    gives the masks its float64 copy would.
+    """
+    if config.whole_object:  # one channel is its own mean (no copy); a mean is taken in float64
+        cells = segment_whole_object(image[0] if image.shape[0] == 1
+                                     else image.mean(axis=0, dtype=np.float64))
+        return SampleSegmentation({"Cells": cells},
+                                  _qc(cells, int(cells.max()), 0, 0, 0, float((cells > 0).mean())))
+    dna = _index(names, config.dna_channel, 0, "DNA", sid)
+    cyto = _index(names, config.cyto_channel, 1, "cytoplasm", sid)
+    found = identify_nuclei(image[dna], diameter=config.diameter, threshold=config.threshold,
+                            smoothing_sigma=config.smoothing_sigma, min_area=config.min_area,
+                            max_area=config.max_area, declump=config.declump,
+                            exclude_border=config.exclude_border)
+    nuclei = found.labels
+    cells = segment_cells(image[cyto], nuclei, threshold_method=config.threshold_method,
+                          threshold_scale=config.cell_threshold_scale,
+                          smoothing_sigma=1.0 if config.smoothing_sigma is None else config.smoothing_sigma,
+                          regularization=config.regularization)
+    masks = {"Nuclei": nuclei, "Cells": cells, "Cytoplasm": cytoplasm(cells, nuclei)}
+    return SampleSegmentation(masks, _qc(nuclei, found.found, found.small, found.large,
+                                         found.border, found.foreground))
+
+
+def sample_segmentation(sample: Any, config: FeatureConfig, *,
+                        root: str | Path | None = None) -> SampleSegmentation:
+    """The label images of one sample: its own (``config.masks``) or segmented.
+
+    Parameters
+    ----------
+    sample : datasets.Sample
+        The image and its metadata.
+    config : FeatureConfig
+        With ``masks`` set, the label images are read (:func:`datasets.masks.read_masks`,
+        templates relative to ``root``); given nuclei only, cells are grown from them on the
+        cytoplasm channel as when segmenting.
+    root : str or Path, optional
+        The dataset root (default: the folder of the sample's first file).
+
+    Returns
+    -------
+    SampleSegmentation
+    """
+    image = np.asarray(sample.float_image, dtype=np.float64)
+    names = _channel_names(sample)
+    if not config.masks:
+        return identify_sample(image, names, config, str(sample.id))
+    from cellcompare.datasets.masks import read_masks
+
+    if root is None:
+        root = Path(sample.paths[0]).parent if sample.paths else Path(".")
+    masks = read_masks(sample, config.masks, root)
+    if "Nuclei" in masks and "Cells" not in masks:
+        cyto = _index(names, config.cyto_channel, 1, "cytoplasm", str(sample.id))
+        masks["Cells"] = segment_cells(image[cyto], masks["Nuclei"], threshold_method=config.threshold_method,
+                                       threshold_scale=config.cell_threshold_scale,
+                                       regularization=config.regularization)
+    if "Nuclei" in masks:
+        masks["Cytoplasm"] = cytoplasm(masks["Cells"], masks["Nuclei"])
+    primary = masks.get("Nuclei", masks["Cells"])
+    return SampleSegmentation(masks, _qc(primary, int(primary.max()), 0, 0, 0, float((primary > 0).mean())))
+
+
 def segment_sample(image: np.ndarray, names: tuple[str, ...], config: FeatureConfig,
                    sid: str = "?") -> dict[str, np.ndarray]:
-    """Label images per object type for a float ``(C, H, W)`` image.
-
-    Each plane segmented is read in float64 (the whole-object mean is taken in float64), so a
-    float32 image gives the masks its float64 copy would.
+    """Label images per object type for a float ``(C, H, W)`` image (see :func:`identify_sample`).
 
     Returns ``{"Nuclei", "Cells", "Cytoplasm"}`` label images (only ``Cells`` in
     whole-object mode), all numbered by nucleus.
     """
-    if config.whole_object:  # one channel is its own mean: no copy of it
-        plane = image[0] if image.shape[0] == 1 else image.mean(axis=0, dtype=np.float64)
-        return {"Cells": segment_whole_object(plane)}
-    dna = _index(names, config.dna_channel, 0, "DNA", sid)
-    cyto = _index(names, config.cyto_channel, 1, "cytoplasm", sid)
-    nuclei = segment_nuclei(image[dna], method=config.threshold_method,
-                            smoothing_sigma=config.smoothing_sigma, min_area=config.min_area,
-                            max_area=config.max_area, declump=config.declump,
-                            exclude_border=config.exclude_border)
-    cells = segment_cells(image[cyto], nuclei, threshold_method=config.threshold_method,
-                          threshold_scale=config.cell_threshold_scale,
-                          smoothing_sigma=config.smoothing_sigma,
-                          regularization=config.regularization)
-    return {"Nuclei": nuclei, "Cells": cells, "Cytoplasm": cytoplasm(cells, nuclei)}
+    return identify_sample(image, names, config, sid).masks
 
 
 #: Rows of a label image per bincount pass: per-object sums never hold the whole image's
@@ -182,7 +269,8 @@ def aggregate(cells: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:
 
 
 def extract_sample(sample: Any, config: FeatureConfig, *, image_number: int = 1,
-                   masks: dict[str, np.ndarray] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   masks: SampleSegmentation | dict[str, np.ndarray] | None = None
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Segment and measure one sample.
 
     Parameters
@@ -193,15 +281,17 @@ def extract_sample(sample: Any, config: FeatureConfig, *, image_number: int = 1,
         Segmentation and measurement settings.
     image_number : int
         ``Metadata_ImageNumber`` written to both tables (1-based dataset position).
-    masks : dict, optional
-        Precomputed label images per object type (skips segmentation).
+    masks : SampleSegmentation or dict, optional
+        Precomputed label images per object type (skips segmentation); a plain dict's QC
+        columns count its objects and discard nothing.
 
     Returns
     -------
     cells : pd.DataFrame
         One row per object with the ``Metadata_*`` columns of docs/CONTRACTS.md.
     image_row : pd.DataFrame
-        One row: the per-image aggregation (``Metadata_Object_Count`` 0 when no cells).
+        One row: the per-image aggregation (``Metadata_Object_Count`` 0 when no cells) and
+        the segmentation QC columns (:data:`QC_COLUMNS`).
     """
     names = _channel_names(sample)
     # float32 [0, 1], the one full copy of the decoded image: segmentation reads each plane it
@@ -209,8 +299,13 @@ def extract_sample(sample: Any, config: FeatureConfig, *, image_number: int = 1,
     # half its memory)
     image = sample.float_image
     if masks is None:
-        masks = segment_sample(image, names, config, sample.id)
-    cells = measure_sample(image, names, masks, config, _scale_max(sample.image))
+        masks = identify_sample(image, names, config, sample.id)
+    elif not isinstance(masks, SampleSegmentation):
+        primary = masks.get("Nuclei", masks.get("Cells"))
+        masks = SampleSegmentation(masks, _qc(primary, int(len(np.unique(primary[primary > 0]))),
+                                              0, 0, 0, float((primary > 0).mean())))
+    qc = masks.qc
+    cells = measure_sample(image, names, masks.masks, config, _scale_max(sample.image))
     meta = {"Metadata_ImageNumber": int(image_number), "Metadata_sample_id": str(sample.id),
             "Metadata_label": sample.label, "Metadata_group": sample.group}
     for key, value in metadata_columns(sample.metadata).items():  # Plate, Well, Site, ...
@@ -218,4 +313,7 @@ def extract_sample(sample: Any, config: FeatureConfig, *, image_number: int = 1,
     for key, value in reversed(list(meta.items())):
         cells.insert(0, key, value)
     cells["Metadata_ObjectNumber"] = cells["Metadata_ObjectNumber"].astype(np.int64)
-    return cells, aggregate(cells, meta)
+    row = aggregate(cells, meta)
+    for k, column in enumerate(QC_COLUMNS):
+        row.insert(len(meta) + 1 + k, column, float(qc[column]))
+    return cells, row

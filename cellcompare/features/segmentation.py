@@ -9,13 +9,15 @@ lambda does in CellProfiler), limited to pixels above the cytoplasm threshold.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage as ndi
 from skimage import filters, measure, segmentation
 from skimage.feature import peak_local_max
 
-THRESHOLDS = {"otsu": filters.threshold_otsu, "minimum_cross_entropy": filters.threshold_li}
-
+from .threshold import METHODS, Threshold
 
 class SegmentationError(ValueError):
     """Invalid segmentation input or parameter."""
@@ -28,21 +30,27 @@ def _check_2d(image: np.ndarray, name: str) -> np.ndarray:
     return image.astype(np.float64, copy=False)
 
 
-def _threshold(image: np.ndarray, method: str) -> float:
-    if method not in THRESHOLDS:
-        raise SegmentationError(f"threshold method must be one of {sorted(THRESHOLDS)}, got {method!r}")
-    if np.ptp(image) == 0:
-        return float(np.inf)
-    return float(THRESHOLDS[method](image))
+def _threshold(threshold: str | Threshold) -> Threshold:
+    if isinstance(threshold, Threshold):
+        return threshold
+    if threshold not in METHODS:
+        raise SegmentationError(f"threshold method must be one of {list(METHODS)}, got {threshold!r}")
+    return Threshold(method=threshold)
 
 
-def _declump(mask: np.ndarray, smooth: np.ndarray, how: str, min_distance: int) -> np.ndarray:
+def _declump(mask: np.ndarray, image: np.ndarray, how: str, min_distance: int, sigma: float) -> np.ndarray:
     if how == "none":
         return measure.label(mask)
     if how not in ("distance", "intensity"):
         raise SegmentationError(f"declump must be 'distance', 'intensity' or 'none', got {how!r}")
     distance = ndi.distance_transform_edt(mask)
-    surface = ndi.gaussian_filter(distance, 1.0) if how == "distance" else smooth
+    if how == "distance":
+        surface = ndi.gaussian_filter(distance, 1.0)
+    else:
+        # a saturated nucleus is a plateau: a slight slope towards its centre keeps it one peak
+        surface = ndi.gaussian_filter(image, sigma)
+        span = float(np.ptp(surface[mask])) if mask.any() else 0.0
+        surface = surface + 0.01 * (span or 1.0) * distance / max(float(distance.max()), 1.0)
     coarse = measure.label(mask)
     peaks = peak_local_max(surface, min_distance=min_distance, labels=coarse, exclude_border=False)
     markers = np.zeros(mask.shape, dtype=np.int32)
@@ -55,56 +63,199 @@ def _declump(mask: np.ndarray, smooth: np.ndarray, how: str, min_distance: int) 
     return segmentation.watershed(-surface, markers, mask=mask)
 
 
-def _filter_sizes(labels: np.ndarray, min_area: int, max_area: int | None,
-                  exclude_border: bool) -> np.ndarray:
+@dataclass(frozen=True)
+class SizeSettings:
+    """The size-dependent settings of nucleus segmentation, from a diameter range.
+
+    As CellProfiler's IdentifyPrimaryObjects derives them from the typical diameter
+    ``(min, max)``: objects whose area is outside the range's disks are discarded, the
+    thresholded image is smoothed in proportion to the smallest object, and declumping seeds
+    stand at least a minimal radius apart on the intensity smoothed at 1/3.5 of the smallest
+    diameter (CellProfiler's automatic declumping filter size).
+
+    Examples
+    --------
+    >>> from cellcompare.features.segmentation import SizeSettings
+    >>> s = SizeSettings.from_diameter((10, 40))
+    >>> round(s.min_area), round(s.max_area), s.smoothing_sigma, s.min_distance, round(s.declump_sigma, 2)
+    (79, 1257, 1.25, 5, 2.86)
+    """
+
+    min_area: float
+    max_area: float | None
+    smoothing_sigma: float
+    min_distance: int
+    declump_sigma: float
+
+    @classmethod
+    def from_diameter(cls, diameter: tuple[float, float]) -> "SizeSettings":
+        """Settings for objects ``diameter = (min, max)`` pixels across."""
+        low, high = _check_diameter(diameter)
+        return cls(min_area=np.pi * (low / 2) ** 2, max_area=np.pi * (high / 2) ** 2,
+                   smoothing_sigma=max(0.5, low / 8), min_distance=max(2, int(low / 2)),
+                   declump_sigma=low / 3.5)
+
+    @classmethod
+    def from_area(cls, min_area: float, max_area: float | None, smoothing_sigma: float) -> "SizeSettings":
+        """The settings given as areas (seeds ``sqrt(min_area / pi)`` apart)."""
+        return cls(min_area=min_area, max_area=max_area, smoothing_sigma=smoothing_sigma,
+                   min_distance=max(2, int(np.sqrt(min_area / np.pi))), declump_sigma=smoothing_sigma)
+
+
+def _check_diameter(diameter: Sequence[float]) -> tuple[float, float]:
+    values = tuple(float(v) for v in diameter)
+    if len(values) != 2 or not 0 < values[0] <= values[1]:
+        raise SegmentationError(f"diameter must be [min, max] pixels with 0 < min <= max, got {list(diameter)}")
+    return values
+
+
+def diameter_range(typical: float) -> tuple[float, float]:
+    """The ``(min, max)`` diameter range around a typical diameter: half to twice it.
+
+    CellProfiler's examples set ranges of this width around their nuclei (ExampleFly 10-40 for
+    nuclei about 19 px across).
+
+    >>> from cellcompare.features.segmentation import diameter_range
+    >>> diameter_range(19.0)
+    (9.5, 38.0)
+    """
+    return (round(typical / 2, 1), round(typical * 2, 1))
+
+
+@dataclass(frozen=True)
+class Nuclei:
+    """Nuclei found in one image, with what was discarded on the way.
+
+    ``labels`` is the ``(H, W)`` int32 label image (``1..n``); ``found`` counts the objects
+    before the size and border filters, ``small``, ``large`` and ``border`` those each filter
+    discarded (an object both large and on the border counts as large); ``foreground`` is the
+    thresholded fraction of the image.
+    """
+
+    labels: np.ndarray
+    found: int
+    small: int
+    large: int
+    border: int
+    foreground: float
+    diameter: tuple[float, float] | None
+
+    @property
+    def count(self) -> int:
+        """Objects kept."""
+        return self.found - self.small - self.large - self.border
+
+
+def _filter_sizes(labels: np.ndarray, min_area: float, max_area: float | None,
+                  exclude_border: bool) -> tuple[np.ndarray, int, int, int]:
     areas = np.bincount(labels.ravel())
-    bad = areas < min_area
-    if max_area is not None:
-        bad |= areas > max_area
+    present = areas > 0
+    present[0] = False
+    small = present & (areas < min_area)
+    large = present & ~small & (areas > max_area) if max_area is not None else np.zeros_like(small)
+    edge = np.zeros_like(small)
     if exclude_border:
-        edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-        bad[edge] = True
-    bad[0] = False
+        edge[np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))] = True
+        edge &= present & ~small & ~large
+    bad = small | large | edge
     labels = labels.copy()
     labels[bad[labels]] = 0
-    return segmentation.relabel_sequential(labels)[0].astype(np.int32)
+    return (segmentation.relabel_sequential(labels)[0].astype(np.int32),
+            int(small.sum()), int(large.sum()), int(edge.sum()))
 
 
-def segment_nuclei(dna: np.ndarray, *, method: str = "otsu", smoothing_sigma: float = 1.0,
-                   min_area: int = 30, max_area: int | None = None, declump: str = "distance",
-                   exclude_border: bool = False, min_distance: int | None = None) -> np.ndarray:
-    """Segment nuclei from a DNA image.
+def identify_nuclei(dna: np.ndarray, *, diameter: Sequence[float] | None = None,
+                    threshold: str | Threshold = "otsu", smoothing_sigma: float | None = None,
+                    min_area: float | None = None, max_area: float | None = None,
+                    declump: str = "distance", exclude_border: bool = False,
+                    min_distance: int | None = None) -> Nuclei:
+    """Segment nuclei from a DNA image and count what the filters discarded.
 
     Parameters
     ----------
     dna : np.ndarray
         ``(H, W)`` DNA channel, any numeric dtype.
-    method : {"otsu", "minimum_cross_entropy"}
-        Global threshold (minimum cross-entropy is Li's method, as CellProfiler's).
-    smoothing_sigma : float
-        Gaussian sigma applied before thresholding.
-    min_area, max_area : int
-        Objects outside ``[min_area, max_area]`` pixels are dropped.
+    diameter : (float, float), optional
+        Typical diameter range ``(min, max)`` in pixels, as CellProfiler asks for it. It sets
+        the smoothing, the declumping seeds' spacing and the size filter
+        (:class:`SizeSettings`). Unset, and without ``min_area``, it is estimated from this
+        image (:func:`features.estimate.estimate_diameter`, then half to twice that).
+    threshold : str or Threshold
+        ``"otsu"``, ``"minimum_cross_entropy"``, or a :class:`features.threshold.Threshold`
+        (three classes, adaptive).
+    smoothing_sigma : float, optional
+        Gaussian sigma applied before thresholding (overrides the diameter's).
+    min_area, max_area : float, optional
+        Objects outside ``[min_area, max_area]`` pixels are discarded (override the
+        diameter's; ``min_area`` without a diameter keeps the old fixed-size behaviour with a
+        smoothing sigma of 1).
     declump : {"distance", "intensity", "none"}
         Watershed on the distance transform or on the smoothed intensity.
     exclude_border : bool
-        Drop objects touching the image border.
+        Discard objects touching the image border.
     min_distance : int, optional
-        Minimal distance between declumping seeds; default ``sqrt(min_area / pi)``.
+        Minimal distance between declumping seeds (overrides the diameter's).
+
+    Returns
+    -------
+    Nuclei
+        The label image and the counts of found and discarded objects.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimage.draw import disk
+    >>> from cellcompare.features.segmentation import identify_nuclei
+    >>> image = np.zeros((120, 120))
+    >>> for r, c in [(30, 30), (30, 90), (90, 60)]:
+    ...     image[disk((r, c), 10)] = 1.0
+    >>> image[100:105, 5:10] = 1.0                         # a speck, far below 12 px across
+    >>> found = identify_nuclei(image, diameter=(12, 40))
+    >>> found.count, found.small, int(found.labels.max())
+    (3, 1, 3)
+    """
+    from .estimate import estimate_diameter
+
+    image = _check_2d(dna, "dna")
+    rule = _threshold(threshold)
+    if diameter is None and min_area is None:
+        typical = estimate_diameter(image)
+        diameter = diameter_range(typical) if typical else None
+    if diameter is not None:
+        size = SizeSettings.from_diameter(diameter)
+        diameter = _check_diameter(diameter)
+    else:
+        size = SizeSettings.from_area(30 if min_area is None else min_area, max_area, 1.0)
+    sigma = size.smoothing_sigma if smoothing_sigma is None else smoothing_sigma
+    low = size.min_area if min_area is None else min_area
+    high = size.max_area if max_area is None else max_area
+    smooth = ndi.gaussian_filter(image, sigma) if sigma > 0 else image
+    mask = ndi.binary_fill_holes(smooth > rule(smooth))
+    seeds = size.min_distance if min_distance is None else min_distance
+    labels = _declump(mask, image, declump, int(seeds), size.declump_sigma if smoothing_sigma is None
+                      else smoothing_sigma)
+    found = int(len(np.unique(labels))) - int((labels == 0).any())
+    labels, small, large, border = _filter_sizes(labels, low, high, exclude_border)
+    return Nuclei(labels, found, small, large, border, float(mask.mean()), diameter)
+
+
+def segment_nuclei(dna: np.ndarray, **settings) -> np.ndarray:
+    """Segment nuclei from a DNA image: the label image of :func:`identify_nuclei`.
+
+    Parameters
+    ----------
+    dna : np.ndarray
+        ``(H, W)`` DNA channel, any numeric dtype.
+    **settings
+        Keyword settings of :func:`identify_nuclei` (``diameter``, ``threshold``,
+        ``min_area`` ...).
 
     Returns
     -------
     np.ndarray
         ``(H, W)`` int32 label image, labels ``1..n`` consecutive.
     """
-    image = _check_2d(dna, "dna")
-    smooth = ndi.gaussian_filter(image, smoothing_sigma) if smoothing_sigma > 0 else image
-    mask = smooth > _threshold(smooth, method)
-    mask = ndi.binary_fill_holes(mask)
-    if min_distance is None:
-        min_distance = max(2, int(np.sqrt(min_area / np.pi)))
-    labels = _declump(mask, smooth, declump, min_distance)
-    return _filter_sizes(labels, min_area, max_area, exclude_border)
+    return identify_nuclei(dna, **settings).labels
 
 
 def segment_cells(cyto: np.ndarray, nuclei: np.ndarray, *, method: str = "propagation",
@@ -142,7 +293,7 @@ def segment_cells(cyto: np.ndarray, nuclei: np.ndarray, *, method: str = "propag
     if method not in ("propagation", "watershed_gradient"):
         raise SegmentationError(f"method must be 'propagation' or 'watershed_gradient', got {method!r}")
     smooth = ndi.gaussian_filter(image, smoothing_sigma) if smoothing_sigma > 0 else image
-    thr = _threshold(smooth, threshold_method)
+    thr = _threshold(threshold_method)(smooth)
     mask = (smooth > thr * threshold_scale) | (nuclei > 0)
     gradient = filters.sobel(smooth)
     surface = gradient
@@ -181,7 +332,7 @@ def segment_whole_object(image: np.ndarray, *, method: str = "otsu",
     """
     img = _check_2d(image, "image")
     smooth = ndi.gaussian_filter(img, smoothing_sigma) if smoothing_sigma > 0 else img
-    labels = measure.label(smooth > _threshold(smooth, method))
+    labels = measure.label(smooth > _threshold(method)(smooth))
     if labels.max() == 0:
         return np.zeros(img.shape, np.int32)
     largest = np.argmax(np.bincount(labels.ravel())[1:]) + 1

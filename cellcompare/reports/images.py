@@ -13,6 +13,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np
+import pandas as pd
 import seaborn as sns  # noqa: E402
 from skimage.segmentation import find_boundaries
 from skimage.transform import resize
@@ -88,11 +89,30 @@ def open_images(root: str | None) -> tuple[Any | None, str | None]:
         return None, f"The dataset at {root} could not be opened ({type(exc).__name__}: {exc})."
 
 
-def montage_figure(dataset: Any, classes: Sequence[str], *, per_class: int = 3,
+#: Column of a montage for images without a label.
+UNLABELLED = "(unlabelled)"
+
+
+def montage_figure(dataset: Any, classes: Sequence[str] | None = None, *, per_class: int = 3,
                    max_classes: int = 8) -> ReportFigure:
-    """Grid of sample composites: one row per class (at most ``max_classes`` rows)."""
-    labels = np.asarray(dataset.labels).astype(str)
+    """Grid of sample composites: one column per class (at most ``max_classes`` columns).
+
+    ``classes`` are labels of the dataset's images (the run's classes for an image task);
+    ``None`` shows the dataset's own labels (a cell task's classes label cells, not images),
+    images without one under :data:`UNLABELLED`.
+
+    Raises
+    ------
+    ValueError
+        No image of the dataset carries one of ``classes``.
+    """
+    raw = pd.Series(np.asarray(dataset.labels, dtype=object))
+    labels = raw.where(raw.notna(), UNLABELLED).astype(str).to_numpy()
+    classes = sorted(set(labels)) if classes is None else list(classes)
     shown = [c for c in classes if np.any(labels == c)][:max_classes]
+    if not shown:
+        raise ValueError(f"no image of the dataset at {getattr(dataset, 'root', '?')} is labelled "
+                         f"with one of the classes {classes[:5]}")
     # one column per class, so that eight classes still fit the page width
     fig, axes = plt.subplots(per_class, len(shown), squeeze=False,
                              figsize=(1.6 * max(len(shown), 3), 1.7 * per_class))

@@ -86,8 +86,11 @@ def dataset_section(results: Results, opts: ReportOptions) -> dict[str, Any]:
     dataset, problem = images.open_images(info.get("root"))
     section["images_problem"] = problem
     if dataset is not None:
+        # a cell task's classes label cells: the montage shows the images by their own labels
+        task = results.metrics.get("task") or results.metrics.get("labels") or {}
+        shown = results.classes if task.get("level", "image") == "image" else None
         try:
-            section["figures"].append(images.montage_figure(dataset, results.classes))
+            section["figures"].append(images.montage_figure(dataset, shown))
         except Exception as exc:  # a broken image must not stop the report
             log.warning("montage failed: %s", exc)
             section["images_problem"] = f"The sample montage failed ({type(exc).__name__}: {exc})."

@@ -244,19 +244,28 @@ def pairwise_frame(results: Results) -> pd.DataFrame | None:
                          for i, a in enumerate(models)])
 
 
+#: The metrics of the terminal table, in the order of ``metric_names`` (the primary one first).
+TERMINAL_METRICS = ("accuracy", "top_k_accuracy", "balanced_accuracy")
+
+
 def terminal_table(results: Results) -> str:
     """A plain-text results table for the terminal: model, accuracy, top-k, balanced accuracy, time.
 
-    Time is the mean over folds of fit plus predict seconds.
+    The metrics follow ``metric_names``, as ``summary.md`` does: balanced accuracy leads when
+    class sizes differ more than 3x. Time is the mean over folds of fit plus predict seconds.
     """
     summary = summary_frame(results)
     folds = results.fold_table()
     top_k = results.metrics.get("top_k", 3)
-    header = ["model", "accuracy", f"top-{top_k} accuracy", "balanced accuracy", "time (s/fold)"]
+    order = [m for m in results.metric_names if m in TERMINAL_METRICS]
+    order += [m for m in TERMINAL_METRICS if m not in order]
+    names = {"accuracy": "accuracy", "top_k_accuracy": f"top-{top_k} accuracy",
+             "balanced_accuracy": "balanced accuracy"}
+    header = ["model", *(names[m] for m in order), "time (s/fold)"]
     rows = []
     for model, row in summary.iterrows():
         cells = [str(model)]
-        for metric in ("accuracy", "top_k_accuracy", "balanced_accuracy"):
+        for metric in order:
             cells.append(format_mean_std(row.get(f"{metric}_mean"), row.get(f"{metric}_std")))
         mine = folds[(folds["model"] == model) & (folds["fold"] >= 0)] if not folds.empty else folds
         seconds = [c for c in ("fit_seconds", "predict_seconds") if c in mine.columns]

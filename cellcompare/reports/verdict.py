@@ -15,7 +15,8 @@ import numpy as np
 from cellcompare.reports.load import Results
 from cellcompare.reports.sections import weights_statement
 
-__all__ = ["IMBALANCE_RATIO", "first_box", "caveats", "cost_rows", "hardware"]
+__all__ = ["IMBALANCE_RATIO", "first_box", "caveats", "cost_rows", "hardware", "segmentation_caveats",
+           "units_per_class"]
 
 #: Shown only for results without a headline (the run states its own question).
 FALLBACK_QUESTION = "Which approach, CellProfiler features or a deep network, separates these classes better?"
@@ -25,13 +26,16 @@ IMBALANCE_RATIO = 1.5
 
 
 def caveats(results: Results) -> list[dict[str, Any]]:
-    """What changes how to read the answer: starting weights, folds, images per class, imbalance.
+    """What changes how to read the answer: starting weights, folds, units per class, imbalance.
+
+    Units per class and the imbalance are the task's (:func:`units_per_class`: cells for a
+    cell task, images for an image task).
 
     Returns
     -------
     list of dict
         ``{"key", "text", "warn"}``; ``warn`` marks a caveat that weakens the answer (random
-        initial weights, fewer than 5 folds, fewer than 30 images in a class, imbalance).
+        initial weights, fewer than 5 folds, fewer than 30 units in a class, imbalance).
     """
     metrics = results.metrics
     out = []
@@ -53,12 +57,11 @@ def caveats(results: Results) -> list[dict[str, Any]]:
         if n_splits < 5:
             text += "; with so few folds the per-fold tests have little power"
         out.append({"key": "folds", "text": text, "warn": n_splits < 5})
-    counts = {str(k): int(v) for k, v in ((metrics.get("dataset") or {}).get("class_counts")
-                                          or {}).items()}
+    unit, counts = units_per_class(metrics)
     if counts:
         low, high = min(counts.values()), max(counts.values())
-        per = f"{low} images per class" if low == high else f"{low} to {high} images per class"
-        out.append({"key": "images_per_class", "text": f"{len(counts)} classes, {per}",
+        per = f"{low} {unit} per class" if low == high else f"{low} to {high} {unit} per class"
+        out.append({"key": f"{unit}_per_class", "text": f"{len(counts)} classes, {per}",
                     "warn": low < 30})
         ratio = high / low if low else float("inf")
         metric = (metrics.get("headline") or {}).get("metric")
@@ -71,7 +74,54 @@ def caveats(results: Results) -> list[dict[str, Any]]:
         else:
             text = f"classes are balanced (largest / smallest = {ratio:.1f})"
         out.append({"key": "imbalance", "text": text, "warn": ratio > IMBALANCE_RATIO})
+    return out + segmentation_caveats(metrics.get("segmentation") or {})
+
+
+def segmentation_caveats(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the segmentation chose, and what its QC doubts (``metrics.json`` ``segmentation``).
+
+    Examples
+    --------
+    >>> from cellcompare.reports.verdict import segmentation_caveats
+    >>> record = {"dna_channel": {"name": "D", "chosen_by": "signal"},
+    ...           "diameter": {"range": [9.4, 37.6], "chosen_by": "estimated"},
+    ...           "warnings": [], "qc": {"caveats": ["segmentation QC flags 3 of 9 images"]}}
+    >>> [(c["key"], c["warn"]) for c in segmentation_caveats(record)]
+    [('segmentation', False), ('segmentation.qc.0', True)]
+    >>> segmentation_caveats(record)[0]["text"]
+    "nuclei segmented on channel 'D' (chosen by signal), diameter 9.4-37.6 px (estimated from the images)"
+    """
+    dna = record.get("dna_channel") or {}
+    if not dna:
+        return []
+    how = {"config": "as configured", "name": "chosen by name", "signal": "chosen by signal",
+           "name and signal": "chosen by name and signal", "only channel": "the only channel"}
+    text = f"nuclei segmented on channel {dna.get('name')!r} ({how.get(dna.get('chosen_by'), dna.get('chosen_by'))})"
+    diameter = record.get("diameter") or {}
+    if diameter.get("range"):
+        low, high = diameter["range"]
+        source = "estimated from the images" if diameter.get("chosen_by") == "estimated" else "as configured"
+        text += f", diameter {low:g}-{high:g} px ({source})"
+    elif diameter.get("chosen_by") == "masks":
+        text = "label images given with the data (features.masks)"
+    out = [{"key": "segmentation", "text": text, "warn": False}]
+    doubts = list(record.get("warnings") or []) + list((record.get("qc") or {}).get("caveats") or [])
+    out += [{"key": f"segmentation.qc.{i}", "text": t, "warn": True} for i, t in enumerate(doubts)]
     return out
+
+
+def units_per_class(metrics: dict[str, Any]) -> tuple[str, dict[str, int]]:
+    """What the run classified and how many per class: ``("cells", {...})`` for a cell task.
+
+    Read from ``metrics.json`` ``task`` (the task's own units, ``Task.record``); results from
+    before it have only the dataset's images per class.
+    """
+    task = metrics.get("task") or {}
+    if task.get("class_counts"):
+        return str(task.get("unit_name") or "images"), {str(k): int(v) for k, v in
+                                                        task["class_counts"].items()}
+    counts = (metrics.get("dataset") or {}).get("class_counts") or {}
+    return "images", {str(k): int(v) for k, v in counts.items()}
 
 
 def _per_image(folds: list[dict], seconds: str, count: str) -> float | None:

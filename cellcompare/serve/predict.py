@@ -47,9 +47,22 @@ def read_file_sample(path: str | Path) -> Any:
     return Sample(id=path.stem, image=read_image(path), paths=(str(path),))
 
 
+def _channel_files(folder: Path) -> bool:
+    """Whether the images at the top of ``folder`` are one file per channel (a file-name
+    preset such as ``{well}_s{site}_w{channel}``, or sets ``name_D.tif, name_F.tif``), to be
+    read as one multi-channel image per set, as ``datasets.open_dataset`` reads them."""
+    from cellcompare.datasets.errors import LayoutError
+    from cellcompare.datasets.loader import detect_layout
+
+    try:
+        return detect_layout(folder) in ("pattern", "channelsets")
+    except LayoutError:
+        return False
+
+
 def _folder_items(folder: Path) -> Iterator[tuple[str, Any]]:
     flat = sorted(p for p in folder.iterdir() if _is_image(p))
-    if flat:
+    if flat and not _channel_files(folder):
         yield from ((str(p), p) for p in flat)
         return
     from cellcompare.datasets import open_dataset
@@ -67,7 +80,11 @@ def _folder_items(folder: Path) -> Iterator[tuple[str, Any]]:
 def expand_inputs(inputs: Sequence[str]) -> list[tuple[str, Any]]:
     """Turn files, folders and globs into ``(display_path, source)`` items.
 
-    ``source`` is a file Path, a ``(dataset, index)`` pair or an exception (a skipped input).
+    A file is one image. A folder is one of: image files, each one image; one file per
+    channel (``B02_s1_w1.png ... B02_s1_w6.png``, or ``name_D.tif, name_F.tif``), each set
+    one image; or a dataset in any layout ``datasets.open_dataset`` reads (class folders,
+    RxRx1, ...). ``source`` is a file Path, a ``(dataset, index)`` pair or an exception (a
+    skipped input).
     """
     items: list[tuple[str, Any]] = []
     for raw in inputs:
@@ -95,6 +112,10 @@ def _load(source: Any) -> Any:
     return sample
 
 
+#: Failing inputs logged one by one; the others are in the rows (the CSV's error column).
+LOGGED_FAILURES = 5
+
+
 def _plate_of(source: Any, group: str | None, groups: dict[int, np.ndarray]) -> str | None:
     """A dataset image's own plate; an image file's is ``group``."""
     if isinstance(source, Path):
@@ -115,7 +136,8 @@ def predict_inputs(predictor: Predictor, inputs: Sequence[str], *, k: int = 3,
     The images of one plate (a dataset folder's ``group``; for image files, ``group``) go to
     the model as one batch, so a group-normalised model uses that plate's statistics as the
     comparison did (``serve.normalization``); images without a plate use the reference
-    statistics stored with the model. Images are read one at a time.
+    statistics stored with the model. Images are read one at a time. The first
+    :data:`LOGGED_FAILURES` failures are logged; every failure is in its row.
     """
     items = expand_inputs(inputs)
     rows: list[PredictionRow | None] = [None] * len(items)
@@ -123,7 +145,6 @@ def predict_inputs(predictor: Predictor, inputs: Sequence[str], *, k: int = 3,
     groups: dict[int, np.ndarray] = {}
     for position, (path, source) in enumerate(items):
         if isinstance(source, Exception):
-            logger.warning("cannot predict %s: %s", path, source)
             rows[position] = PredictionRow(path, error=f"{type(source).__name__}: {source}")
         else:
             plates.setdefault(_plate_of(source, group, groups), []).append(position)
@@ -140,6 +161,12 @@ def predict_inputs(predictor: Predictor, inputs: Sequence[str], *, k: int = 3,
             outcomes = predictor.predict_batch(batch, group=plate, min_plate_images=min_plate_images)
             for i, outcome in zip(members, outcomes):
                 rows[i] = _row(items[i][0], outcome, predictor.classes, k)
+    failed = [row for row in rows if row.error]
+    for row in failed[:LOGGED_FAILURES]:
+        logger.warning("cannot predict %s: %s", row.path, row.error)
+    if len(failed) > LOGGED_FAILURES:
+        logger.warning("%d more inputs could not be predicted; every reason is in the error "
+                       "column", len(failed) - LOGGED_FAILURES)
     return rows
 
 

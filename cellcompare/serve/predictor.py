@@ -136,7 +136,7 @@ class _Base:
                 parts[position] = self._measure(replace(sample, id=str(position)), str(name), group)
                 del sample  # only its model input is kept
             except IMAGE_ERRORS as exc:
-                logger.warning("cannot predict %s: %s: %s", name, type(exc).__name__, exc)
+                logger.debug("cannot predict %s: %s: %s", name, type(exc).__name__, exc)
                 if len(outcomes) == position:
                     outcomes.append(Outcome(str(name)))
                 outcomes[position] = replace(outcomes[position], error=exc)

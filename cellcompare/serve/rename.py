@@ -8,7 +8,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from cellcompare import atomic
 from cellcompare.serve.errors import RenameError
@@ -112,14 +112,33 @@ def apply_renames(plan: Sequence[tuple[Path, Path]], manifest: str | Path) -> Pa
     return manifest
 
 
-def undo(manifest: str | Path) -> tuple[int, list[str]]:
-    """Restore the names recorded in ``manifest``; returns ``(restored, problems)``."""
+class Undone(NamedTuple):
+    """What :func:`undo` did: names restored, names found already restored, problems."""
+
+    restored: int
+    problems: list[str]
+    already: int = 0
+
+
+def undo(manifest: str | Path) -> Undone:
+    """Restore the names recorded in ``manifest``.
+
+    An entry whose old name exists and whose new name does not was restored before (``undo``
+    run twice): it counts as ``already`` restored, not as a problem.
+
+    Returns
+    -------
+    Undone
+        ``(restored, problems, already)``.
+    """
     record = json.loads(Path(manifest).read_text())
-    restored, problems = 0, []
+    restored, already, problems = 0, 0, []
     for item in reversed(record.get("renames", [])):
         old, new = Path(item["old"]), Path(item["new"])
         if old.parent != new.parent:
             problems.append(f"{new}: manifest entry leaves its folder; skipped")
+        elif old.exists() and not new.exists():
+            already += 1
         elif old.exists():
             problems.append(f"{old} exists; not overwriting it with {new}")
         elif not new.exists():
@@ -127,4 +146,4 @@ def undo(manifest: str | Path) -> tuple[int, list[str]]:
         else:
             new.rename(old)
             restored += 1
-    return restored, problems
+    return Undone(restored, problems, already)
