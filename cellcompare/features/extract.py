@@ -121,7 +121,7 @@ def sample_segmentation(sample: Any, config: FeatureConfig, *,
     -------
     SampleSegmentation
     """
-    image = np.asarray(sample.float_image, dtype=np.float64)
+    image = sample.float_image             # float32; each plane segmented is read in float64
     names = _channel_names(sample)
     if not config.masks:
         return identify_sample(image, names, config, str(sample.id))
