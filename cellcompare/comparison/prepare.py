@@ -53,11 +53,12 @@ def dataset_info(ds: Any, config: CompareConfig, out: Path) -> dict:
             "skipped": [{"path": s.path, "reason": s.reason} for s in ds.skipped]}
 
 
-def extract_features(config: CompareConfig, out: Path, fconfig: Any) -> tuple[pd.DataFrame, dict]:
+def extract_features(config: CompareConfig, out: Path, fconfig: Any,
+                     segmentation: dict) -> tuple[pd.DataFrame, dict]:
     """Run (or resume) the feature extraction; return the per-image table and its record.
 
-    ``fconfig`` is the run's ``CompareConfig.feature_config()`` with its channels and diameter
-    chosen (``features.plan.plan_extraction``).
+    ``fconfig`` and ``segmentation`` are what ``features.plan.plan_extraction`` chose for the
+    run's ``CompareConfig.feature_config()`` (its channels and diameter, and how).
 
     The per-cell table is not read here (``celltable.read_cells`` reads it when needed): only
     its schema, for the number of per-cell features.
@@ -70,9 +71,9 @@ def extract_features(config: CompareConfig, out: Path, fconfig: Any) -> tuple[pd
     check_manifest(folder / "manifest.json", fconfig.to_dict(), options)
     done = len(list((folder / "image").glob("*.parquet"))) if (folder / "image").is_dir() else 0
     start = time.perf_counter()
-    # the settings as given: run_extraction keeps the choices its manifest records for them
+    # the settings as given are recorded beside the choices made for them (one plan per run)
     run_extraction(config.dataset.path, folder, config.feature_config(), jobs=config.jobs,
-                   dataset_options=options)
+                   dataset_options=options, plan=(fconfig, segmentation))
     seconds = time.perf_counter() - start
     images = load_table(folder, level="image")
     cell_columns = open_table(folder, "cell").schema.names

@@ -209,7 +209,7 @@ def run(config: CompareConfig) -> Path:
     images = None
     feature_info: dict[str, Any] = {"preset": None, "n_features": 0, "cells_per_image": {}}
     if needs_features:
-        images, feature_info = extract_features(config, out, fconfig)
+        images, feature_info = extract_features(config, out, fconfig, segmentation)
         segmentation["qc"] = segmentation_qc(images, fconfig.diameter, whole_object=fconfig.whole_object)
     task = build_task(config, ds, out, feature_config=fconfig, image_table=images,
                       feature_info=feature_info, class_counts=data_info["class_counts"])

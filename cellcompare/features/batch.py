@@ -289,7 +289,8 @@ def _run_dask(scheduler: str, tasks: list, bar: tqdm, out: Path, version: str) -
 
 def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: FeatureConfig | None = None,
                    jobs: int = 1, scheduler: str | None = None, *,
-                   dataset_options: dict | None = None) -> Path:
+                   dataset_options: dict | None = None,
+                   plan: tuple[FeatureConfig, dict] | None = None) -> Path:
     """Extract features for every image of a dataset, resumably.
 
     Parameters
@@ -311,6 +312,10 @@ def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: Feature
         ``label_column``, ``group_pattern``, ``suffixes``). Left-out keys default to
         :data:`DEFAULT_DATASET_OPTIONS` (note ``on_error="skip"``: unreadable images go to
         ``errors.csv``). Recorded in ``manifest.json``.
+    plan : (FeatureConfig, dict), optional
+        What :func:`features.plan.plan_extraction` chose for ``config`` on this dataset and
+        ``out_dir``, when the caller has it already (the images are then not sampled again).
+        Unset channels and diameter are otherwise chosen here.
 
     Returns
     -------
@@ -338,7 +343,8 @@ def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: Feature
     # opened before out is created: a dataset that cannot be read leaves no empty output behind
     ds = open_dataset(str(dataset_dir), **{**DEFAULT_DATASET_OPTIONS, **options})  # never an older view
     given = config
-    config, segmentation = plan_extraction(ds, config, out)   # the same channels and sizes for every image
+    # the same channels and sizes for every image
+    config, segmentation = plan if plan is not None else plan_extraction(ds, config, out)
     _check_resume(out, options, config)
     for sub in ("cells", "image"):
         (out / sub).mkdir(parents=True, exist_ok=True)
