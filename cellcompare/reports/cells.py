@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from cellcompare.display import crop_rgb
 from cellcompare.reports.figures import ReportFigure
 from cellcompare.reports.theme import array_to_data_uri, figure_to_data_uri
 
@@ -37,17 +38,6 @@ def gate_figure(values: pd.DataFrame, info: dict) -> ReportFigure:
                f"({'Otsu' if rule == 'otsu' else 'fixed'}); cells above are {info['above']!r}, "
                f"the others {info['below']!r}.")
     return ReportFigure("Gate", figure_to_data_uri(fig), caption)
-
-
-def crop_rgb(crop: np.ndarray) -> np.ndarray:
-    """A ``(C, S, S)`` crop as RGB: its first three channels, each scaled to its 99.5th percentile."""
-    crop = np.asarray(crop, dtype=np.float32)
-    channels = [crop[min(i, len(crop) - 1)] for i in range(3)] if len(crop) >= 3 else [crop[0]] * 3
-    out = []
-    for ch in channels:
-        top = float(np.percentile(ch, 99.5))
-        out.append(ch / top if top > 0 else ch)
-    return np.clip(np.stack(out[::-1], axis=-1), 0, 1)  # first channel (DNA) shown in blue
 
 
 def _gallery(root: Path) -> dict[str, Any] | None:
