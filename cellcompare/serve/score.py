@@ -160,7 +160,7 @@ def _images_table(table: pd.DataFrame, places: pd.DataFrame, classes: list[str],
     scored = class_fractions(table, ["Metadata_sample_id"], "predicted", classes)
     scored = scored.rename(columns={"Metadata_sample_id": "sample_id"})
     images = places.merge(scored, on="sample_id", how="left")
-    images["error"] = images["sample_id"].map(dict(failures)).fillna("")
+    images["error"] = images["sample_id"].map(dict(failures)).astype(object).fillna("")
     return images
 
 
