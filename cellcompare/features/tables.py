@@ -39,6 +39,8 @@ import pyarrow.parquet as pq
 
 from cellcompare.progress import progress_bar
 
+from .shards import parquet_options
+
 __all__ = [
     "PARTITIONS",
     "TableLayoutError",
@@ -174,7 +176,8 @@ def compact(out_dir: str | Path, level: str = "cell", *, partition: str = "plate
     tmp = target.with_name(f".{level}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     scanner = source.scanner(columns=columns, batch_size=batch_rows)
-    ds.write_dataset(scanner, tmp, format="parquet",
+    options = ds.ParquetFileFormat().make_write_options(**parquet_options(scanner.projected_schema))
+    ds.write_dataset(scanner, tmp, format="parquet", file_options=options,
                      partitioning=ds.partitioning(pa.schema([(key, scanner.projected_schema.field(key).type)]),
                                                   flavor="hive"),
                      max_rows_per_group=batch_rows, existing_data_behavior="error",
