@@ -123,9 +123,11 @@ def stage(table: pa.Table, out: Path, level: str, key: str) -> None:
 
 
 def read_staged(path: Path) -> tuple[str, pa.Table]:
-    """The source key and table of a staged file (memory-mapped)."""
-    with pa.memory_map(str(path)) as source:
-        table = ipc.open_file(source).read_all()
+    """The source key and table of a staged file (memory-mapped).
+
+    The map is not closed here: the table's buffers point into it, and it is released with them.
+    """
+    table = ipc.open_file(pa.memory_map(str(path))).read_all()
     return table.schema.metadata[SOURCE_KEY].decode(), table.replace_schema_metadata(None)
 
 
