@@ -173,3 +173,14 @@ def test_a_full_disk_names_the_folder_and_leaves_no_partial_shard(dataset, tmp_p
     monkeypatch.undo()
     run_extraction(dataset, out, MINIMAL)
     assert len(load_table(out)) == 6
+
+
+def test_shards_of_many_row_groups_are_unpacked_image_by_image(dataset, reference, tmp_path, monkeypatch):
+    monkeypatch.setattr(shards, "ROW_GROUP_BYTES", 1)       # one row group per image
+    out = run_extraction(dataset, tmp_path / "out", MINIMAL, shard_images=4)
+    assert pq.ParquetFile(out / "cells" / "shard-000001-000004.parquet").num_row_groups == 4
+    pd.testing.assert_frame_equal(load_table(out, level="cell"), load_table(reference, level="cell"))
+    run_extraction(dataset, out, MINIMAL, shard_images=5)   # every shard unpacked and rewritten
+    assert _names(out, "cells") == ["shard-000001-000005.parquet", "shard-000006-000010.parquet"]
+    assert pq.ParquetFile(out / "cells" / "shard-000001-000005.parquet").num_row_groups == 5
+    pd.testing.assert_frame_equal(load_table(out, level="cell"), load_table(reference, level="cell"))

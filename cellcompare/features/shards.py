@@ -257,27 +257,38 @@ def assemble(out: Path, first: int, size: int, members: dict[int, str]) -> int:
     return len(staged)
 
 
+def _per_image(path: Path) -> Iterator[tuple[Entry, pa.Table]]:
+    """Each recorded image of a shard file with its rows, read one row group at a time."""
+    file = pq.ParquetFile(path)
+    empty = file.schema_arrow.empty_table()
+    groups = (file.read_row_group(g) for g in range(file.num_row_groups))
+    table, start = empty, 0
+    for entry in entries(path):
+        pieces, need = [], entry.rows
+        while need:
+            if start == table.num_rows:
+                table, start = next(groups), 0
+            take = min(need, table.num_rows - start)
+            pieces.append(table.slice(start, take))
+            start, need = start + take, need - take
+        yield entry, pa.concat_tables(pieces) if pieces else empty
+
+
 def unpack(out: Path, image: Path, keep: set[str]) -> int:
     """Stage the images of shard ``image`` (and its cells twin) whose keys are in ``keep``.
 
     Then delete the shard (image file first: its images are no longer done). Returns how
     many images were staged. Used when a shard must change (images moved, changed or left,
-    or a failed image of its range now succeeds).
+    or a failed image of its range now succeeds). Memory: one row group and one image.
     """
     recorded = check_shard(image)
-    wanted = [e for e in recorded if e.key in keep]
     for level in LEVELS:
-        path = image.parent.parent / level / image.name
-        rows = entries(path)
-        table = pq.read_table(path).replace_schema_metadata(None)
-        start = 0
-        for entry in rows:
+        for entry, rows in _per_image(image.parent.parent / level / image.name):
             if entry.key in keep:
-                stage(table.slice(start, entry.rows), out, level, entry.key)
-            start += entry.rows
+                stage(rows.replace_schema_metadata(None), out, level, entry.key)
     for level in LEVELS[::-1]:
         (image.parent.parent / level / image.name).unlink()
-    return len(wanted)
+    return sum(e.key in keep for e in recorded)
 
 
 def shard_files(out: Path) -> list[Path]:
