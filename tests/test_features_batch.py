@@ -77,49 +77,72 @@ def test_bad_and_empty_images_are_listed_and_job_continues(dataset, tmp_path):
     assert len(zero) == 1 and zero["Nuclei_AreaShape_Area"].isna().all()
 
 
-# Run in a child process: the CLI, with DataFrame.to_parquet patched to SIGKILL the process
-# half-way through writing the image part of image KILL_AT (a deterministic "kill mid-write").
+# Run in a child process: the CLI, with the staging of image STAGE_AT or the SHARD_AT-th shard
+# write patched to SIGKILL the process half-way through the file (a deterministic "kill mid-write").
 _KILLING_RUN = """
 import os, signal, sys
-import pyarrow.parquet as pq
+from cellcompare.atomic import atomic_path
+from cellcompare.features import shards
 from cellcompare.cli import main
 
-KILL_AT = int(os.environ["KILL_AT"])
-original = pq.write_table
-written = []
+STAGE_AT, SHARD_AT = int(os.environ["STAGE_AT"]), int(os.environ["SHARD_AT"])
+calls = {"image": 0, "shard": 0}
+stage, write_shard = shards.stage, shards.write_shard
 
-def write_table(table, path, *args, **kwargs):
-    if os.path.basename(os.path.dirname(path)) == "image":
-        if len(written) + 1 == KILL_AT:
-            with open(path, "wb") as fh:
-                fh.write(b"PAR1 half a file")
-            os.kill(os.getpid(), signal.SIGKILL)
-        written.append(path)
-    return original(table, path, *args, **kwargs)
+def half_then_die(path):
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(b"half a file")
+        os.kill(os.getpid(), signal.SIGKILL)
 
-pq.write_table = write_table
+def killing_stage(table, out, level, key):
+    calls["image"] += level == "image"
+    if level == "image" and calls["image"] == STAGE_AT:
+        half_then_die(shards.stage_path(out, key, level))
+    return stage(table, out, level, key)
+
+def killing_write_shard(path, tables, schema):
+    calls["shard"] += 1
+    if calls["shard"] == SHARD_AT:
+        half_then_die(path)
+    return write_shard(path, tables, schema)
+
+shards.stage, shards.write_shard = killing_stage, killing_write_shard
 sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_resume_after_kill_mid_write_equals_uninterrupted_run(dataset, tmp_path):
-    reference = run_extraction(dataset, tmp_path / "ref", MINIMAL, jobs=1)
+def _shard_bytes(out: Path) -> dict[str, bytes]:
+    return {f"{p.parent.name}/{p.name}": p.read_bytes() for p in sorted(out.glob("*/shard-*.parquet"))}
+
+
+@pytest.mark.parametrize(("stage_at", "shard_at", "left"), [
+    (3, 0, {"image": 2, "cells": 3, "shards": []}),                      # killed staging image 3
+    (0, 2, {"image": 4, "cells": 4, "shards": ["cells/shard-000001-000256.parquet"]}),  # writing a shard
+])
+def test_resume_after_kill_mid_write_is_byte_identical(dataset, tmp_path, stage_at, shard_at, left):
     cfg = tmp_path / "f.yaml"
     cfg.write_text("preset: minimal\nobjects: [Nuclei, Cells]\nqc_samples: 2\n")
+    reference = tmp_path / "ref"
     out = tmp_path / "resumed"
-    args = ["extract", str(dataset), "--out", str(out), "--config", str(cfg)]
-    killed = subprocess.run([sys.executable, "-c", _KILLING_RUN, *args], capture_output=True,
-                            env={**os.environ, "KILL_AT": "3"}, timeout=120)
+    args = ["extract", str(dataset), "--config", str(cfg), "--out"]
+    subprocess.run([sys.executable, "-m", "cellcompare", *args, str(reference)], check=True,
+                   capture_output=True, timeout=120)
+    killed = subprocess.run([sys.executable, "-c", _KILLING_RUN, *args, str(out)], capture_output=True,
+                            env={**os.environ, "STAGE_AT": str(stage_at), "SHARD_AT": str(shard_at)},
+                            timeout=120)
     assert killed.returncode == -signal.SIGKILL
-    assert sorted(p.name for p in (out / "image").glob("0*.parquet")) == ["000001.parquet",
-                                                                         "000002.parquet"]
-    assert len(list((out / "image").glob(".*.tmp"))) == 1  # the half-written part
-    subprocess.run([sys.executable, "-m", "cellcompare", *args], check=True, capture_output=True,
-                   timeout=120)
-    for level in ("cell", "image"):
-        pd.testing.assert_frame_equal(load_table(out, level=level),
-                                      load_table(reference, level=level))
-    assert not list(out.rglob("*.tmp"))
+    staged = out / "staged"
+    assert len(list(staged.glob("*.image.arrow"))) == left["image"]
+    assert len(list(staged.glob("*.cells.arrow"))) == left["cells"]
+    assert list(_shard_bytes(out)) == left["shards"]
+    assert len(list(out.rglob(".*.tmp"))) == 1  # the half-written file
+    subprocess.run([sys.executable, "-m", "cellcompare", *args, str(out)], check=True,
+                   capture_output=True, timeout=120)
+    assert _shard_bytes(out) == _shard_bytes(reference)
+    assert list(_shard_bytes(out)) == ["cells/shard-000001-000256.parquet",
+                                       "image/shard-000001-000256.parquet"]
+    assert not list(out.rglob("*.tmp")) and not list(staged.iterdir())
+
 
 def test_dask_local_cluster_gives_same_table(dataset, tmp_path):
     distributed = pytest.importorskip("distributed")
@@ -145,7 +168,7 @@ def test_scheduler_is_not_contacted_when_every_image_is_extracted(dataset, tmp_p
     assert run_extraction(dataset, out, MINIMAL, scheduler="tcp://127.0.0.1:9") == out
     assert contacted == []
     assert sorted(p.stat().st_mtime_ns for p in (out / "image").glob("*.parquet")) == before
-    (out / "image" / "000002.parquet").unlink()  # one image to do: the scheduler is asked
+    (out / "image" / "shard-000001-000256.parquet").unlink()  # images to do: the scheduler is asked
     with pytest.raises(OSError, match="timed out connecting"):
         run_extraction(dataset, out, MINIMAL, scheduler="tcp://127.0.0.1:9")
     assert contacted == ["tcp://127.0.0.1:9"]

@@ -338,7 +338,9 @@ def test_walk_the_readme(tmp_path):
 
         walk(f"{CELLCOMPARE} extract data/cp --out feats/cp --preset standard --jobs 2")
         parts = sorted((tmp_path / "feats" / "cp" / "image").glob("*.parquet"))
-        assert len(parts) == 8
+        assert [p.name for p in parts] == ["shard-000001-000256.parquet"]   # 8 images, one shard
+        from cellcompare.features import shards
+        assert [e.number for e in shards.entries(parts[0])] == list(range(1, 9))
         dask = walk(f"{CELLCOMPARE} extract data/cp --out feats/cp --scheduler tcp://127.0.0.1:8786")
         assert "0 of 8 images to extract" in dask.log
         compacted = walk(f"{CELLCOMPARE} compact feats/cp").out.split()

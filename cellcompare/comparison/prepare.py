@@ -64,12 +64,13 @@ def extract_features(config: CompareConfig, out: Path, fconfig: Any,
     its schema, for the number of per-cell features.
     """
     from cellcompare.features import load_table, run_extraction
+    from cellcompare.features.shards import count_done
     from cellcompare.features.tables import open_table
 
     folder = out / "features"
     options = config.dataset.open_options()
     check_manifest(folder / "manifest.json", fconfig.to_dict(), options)
-    done = len(list((folder / "image").glob("*.parquet"))) if (folder / "image").is_dir() else 0
+    done = count_done(folder)
     start = time.perf_counter()
     # the settings as given are recorded beside the choices made for them (one plan per run)
     run_extraction(config.dataset.path, folder, config.feature_config(), jobs=config.jobs,

@@ -1,16 +1,19 @@
-"""The resumable batch job: one Parquet part per image, written atomically.
+"""The resumable batch job: images staged one by one, written as shards of many images.
 
-Layout of ``out_dir``: ``cells/{n:06d}.parquet`` and ``image/{n:06d}.parquet`` per finished
-image (``n`` = ImageNumber), ``manifest.json``, ``errors.csv`` and ``qc/{sample_id}.npz``.
-An image is done when its ``image`` part exists; parts are written to a temporary name and
-moved with ``os.replace``, so a killed job never leaves a half-written part. Each part records
-the files it was computed from (:mod:`.resume`), so a restart keeps the parts of unchanged
-images, renumbers those whose position moved, and extracts exactly the images that are new or
-changed. Workers open the dataset themselves (with the same ``dataset_options``) and read one
-image each, so memory stays bounded by ``jobs`` images; an error in one image (even
-MemoryError) goes to ``errors.csv`` and the batch goes on; workers exit when the main process
-dies. ``manifest.json`` records the dataset options; resuming into a folder made with options
-that select other images is refused.
+Layout of ``out_dir``: ``cells/shard-{a:06d}-{b:06d}.parquet`` and ``image/shard-...parquet``
+per range of ``shard_images`` ImageNumbers (:mod:`.shards`), ``manifest.json``, ``errors.csv``
+and ``qc/{sample_id}.npz``; ``staged/`` holds finished images waiting for their shard. Workers
+open the dataset themselves (with the same ``dataset_options``), read one image each and
+stage it atomically, so memory stays bounded by ``jobs`` images and a killed job loses at most
+the images in flight. The main process writes a shard as soon as every image of its range is
+finished (or failed), and is the only writer of shards: it holds ``out_dir/.lock`` (:mod:`.lock`)
+and a second extraction into the folder is refused. Each shard records the files its images
+were computed from (:mod:`.resume`), so a restart keeps the shards of unchanged images,
+renumbers those whose position moved, redoes damaged shards, and extracts exactly the images
+that are new or changed. An error in one image (even MemoryError) goes to ``errors.csv`` and
+the batch goes on (the image is tried again on the next run); workers exit when the main
+process dies. ``manifest.json`` records the dataset options and the storage; resuming into a
+folder made with options that select other images, or other feature settings, is refused.
 """
 
 from __future__ import annotations
@@ -39,15 +42,9 @@ from cellcompare.progress import progress_bar
 from .config import FeatureConfig
 from .extract import extract_sample, sample_segmentation
 from .plan import plan_extraction
-from .resume import (
-    apply_plan,
-    finish_moves,
-    part_path,
-    plan_resume,
-    scan_parts,
-    source_key,
-    write_part,
-)
+from . import shards
+from .lock import folder_lock
+from .resume import assemble_range, reconcile, source_key
 
 if TYPE_CHECKING:  # the bar's type, for the annotation only
     from tqdm import tqdm
@@ -111,8 +108,9 @@ def dataset_options_conflict(saved: dict | None, wanted: dict | None) -> list[st
     return sorted(k for k in set(a) | set(b) if differs(k))
 
 
-def _write_part(df: pd.DataFrame, out: Path, level: str, number: int, source: dict) -> None:
-    write_part(pa.Table.from_pandas(df, preserve_index=False), part_path(out, level, number), source)
+def _stage(df: pd.DataFrame, out: Path, level: str, source: dict, dtype: str) -> None:
+    table = shards.storage_table(pa.Table.from_pandas(df, preserve_index=False), dtype)
+    shards.stage(table, out, level, source_key(source))
 
 
 def _exit_with_parent(parent_pid: int, interval: float = 0.5) -> None:
@@ -167,11 +165,11 @@ def _remember(key: tuple[str, str, str], ds) -> None:
 
 def process_one(dataset_dir: str, out_dir: str, index: int, config: FeatureConfig,
                 write_qc: bool, dataset_options: dict | None = None,
-                parent_pid: int | None = None, version: str = "") -> dict | None:
-    """Extract image ``index`` of the dataset and write its parts; return an error record or None.
+                parent_pid: int | None = None, version: str = "") -> tuple[int, dict | None]:
+    """Extract image ``index`` of the dataset and stage it; return ``(index, error record or None)``.
 
     Any exception of this one image (a decoder's, a MemoryError) becomes the error record, so
-    one bad image never stops the batch.
+    one bad image never stops the batch; a full disk does stop it (:class:`shards.DiskFullError`).
     """
     if parent_pid is not None:
         _exit_with_parent(parent_pid)
@@ -187,17 +185,17 @@ def process_one(dataset_dir: str, out_dir: str, index: int, config: FeatureConfi
         masks = found.masks
     except Exception as exc:  # noqa: BLE001 - one image's failure, whatever it is, is recorded
         log.warning("image %s (%s) failed: %s: %s", sid, path, type(exc).__name__, exc)
-        return {"sample_id": sid, "path": path, "reason": f"{type(exc).__name__}: {exc}"}
+        return index, {"sample_id": sid, "path": path, "reason": f"{type(exc).__name__}: {exc}"}
     if write_qc:
         (out / "qc").mkdir(exist_ok=True)
         qc = {"nuclei": masks.get("Nuclei", masks["Cells"]), "cells": masks["Cells"]}
         with atomic_path(out / "qc" / f"{sid}.npz") as tmp, tmp.open("wb") as fh:
             np.savez_compressed(fh, **qc)
-    _write_part(cells, out, "cells", index + 1, source)
-    _write_part(row, out, "image", index + 1, source)
+    _stage(cells, out, "cells", source, config.dtype)   # cells first: the image file marks it done
+    _stage(row, out, "image", source, config.dtype)
     if len(cells) == 0:
-        return {"sample_id": sid, "path": path, "reason": "zero objects segmented"}
-    return None
+        return index, {"sample_id": sid, "path": path, "reason": "zero objects segmented"}
+    return index, None
 
 
 def _versions() -> dict[str, str]:
@@ -214,7 +212,7 @@ def config_conflict(saved: dict | None, wanted: dict) -> list[str]:
 def _check_resume(out: Path, options: dict, config: FeatureConfig) -> None:
     """Refuse to add parts to a folder whose finished parts come from other options or settings."""
     path = out / "manifest.json"
-    if not path.is_file() or not any((out / "image").glob("*.parquet")):
+    if not path.is_file() or not (shards.shard_files(out) or any((out / shards.STAGE).glob("*.arrow"))):
         return
     manifest = json.loads(path.read_text())
     saved = manifest.get("dataset_options", {})
@@ -233,27 +231,57 @@ def _check_resume(out: Path, options: dict, config: FeatureConfig) -> None:
 
 
 def _write_manifest(out: Path, dataset_dir: str, ds, config: FeatureConfig, options: dict,
-                    sources: list[dict], segmentation: dict, given: FeatureConfig) -> None:
+                    sources: list[dict], segmentation: dict, given: FeatureConfig,
+                    size: int) -> None:
     manifest = {"dataset_dir": str(dataset_dir), "dataset_options": options, "n_images": len(ds),
                 "config": config.to_dict(), "user_config": given.to_dict(), "segmentation": segmentation,
                 "channel_names": list(ds.channel_names),
+                "storage": {"layout": "shards", "shard_images": size, "dtype": config.dtype},
                 "packages": _versions(), "images": sources}
     atomic.write_json(out / "manifest.json", manifest)
 
 
-def _resume(out: Path, ds) -> list[dict]:
-    """Bring the parts in ``out`` in line with ``ds`` (:mod:`.resume`); returns the sources."""
-    moved = finish_moves(out)
-    if moved:
-        log.info("finished moving %d parts left half-way by a killed job", moved)
+def _resume(out: Path, ds, size: int) -> tuple[list[dict], set[int]]:
+    """Bring ``out`` in line with ``ds`` (:func:`.resume.reconcile`).
+
+    Returns the sources and the ImageNumbers finished (in a kept shard, or staged).
+    """
     sources = [ds.source(i) for i in range(len(ds))]
-    found = scan_parts(out)
-    if found:
-        plan = plan_resume(found, [source_key(s) for s in sources])
-        if plan.moves or plan.stale or plan.unknown:
-            log.warning("%s changed since its parts were written: %s", out, plan.summary(len(ds)))
-        apply_plan(out, plan)
-    return sources
+    current = [source_key(s) for s in sources]
+    state = reconcile(out, current, size)
+    plan = state.plan
+    if plan.moves or plan.stale or plan.unknown:
+        log.warning("%s changed since its shards were written: %s", out, plan.summary(len(ds)))
+    staged = {i + 1 for i, key in enumerate(current) if key in state.staged}
+    return sources, state.done | staged
+
+
+class _Shards:
+    """The shard ranges of one run: how many images each still waits for, and its members."""
+
+    def __init__(self, out: Path, keys: list[str], todo: list[int], size: int) -> None:
+        self.out, self.keys, self.size = out, keys, size
+        self.pending: dict[int, int] = {}
+        for index in todo:
+            first = shards.shard_first(index + 1, size)
+            self.pending[first] = self.pending.get(first, 0) + 1
+
+    def members(self, first: int) -> dict[int, str]:
+        last = min(first + self.size - 1, len(self.keys))
+        return {n: self.keys[n - 1] for n in range(first, last + 1)}
+
+    def write_ready(self) -> None:
+        """Write every range that waits for no image (staged images left by an earlier run)."""
+        for first in range(1, len(self.keys) + 1, self.size):
+            if not self.pending.get(first):
+                assemble_range(self.out, first, self.size, self.members(first))
+
+    def finished(self, index: int) -> None:
+        """Image ``index`` is done or failed: write its shard when it was the last awaited."""
+        first = shards.shard_first(index + 1, self.size)
+        self.pending[first] -= 1
+        if not self.pending[first]:
+            assemble_range(self.out, first, self.size, self.members(first))
 
 
 def _append_errors(out: Path, records: list[dict]) -> None:
@@ -272,17 +300,19 @@ def _append_errors(out: Path, records: list[dict]) -> None:
         fh.flush()
 
 
-def _run_dask(scheduler: str, tasks: list, bar: tqdm, out: Path, version: str) -> list:
+def _run_dask(scheduler: str, tasks: list, bar: tqdm, out: Path, version: str,
+              written: _Shards) -> list:
     from distributed import Client, as_completed
 
     errors = []
     with Client(scheduler) as client:
         futures = [client.submit(process_one, *args, version=version, pure=False) for args in tasks]
         for fut in as_completed(futures):
-            rec = fut.result()
+            index, rec = fut.result()
             if rec:
                 errors.append(rec)
                 _append_errors(out, [rec])
+            written.finished(index)
             bar.update(1)
     return errors
 
@@ -290,7 +320,8 @@ def _run_dask(scheduler: str, tasks: list, bar: tqdm, out: Path, version: str) -
 def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: FeatureConfig | None = None,
                    jobs: int = 1, scheduler: str | None = None, *,
                    dataset_options: dict | None = None,
-                   plan: tuple[FeatureConfig, dict] | None = None) -> Path:
+                   plan: tuple[FeatureConfig, dict] | None = None,
+                   shard_images: int = shards.SHARD_IMAGES) -> Path:
     """Extract features for every image of a dataset, resumably.
 
     Parameters
@@ -298,7 +329,7 @@ def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: Feature
     dataset_dir : str or Path
         Dataset root, read with :func:`datasets.open_dataset`.
     out_dir : str or Path
-        Output folder (created); finished parts found there are skipped.
+        Output folder (created); finished images found there are skipped.
     config : FeatureConfig, optional
         Defaults to ``FeatureConfig()`` (``standard`` preset).
     jobs : int
@@ -316,6 +347,9 @@ def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: Feature
         What :func:`features.plan.plan_extraction` chose for ``config`` on this dataset and
         ``out_dir``, when the caller has it already (the images are then not sampled again).
         Unset channels and diameter are otherwise chosen here.
+    shard_images : int
+        ImageNumbers per shard file (recorded in ``manifest.json``; a resume with another
+        value rewrites the shards that do not fit it, nothing is extracted again).
 
     Returns
     -------
@@ -325,20 +359,25 @@ def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: Feature
     Raises
     ------
     DatasetOptionsMismatchError
-        ``out_dir`` already holds parts extracted with options that select other images
+        ``out_dir`` already holds features extracted with options that select other images
         (``on_error`` may change between runs).
     FeatureConfigMismatchError
-        ``out_dir`` already holds parts extracted with other feature settings.
+        ``out_dir`` already holds features extracted with other feature settings (``dtype``
+        included).
     DatasetChangedError
-        ``out_dir`` holds parts of another dataset (no finished image belongs to this one).
-        Parts of images that changed or left the dataset are replaced, and parts of images
-        whose position moved are renumbered (a warning says how many).
+        ``out_dir`` holds features of another dataset (no finished image belongs to this one).
+        Images that changed or left the dataset are replaced, and images whose position moved
+        are renumbered (a warning says how many); a damaged shard is redone.
+    FolderLockedError
+        Another extraction is writing into ``out_dir``.
+    shards.DiskFullError
+        The disk filled up (the message names the folder and the bytes needed; no partial
+        shard is left, finished images are kept).
     """
     config = config or FeatureConfig()
     out = Path(out_dir)
     options = normalize_dataset_options(dataset_options)
     from cellcompare.datasets import open_dataset
-    from cellcompare.datasets.storage import is_url
 
     # opened before out is created: a dataset that cannot be read leaves no empty output behind
     ds = open_dataset(str(dataset_dir), **{**DEFAULT_DATASET_OPTIONS, **options})  # never an older view
@@ -346,37 +385,51 @@ def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: Feature
     # the same channels and sizes for every image
     config, segmentation = plan if plan is not None else plan_extraction(ds, config, out)
     _check_resume(out, options, config)
-    for sub in ("cells", "image"):
+    with folder_lock(out):
+        _extract(ds, str(dataset_dir), out, config, options, segmentation, given,
+                 jobs=jobs, scheduler=scheduler, size=shard_images)
+    return out
+
+
+def _extract(ds, dataset_dir: str, out: Path, config: FeatureConfig, options: dict,
+             segmentation: dict, given: FeatureConfig, *, jobs: int, scheduler: str | None,
+             size: int) -> None:
+    """The locked part of :func:`run_extraction`: resume, extract what is left, write shards."""
+    from cellcompare.datasets.storage import is_url
+
+    for sub in ("cells", "image", shards.STAGE):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    for sub in ("cells", "image", "qc"):
+    for sub in ("cells", "image", "qc", shards.STAGE):
         for path in atomic.remove_stale(out / sub):
             log.info("removed %s, left by a job killed while writing it", path)
-    sources = _resume(out, ds)
+    sources, done = _resume(out, ds, size)
     version = hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()[:16]
     # workers get absolute paths: a reused worker process keeps the folder it started in
-    where = str(dataset_dir) if is_url(dataset_dir) else str(Path(dataset_dir).absolute())
+    where = dataset_dir if is_url(dataset_dir) else str(Path(dataset_dir).absolute())
     _remember((where, json.dumps(options), version), ds)   # jobs=1 runs in this process
-    _write_manifest(out, str(dataset_dir), ds, config, options, sources, segmentation, given)
+    _write_manifest(out, dataset_dir, ds, config, options, sources, segmentation, given, size)
     skipped = [{"sample_id": "", "path": str(r.path), "reason": str(r.reason)} for r in ds.skipped]
     _append_errors(out, skipped)
-    todo = [i for i in range(len(ds)) if not part_path(out, "image", i + 1).exists()]
+    todo = [i for i in range(len(ds)) if i + 1 not in done]
     log.info("%d of %d images to extract into %s", len(todo), len(ds), out)
+    written = _Shards(out, [source_key(s) for s in sources], todo, size)
+    written.write_ready()
     tasks = [(where, str(out.absolute()), i, config, i < config.qc_samples, options) for i in todo]
     bar = progress_bar(total=len(todo), desc="features", unit="img")
     start = time.perf_counter()
     if scheduler and tasks:  # nothing to do: no scheduler to connect to (or wait 30 s for)
-        _run_dask(scheduler, tasks, bar, out, version)
+        _run_dask(scheduler, tasks, bar, out, version, written)
     else:
         runner = Parallel(n_jobs=jobs, return_as="generator_unordered", backend="loky")
         parent = os.getpid()   # local workers watch it (Dask workers have their own nanny)
-        for rec in runner(delayed(process_one)(*t, parent_pid=parent, version=version)
-                          for t in tasks):
+        for index, rec in runner(delayed(process_one)(*t, parent_pid=parent, version=version)
+                                 for t in tasks):
             if rec:
                 _append_errors(out, [rec])
+            written.finished(index)
             bar.update(1)
             bar.set_postfix(img_per_s=f"{bar.n / max(time.perf_counter() - start, 1e-9):.2f}")
     bar.close()
-    return out
 
 
 def load_table(out_dir: str | Path, level: str = "image", *, cells_per_image: int | None = None,

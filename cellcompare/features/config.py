@@ -18,6 +18,7 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "full": FAMILIES,
 }
 OBJECTS = ("Nuclei", "Cells", "Cytoplasm")
+DTYPES = ("float32", "float64")
 
 
 class FeatureConfigError(ConfigError):
@@ -84,6 +85,10 @@ class FeatureConfig:
         Treat each image as one object (e.g. embryo images).
     qc_samples : int
         Number of first images whose label images are written to ``qc/``.
+    dtype : {"float32", "float64"}
+        Storage type of the feature values in the shards (float32 halves the files; the
+        measurements are computed in float64 either way). Recorded in ``manifest.json``; a
+        resume with another ``dtype`` is refused.
     """
 
     preset: str = "standard"
@@ -111,6 +116,7 @@ class FeatureConfig:
     regularization: float = 0.05
     whole_object: bool = False
     qc_samples: int = 4
+    dtype: str = "float32"
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -133,6 +139,8 @@ class FeatureConfig:
             self.threshold
         except ThresholdError as exc:
             raise FeatureConfigError(str(exc)) from None
+        if self.dtype not in DTYPES:
+            raise FeatureConfigError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         for obj in self.masks or {}:
             if obj not in ("Nuclei", "Cells"):
                 raise FeatureConfigError(f"masks: object {obj!r} must be 'Nuclei' or 'Cells'")

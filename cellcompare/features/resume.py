@@ -1,49 +1,36 @@
-"""Which Parquet parts of an output folder still hold the current dataset's images.
+"""Which shards of an output folder still hold the current dataset's images.
 
-Parts are numbered by the image's position in the dataset (``Metadata_ImageNumber``), and
-positions shift when images are added or removed. So every image part carries, in its Parquet
-key-value metadata, the *source record* of the image it was computed from (sample id plus each
-file's size and mtime, :meth:`datasets.ImageDataset.source`). On resume the parts are compared
-with the dataset as it is now:
+Shards (:mod:`.shards`) hold ranges of ImageNumbers (the image's position in the dataset), and
+positions shift when images are added or removed. So every shard records, per image, the
+*source record* it was computed from (sample id plus each file's size and mtime,
+:meth:`datasets.ImageDataset.source`). On resume the shards are compared with the dataset as
+it is now (:func:`plan_resume`, :func:`reconcile`):
 
-- a part whose source equals the image now at its number is kept;
-- a part whose source equals the image now at another number is *moved* there (renumbered,
-  nothing recomputed);
-- any other part is *stale* (its image changed or left the dataset) and is deleted, so the
-  image now at that number is extracted again;
-- when no part belongs to the dataset at all, the folder was made from another dataset and
-  resuming is refused.
-
-Moves go through ``.moving/`` so a job killed half-way finishes them on the next start.
+- a shard whose every image is still at its number is kept as it is;
+- any other shard is *unpacked*: its images still in the dataset go back to ``staged/``
+  (keyed by source, so a moved image is renumbered, nothing recomputed) and the shard is
+  deleted; images that changed or left the dataset are dropped and extracted again;
+- a shard with an unreadable footer, or whose row count differs from its record, is deleted
+  (a warning names it) and its images are extracted again;
+- when no finished image belongs to the dataset at all, the folder was made from another
+  dataset and resuming is refused.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from cellcompare.atomic import atomic_path
+from . import shards
+from .shards import LEVELS, check_shard, shard_files, shard_first, shard_name, stage_path
 
 log = logging.getLogger(__name__)
-
-SOURCE_KEY = b"cellcompare.source"
-LEVELS = ("cells", "image")          # cells first: the image part marks an image as done
-_STAGE = ".moving"
 
 
 class DatasetChangedError(ValueError):
     """The output folder holds features of another dataset."""
-
-
-def part_path(out: Path, level: str, number: int) -> Path:
-    """``out/{level}/{number:06d}.parquet``."""
-    return out / level / f"{number:06d}.parquet"
 
 
 def source_key(source: dict) -> str:
@@ -51,29 +38,9 @@ def source_key(source: dict) -> str:
     return json.dumps(source, sort_keys=True, separators=(",", ":"))
 
 
-def write_part(table: pa.Table, path: Path, source: dict) -> None:
-    """Write ``table`` atomically to ``path`` with ``source`` in its key-value metadata.
-
-    Column statistics are written for the ``Metadata_*`` columns only (what dataset filters
-    read): for thousands of feature columns they are a third of a one-image part's footer.
-    """
-    meta = dict(table.schema.metadata or {})
-    meta[SOURCE_KEY] = source_key(source).encode()
-    keys = [name for name in table.column_names if name.startswith("Metadata_")]
-    with atomic_path(path) as tmp:
-        pq.write_table(table.replace_schema_metadata(meta), tmp, write_statistics=keys)
-
-
-def read_source(path: Path) -> str | None:
-    """The source key stored in a part's footer (None for parts written before it existed)."""
-    meta = pq.read_schema(path).metadata or {}
-    value = meta.get(SOURCE_KEY)
-    return value.decode() if value is not None else None
-
-
 @dataclass
 class ResumePlan:
-    """What to do with the parts found in an output folder."""
+    """What to do with the images found in an output folder's shards."""
 
     keep: list[int] = field(default_factory=list)
     moves: dict[int, int] = field(default_factory=dict)     # old number -> new number
@@ -82,20 +49,23 @@ class ResumePlan:
 
     def summary(self, n_images: int) -> str:
         done = len(self.keep) + len(self.moves)
-        return (f"{len(self.keep)} parts current, {len(self.moves)} moved to a new image number, "
+        return (f"{len(self.keep)} images current, {len(self.moves)} moved to a new image number, "
                 f"{len(self.stale)} stale (image changed or gone), {len(self.unknown)} without a "
                 f"source record; {n_images - done} of {n_images} images to extract")
 
 
-def plan_resume(found: dict[int, str | None], current: list[str]) -> ResumePlan:
-    """Match the parts found (number -> source key) to the dataset's images (position -> key).
+def plan_resume(found: dict[int, str | None], current: list[str],
+                staged: list[str] = ()) -> ResumePlan:
+    """Match the images found (number -> source key) to the dataset's images (position -> key).
 
     Parameters
     ----------
     found : dict of int to str or None
-        Source key of each existing image part, by part number (1-based).
+        Source key of each image found in a shard, by ImageNumber (1-based).
     current : list of str
         Source key of each image of the dataset now, by position (0-based).
+    staged : list of str
+        Source keys of finished images not yet in a shard (they count for the dataset check).
 
     Returns
     -------
@@ -104,8 +74,8 @@ def plan_resume(found: dict[int, str | None], current: list[str]) -> ResumePlan:
     Raises
     ------
     DatasetChangedError
-        Parts exist, some carry a source record, and none of them matches an image of the
-        dataset by sample id: the folder was made from another dataset.
+        Finished images exist and none of them matches an image of the dataset by sample
+        id: the folder was made from another dataset.
     """
     position = {key: i + 1 for i, key in enumerate(current)}
     plan = ResumePlan()
@@ -118,7 +88,7 @@ def plan_resume(found: dict[int, str | None], current: list[str]) -> ResumePlan:
             plan.moves[number] = position[key]
         else:
             plan.stale.append(number)
-    known = [key for key in found.values() if key is not None]
+    known = [key for key in found.values() if key is not None] + list(staged)
     ids_now = {json.loads(key)["sample_id"] for key in current}
     if known and not plan.keep and not plan.moves and \
             not any(json.loads(key)["sample_id"] in ids_now for key in known):
@@ -129,50 +99,67 @@ def plan_resume(found: dict[int, str | None], current: list[str]) -> ResumePlan:
     return plan
 
 
-def scan_parts(out: Path) -> dict[int, str | None]:
-    """Source key of every image part under ``out/image`` (number -> key)."""
+def _scan(out: Path) -> dict[Path, list[shards.Entry]]:
+    """Checked entries of every image shard; damaged shards and orphan files are deleted."""
     found = {}
-    for path in sorted((out / "image").glob("[0-9]*.parquet")):
-        found[int(path.stem)] = read_source(path)
+    for image in shard_files(out):
+        try:
+            found[image] = check_shard(image)
+        except ValueError as exc:
+            log.warning("%s: deleting that shard, its images will be extracted again", exc)
+            for level in LEVELS[::-1]:
+                (out / level / image.name).unlink(missing_ok=True)
+    for cells in sorted((out / "cells").glob("shard-*.parquet")):
+        if not (out / "image" / cells.name).exists():   # a job killed between the two files
+            cells.unlink()
     return found
 
 
-def _renumbered(path: Path, number: int) -> pa.Table:
-    table = pq.read_table(path)
-    column = table.schema.get_field_index("Metadata_ImageNumber")
-    values = pa.array([number] * table.num_rows, type=table.schema.field(column).type)
-    return table.set_column(column, table.schema.field(column), values)
+@dataclass
+class Reconciled:
+    """The state of an output folder after :func:`reconcile`."""
+
+    done: set[int]            # ImageNumbers held by a kept shard
+    staged: set[str]          # source keys of finished images waiting for their shard
+    plan: ResumePlan
 
 
-def finish_moves(out: Path) -> int:
-    """Write the parts staged in ``out/.moving`` under their new numbers; returns how many."""
-    stage = out / _STAGE
-    if not stage.is_dir():
+def reconcile(out: Path, current: list[str], size: int) -> Reconciled:
+    """Bring the shards and staged images of ``out`` in line with the dataset's ``current`` keys.
+
+    Kept shards stay byte for byte; the others are unpacked into ``staged/`` (images still in
+    the dataset) and deleted; staged files of images no longer in the dataset, or already in a
+    kept shard (a job killed after writing the shard), are deleted.
+    """
+    found = _scan(out)
+    staged = shards.staged_keys(out)
+    plan = plan_resume({e.number: e.key for es in found.values() for e in es}, current,
+                       staged=list(staged))
+    wanted, kept = set(current), set(plan.keep)
+    done, in_shards = set(), set()
+    for image, recorded in found.items():
+        exact = image.name == shard_name(shard_first(recorded[0].number, size), size)
+        if exact and all(e.number in kept for e in recorded):
+            done.update(e.number for e in recorded)
+            in_shards.update(e.key for e in recorded)
+        else:
+            shards.unpack(out, image, wanted)
+    for path in sorted((out / shards.STAGE).glob("*.arrow")):
+        key = shards.read_staged(path)[0]
+        if key not in wanted or key in in_shards:
+            path.unlink()
+    return Reconciled(done=done, staged=set(shards.staged_keys(out)), plan=plan)
+
+
+def assemble_range(out: Path, first: int, size: int, members: dict[int, str]) -> int:
+    """Write the shard of range ``first`` from its staged ``members`` (number -> key).
+
+    An existing shard of that range (some images failed before and now succeed) is unpacked
+    first, so the new shard holds its images and the new ones in ImageNumber order.
+    """
+    existing = out / "image" / shard_name(first, size)
+    if not any(stage_path(out, key, "image").exists() for key in members.values()):
         return 0
-    staged = sorted(stage.glob("*.parquet"), key=lambda p: (LEVELS.index(p.suffixes[0][1:]), p.name))
-    for path in staged:
-        level = path.suffixes[0][1:]
-        new = int(path.name.split(".")[0].split("-")[1])
-        table = _renumbered(path, new)
-        with atomic_path(part_path(out, level, new)) as tmp:
-            pq.write_table(table, tmp)
-        path.unlink()
-    stage.rmdir()
-    return len(staged)
-
-
-def apply_plan(out: Path, plan: ResumePlan) -> None:
-    """Delete stale and unrecorded parts, then move the others to their new numbers."""
-    for number in plan.stale + plan.unknown:
-        for level in LEVELS[::-1]:                  # image part first: the image is not done
-            part_path(out, level, number).unlink(missing_ok=True)
-    if not plan.moves:
-        return
-    stage = out / _STAGE
-    stage.mkdir(exist_ok=True)
-    for old, new in plan.moves.items():
-        for level in LEVELS[::-1]:
-            src = part_path(out, level, old)
-            if src.exists():
-                os.replace(src, stage / f"{old:06d}-{new:06d}.{level}.parquet")
-    finish_moves(out)
+    if existing.exists():
+        shards.unpack(out, existing, set(members.values()))
+    return shards.assemble(out, first, size, members)

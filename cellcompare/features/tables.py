@@ -1,8 +1,9 @@
 """Feature tables larger than memory: a partitioned Parquet dataset, streamed, and sampled.
 
-The batch job writes one Parquet part per image (resumable, see :mod:`.batch`). At RxRx1's
-scale (125k sites, ~12 M cells x 3,600 features, ~170 GB as float32) that is too many files to
-concatenate in memory. This module reads them (or a compacted copy) as one
+The batch job writes shards of a few hundred images each (resumable, see :mod:`.batch` and
+:mod:`.shards`); any Parquet files under ``cells/`` and ``image/`` are read as parts. At
+RxRx1's scale (125k sites, ~12 M cells x 3,600 features, ~170 GB as float32) the cell table
+does not fit in memory. This module reads the parts (or a compacted copy) as one
 ``pyarrow.dataset`` and never materialises the cell table:
 
 * :func:`compact` rewrites the parts as a Hive-partitioned dataset (``Metadata_Plate=.../``
@@ -17,9 +18,8 @@ concatenate in memory. This module reads them (or a compacted copy) as one
   (image, object) so the choice does not depend on batch order or partitioning (memory: the
   kept rows, one batch, and 24 bytes of keys per cell).
 
-At RxRx1 scale read the compacted dataset: one Parquet part per image costs a footer per file
-(about 0.7 KB per column, so ~2 MB per image at 3,000 features) and one Arrow chunk per image
-and column when read whole.
+Parts written one per image (older folders, hand-made ones) cost a footer per file (about
+0.7 KB per column, so ~2 MB per image at 3,000 features); compact those.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from cellcompare.progress import progress_bar
+
+from .shards import parquet_options
 
 __all__ = [
     "PARTITIONS",
@@ -78,7 +80,20 @@ def _parts(out_dir: Path, level: str) -> list[Path]:
     parts = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
     if not parts:
         raise TableLayoutError(f"no Parquet parts under {folder}; run `cellcompare extract` first")
+    for path in parts:
+        check_readable(path)
     return parts
+
+
+def check_readable(path: Path) -> None:
+    """Raise :class:`TableLayoutError` naming ``path`` and the fix when its footer is unreadable."""
+    try:
+        pq.read_metadata(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise TableLayoutError(
+            f"{path} is damaged ({exc}); run `cellcompare extract` again into "
+            f"{path.parent.parent} to redo it (a damaged shard is detected and extracted again)"
+        ) from exc
 
 
 def _parts_dataset(out_dir: Path, level: str) -> ds.Dataset:
@@ -161,7 +176,8 @@ def compact(out_dir: str | Path, level: str = "cell", *, partition: str = "plate
     tmp = target.with_name(f".{level}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     scanner = source.scanner(columns=columns, batch_size=batch_rows)
-    ds.write_dataset(scanner, tmp, format="parquet",
+    options = ds.ParquetFileFormat().make_write_options(**parquet_options(scanner.projected_schema))
+    ds.write_dataset(scanner, tmp, format="parquet", file_options=options,
                      partitioning=ds.partitioning(pa.schema([(key, scanner.projected_schema.field(key).type)]),
                                                   flavor="hive"),
                      max_rows_per_group=batch_rows, existing_data_behavior="error",
@@ -193,6 +209,7 @@ def _natural(text: str) -> list:
 
 def read_part(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
     """One Parquet part, or those of ``columns`` it has (an image without cells has no features)."""
+    check_readable(Path(path))
     if columns is None:
         return pd.read_parquet(path)
     part = pq.ParquetFile(path)
