@@ -67,7 +67,8 @@ def detect_layout(root: str | Path) -> str:
     Returns
     -------
     str
-        ``"rxrx1"`` (``metadata.csv`` + ``images/``), ``"loaddata"`` (``load_data.csv``),
+        ``"rxrx1"`` (``metadata.csv`` + ``images/``), ``"loaddata"`` (``load_data.csv``, or
+        ``root`` is a ``.csv`` file),
         ``"pattern"`` (loose images all named by one of the ``pattern.PRESETS``, such as
         CellProfiler's ``{plate}_{well}f{site}d{channel}``), ``"channelsets"`` (files ``stem_X.ext``
         sharing stems, at the root or in class folders) or ``"folders"`` (class sub-folders).
@@ -78,8 +79,11 @@ def detect_layout(root: str | Path) -> str:
         The folder matches none of them.
     """
     root = Path(root)
+    if root.is_file() and root.suffix.lower() == ".csv":
+        return "loaddata"               # the LoadData CSV itself, as CellProfiler's -d
     if not root.is_dir():
-        raise LayoutError(f"dataset folder {root} does not exist or is not a folder")
+        raise LayoutError(f"dataset folder {root} does not exist or is not a folder (or a "
+                          f"LoadData .csv)")
     if (root / "metadata.csv").is_file() and (root / "images").is_dir():
         return "rxrx1"
     if (root / LOADDATA_CSV).is_file():
@@ -112,7 +116,7 @@ def open_dataset(
     Parameters
     ----------
     root : str or Path
-        Dataset folder, or an fsspec URL (``s3://bucket/prefix``): listed once and mirrored
+        Dataset folder, a LoadData ``.csv`` file (its folder is the root), or an fsspec URL (``s3://bucket/prefix``): listed once and mirrored
         locally, each image fetched on first read (``storage.StagedRoot``; header checks are
         off unless ``check_headers=True``).
     layout : {"auto", "rxrx1", "folders", "channelsets", "pattern", "loaddata"}
