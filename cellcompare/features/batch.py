@@ -37,6 +37,7 @@ from cellcompare.provenance import package_versions
 from cellcompare.progress import progress_bar
 
 from .config import FeatureConfig
+from .conventions import RECORDED_BEFORE
 from .extract import extract_sample, sample_segmentation
 from .plan import plan_extraction
 from .resume import (
@@ -207,6 +208,8 @@ def _versions() -> dict[str, str]:
 def config_conflict(saved: dict | None, wanted: dict) -> list[str]:
     """Feature-config keys whose values differ between a manifest and ``wanted`` (JSON-compared)."""
     saved = saved or {}
+    if saved and "conventions" not in saved:    # written before the key existed
+        saved = {**saved, "conventions": RECORDED_BEFORE}
     wanted = json.loads(json.dumps(wanted, default=str))
     return sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
 
@@ -225,6 +228,12 @@ def _check_resume(out: Path, options: dict, config: FeatureConfig) -> None:
             f"manifest.json has {saved}, asked for {options}); image numbers would not match, "
             f"delete that folder or set another output")
     differ = config_conflict(manifest.get("config"), config.to_dict())
+    if "conventions" in differ:
+        saved_convention = manifest["config"].get("conventions", RECORDED_BEFORE)
+        raise FeatureConfigMismatchError(
+            f"{out} holds features whose quartiles and MAD follow the {saved_convention!r} "
+            f"convention, asked for {config.conventions!r}; set features.conventions: "
+            f"{saved_convention} to resume, or delete that folder or set another output")
     if differ:
         raise FeatureConfigMismatchError(
             f"{out} holds features extracted with other feature settings (keys {differ} differ); "
@@ -236,6 +245,7 @@ def _write_manifest(out: Path, dataset_dir: str, ds, config: FeatureConfig, opti
                     sources: list[dict], segmentation: dict, given: FeatureConfig) -> None:
     manifest = {"dataset_dir": str(dataset_dir), "dataset_options": options, "n_images": len(ds),
                 "config": config.to_dict(), "user_config": given.to_dict(), "segmentation": segmentation,
+                "conventions": config.conventions,
                 "channel_names": list(ds.channel_names),
                 "packages": _versions(), "images": sources}
     atomic.write_json(out / "manifest.json", manifest)
@@ -360,7 +370,8 @@ def run_extraction(dataset_dir: str | Path, out_dir: str | Path, config: Feature
     skipped = [{"sample_id": "", "path": str(r.path), "reason": str(r.reason)} for r in ds.skipped]
     _append_errors(out, skipped)
     todo = [i for i in range(len(ds)) if not part_path(out, "image", i + 1).exists()]
-    log.info("%d of %d images to extract into %s", len(todo), len(ds), out)
+    log.info("%d of %d images to extract into %s (Intensity quartiles and MAD: %s convention)",
+             len(todo), len(ds), out, config.conventions)
     tasks = [(where, str(out.absolute()), i, config, i < config.qc_samples, options) for i in todo]
     bar = progress_bar(total=len(todo), desc="features", unit="img")
     start = time.perf_counter()

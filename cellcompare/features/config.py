@@ -8,6 +8,7 @@ from typing import Any
 
 from cellcompare.config import ConfigError, build, load_yaml, to_plain
 
+from .conventions import CONVENTIONS, DEFAULT_CONVENTION, RECORDED_BEFORE, Convention
 from .threshold import Threshold, ThresholdError
 
 FAMILIES = ("AreaShape", "Intensity", "Texture", "Correlation", "Granularity",
@@ -84,6 +85,11 @@ class FeatureConfig:
         Treat each image as one object (e.g. embryo images).
     qc_samples : int
         Number of first images whose label images are written to ``qc/``.
+    conventions : {"cellprofiler4", "cp_measure"}
+        Quantile definition of the Intensity quartiles, median and MAD
+        (:mod:`features.conventions`): CellProfiler 4's ``n q`` (cp_measure's ``legacy=True``),
+        the default because users compare with CellProfiler's tables, or cp_measure's default
+        ``(n - 1) q``. Recorded in the manifest; resuming under another one is refused.
     """
 
     preset: str = "standard"
@@ -111,6 +117,7 @@ class FeatureConfig:
     regularization: float = 0.05
     whole_object: bool = False
     qc_samples: int = 4
+    conventions: str = DEFAULT_CONVENTION
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -133,6 +140,9 @@ class FeatureConfig:
             self.threshold
         except ThresholdError as exc:
             raise FeatureConfigError(str(exc)) from None
+        if self.conventions not in CONVENTIONS:
+            raise FeatureConfigError(f"conventions must be one of {sorted(CONVENTIONS)}, "
+                                     f"got {self.conventions!r}")
         for obj in self.masks or {}:
             if obj not in ("Nuclei", "Cells"):
                 raise FeatureConfigError(f"masks: object {obj!r} must be 'Nuclei' or 'Cells'")
@@ -146,6 +156,11 @@ class FeatureConfig:
         return Threshold(method=self.threshold_method, classes=self.threshold_classes,
                          middle=self.threshold_middle, strategy=self.threshold_strategy,
                          window=window)
+
+    @property
+    def convention(self) -> Convention:
+        """The :class:`~.conventions.Convention` named by ``conventions``."""
+        return CONVENTIONS[self.conventions]
 
     @property
     def active_families(self) -> tuple[str, ...]:
@@ -162,6 +177,12 @@ class FeatureConfig:
                   where: str = "") -> "FeatureConfig":
         """Build from a mapping (lists become tuples); unknown keys raise ``UnknownKeyError``."""
         return build(cls, data, where=where, source=source)
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any], *, source: str | Path | None = None) -> "FeatureConfig":
+        """Build from a recorded configuration (a manifest's, a model directory's); one recorded
+        before ``conventions`` existed measured with cp_measure's (``RECORDED_BEFORE``)."""
+        return cls.from_dict({"conventions": RECORDED_BEFORE, **data}, source=source)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "FeatureConfig":
