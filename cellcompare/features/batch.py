@@ -208,9 +208,9 @@ def _versions() -> dict[str, str]:
 def config_conflict(saved: dict | None, wanted: dict) -> list[str]:
     """Feature-config keys whose values differ between a manifest and ``wanted`` (JSON-compared)."""
     saved = saved or {}
-    if saved and "conventions" not in saved:    # written before the key existed
-        saved = {**saved, "conventions": RECORDED_BEFORE}
     wanted = json.loads(json.dumps(wanted, default=str))
+    if saved and "conventions" not in saved and "conventions" in wanted:  # written before the key
+        saved = {**saved, "conventions": RECORDED_BEFORE}
     return sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
 
 
