@@ -82,8 +82,9 @@ def test_cell_folds_group_by_image_unless_none():
     index, folds = cell_index(table, _Index, FoldsConfig(n_splits=2), info)
     assert folds.group_column == "image" and index.image.tolist() == ["a", "a", "b"]
     assert index.group.tolist() == ["p1", "p1", "p2"] and info["warnings"] == []
-    _, folds = cell_index(table, _Index, FoldsConfig(n_splits=2, group_column="none"), info)
-    assert folds.group_column is None and "not grouped" in info["warnings"][0]
+    index, folds = cell_index(table, _Index, FoldsConfig(n_splits=2, group_column="none"), info)
+    assert folds.group_column == "none" and "not grouped" in info["warnings"][0]
+    assert info["fold_groups"] == "none"
 
 
 class _Prior(ModelAdapter):

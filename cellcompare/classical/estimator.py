@@ -17,6 +17,7 @@ from cellcompare.classical.errors import (
     FeatureMismatchError,
     MissingMetadataError,
     NonFiniteFeaturesError,
+    TooFewMembersError,
     UnseenLabelError,
 )
 from cellcompare.classical.models import MODEL_NAMES, SEARCH_SPACES, build_model, final_params
@@ -59,7 +60,8 @@ class TableClassifier(ClassifierMixin, BaseEstimator):
     tune_seconds : float or None
         Wall-clock budget of the search (checked between candidates).
     inner_folds : int
-        Folds of the search (grouped by plate, or by image for cell models, when possible).
+        Folds of the search: grouped by ``fit``'s ``groups`` (the outer folds' grouping), else
+        by image for cell models, else stratified over rows.
     variance_threshold, corr_threshold, mi_top_k : float, float or None, int or None
         Feature selection (see :class:`classical.preprocess.FeatureSelector`).
     large_table_rows : int
@@ -140,24 +142,54 @@ class TableClassifier(ClassifierMixin, BaseEstimator):
         return {i: named.get(c, 1.0) for c, i in known.items()}
 
     def _min_members(self, y: np.ndarray) -> int:
+        """Training rows per class the final estimator's own splits need (calibration folds,
+        the early-stopping split); both split rows."""
         params = self.model_params or {}
         if self.model == "xgboost":
-            need = 2  # inner validation split
-        elif self.model == "svm" and len(np.unique(y)) > int(params.get("many_classes", MANY_CLASSES)):
-            need = 1  # scale.OvRLinearSVM: temperature 1 without a split
-        else:
-            need = int(params.get("calibration_folds", 3))  # calibration folds
-        return max(need, self.inner_folds if self.tune else 0)
+            return 2  # inner validation split
+        if self.model == "svm" and len(np.unique(y)) > int(params.get("many_classes", MANY_CLASSES)):
+            return 1  # scale.OvRLinearSVM: temperature 1 without a split
+        return int(params.get("calibration_folds", 3))  # calibration folds
 
     def _inner_groups(self, X: pd.DataFrame, groups) -> np.ndarray | None:
-        if groups is not None:
-            return np.asarray(groups)
-        if self.granularity == "cell" and SAMPLE_COLUMN in X.columns:
-            return X[SAMPLE_COLUMN].astype(str).to_numpy()  # keep an image's cells together
-        return None
+        """The groups of the tuning folds, or None where every row is its own group."""
+        if groups is None and self.granularity == "cell" and SAMPLE_COLUMN in X.columns:
+            groups = X[SAMPLE_COLUMN]  # cells carry their image's label: keep an image together
+        if groups is None:
+            return None
+        groups = np.asarray(groups).astype(str)
+        if len(groups) != len(X):
+            raise ValueError(f"groups has {len(groups)} entries but the training table {len(X)} rows")
+        return None if len(np.unique(groups)) == len(groups) else groups
+
+    def _check_members(self, y: np.ndarray, groups: np.ndarray | None) -> None:
+        """Each class has enough members for every split, counted in the unit each splits.
+
+        The calibration folds and early-stopping split divide rows; the tuning folds divide
+        ``groups`` when given (an image's cells, a plate), else rows.
+        """
+        need = self._min_members(y)
+        if self.tune and groups is None:
+            need = max(need, self.inner_folds)
+        validate_labels(y, min_members=need)
+        if self.tune and groups is not None:
+            units = pd.DataFrame({"g": groups, "y": y}).drop_duplicates()
+            counts = units.groupby("y").size()
+            small = {str(c): int(n) for c, n in counts.items() if n < self.inner_folds}
+            if small:
+                raise TooFewMembersError(
+                    f"class(es) {small} lie in fewer than {self.inner_folds} groups, which the "
+                    f"{self.inner_folds} inner tuning folds grouped like the outer folds need "
+                    f"(a group is an image of a cell model, or the folds' group); lower "
+                    f"inner_folds, add images, or set tune: false")
 
     def fit(self, X: pd.DataFrame, y, groups=None) -> "TableClassifier":
-        """Fit on training rows ``X`` (DataFrame) with labels ``y``; ``groups`` for inner folds."""
+        """Fit on training rows ``X`` (DataFrame) with labels ``y``.
+
+        ``groups`` (one per row) groups the tuning folds, as the outer folds were grouped;
+        without it a cell model keeps each image's cells together and an image model splits
+        rows. Rows that are each their own group are split ungrouped (stratified).
+        """
         if self.granularity not in ("image", "cell"):
             raise ValueError(f"granularity must be 'image' or 'cell', found {self.granularity!r}")
         cols = validate_features(X, where="training table")
@@ -167,12 +199,8 @@ class TableClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)  # a continuous target is an error, not 1 class per row
         if len(y) != len(X):
             raise ValueError(f"training table has {len(X)} rows but y has {len(y)} labels")
-        if self.granularity == "cell" and SAMPLE_COLUMN in X.columns:
-            # inner folds keep an image's cells together, so count images, not cells
-            images = pd.DataFrame({"s": X[SAMPLE_COLUMN].to_numpy(), "y": y}).drop_duplicates()
-            validate_labels(images["y"].to_numpy(), min_members=self._min_members(y))
-        else:
-            validate_labels(y, min_members=self._min_members(y))
+        inner = self._inner_groups(X, groups)
+        self._check_members(y, inner)
         self._encoder = LabelEncoder().fit(y)
         self.classes_ = self._encoder.classes_
         self.feature_names_in_ = np.asarray(cols, dtype=object)
@@ -183,8 +211,7 @@ class TableClassifier(ClassifierMixin, BaseEstimator):
         space = SEARCH_SPACES[self.model]
         results: list[dict] = []
         if self.tune:
-            splits = inner_splits(encoded, self._inner_groups(X, groups), self.inner_folds,
-                                  self.random_state)
+            splits = inner_splits(encoded, inner, self.inner_folds, self.random_state)
             best, results = search(pipeline, X, encoded, space=space, n_candidates=self.tune_budget,
                                    seconds=self.tune_seconds, splits=splits,
                                    random_state=self.random_state)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -109,3 +111,17 @@ def feature_family(name: str) -> str:
     """Return the CellProfiler family of ``name`` (``Cells_Texture_...`` -> ``Texture``)."""
     parts = str(name).split("_")
     return parts[1] if len(parts) > 1 else ""
+
+
+def channel_columns(columns: Iterable[str], channel: str) -> list[str]:
+    """Feature columns that measure ``channel``: its name is one of their ``_``-separated parts.
+
+    A cell task's leak guard drops them (the gate's channel) from training and serving alike.
+
+    Examples
+    --------
+    >>> channel_columns(["Metadata_Marker", "Nuclei_Intensity_MeanIntensity_Marker",
+    ...                  "Nuclei_AreaShape_Area", "Cells_Correlation_Correlation_DNA_Marker"], "Marker")
+    ['Nuclei_Intensity_MeanIntensity_Marker', 'Cells_Correlation_Correlation_DNA_Marker']
+    """
+    return [c for c in columns if not str(c).startswith("Metadata_") and channel in str(c).split("_")]

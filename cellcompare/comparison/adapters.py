@@ -150,7 +150,11 @@ class ClassicalModel(ModelAdapter):
         return data.task.rows(table, data.sample_ids)
 
     def fit(self, train: FoldData) -> "ClassicalModel":
-        """Fit on the feature rows of the training units (cells carry their image's label)."""
+        """Fit on the feature rows of the training units (cells carry their image's label).
+
+        The inner folds (tuning) follow the outer grouping: the task gives each row's group
+        (``Task.inner_groups``).
+        """
         from cellcompare.classical import make_classifier
 
         table = self.rows(train)
@@ -163,7 +167,7 @@ class ClassicalModel(ModelAdapter):
         params = dict(self.params)
         params.setdefault("random_state", self.seed)
         self.estimator_ = make_classifier(self.name, granularity=self.granularity, **params)
-        self.estimator_.fit(table, y)
+        self.estimator_.fit(table, y, groups=train.task.inner_groups(train, units))
         self.prior_ = _prior(np.asarray(train.y, dtype=str), train.classes)
         return self
 

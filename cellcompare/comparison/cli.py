@@ -44,6 +44,17 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fetch(args: argparse.Namespace) -> int:
+    from cellcompare.comparison.fetch import fetch_cells
+
+    fetched = fetch_cells(args.results, n=args.n, kind=args.kind, out=args.out,
+                          crop_size=args.crop_size)
+    print(fetched.csv)
+    if fetched.sheet is not None:
+        print(fetched.sheet)
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction, *, default_config: Path = DEMO_CONFIG_PATH) -> None:
     """Add ``compare`` to a command line; ``default_config`` is read when ``--config`` is absent."""
     compare = sub.add_parser("compare", help="run the comparison described by a YAML config")
@@ -58,3 +69,19 @@ def add_commands(sub: argparse._SubParsersAction, *, default_config: Path = DEMO
     compare.add_argument("--pdf", action="store_true",
                          help="also print report.pdf with headless Chromium (for lab meetings)")
     compare.set_defaults(func=_compare, log_level_default="INFO")
+    from cellcompare.comparison.fetch import FETCH_KINDS
+
+    fetch = sub.add_parser("fetch", help="the cells of a cell-task run to annotate next",
+                           description="CellProfiler Analyst's fetch: score every cell of a "
+                                       "labels.level: cell run with its best classical model and "
+                                       "write the N cells to annotate next as a CSV (sample_id, "
+                                       "x, y, label blank; fill in label and add the rows to "
+                                       "labels.annotations) and a contact sheet of their crops.")
+    fetch.add_argument("results", type=Path, help="results folder of a finished cell-task compare")
+    fetch.add_argument("--n", type=int, default=50, help="cells to fetch")
+    fetch.add_argument("--kind", choices=FETCH_KINDS, default="uncertain",
+                       help="uncertain: smallest margin between the two likeliest classes; "
+                            "positive: likeliest positive; random: a seeded uniform draw")
+    fetch.add_argument("--out", type=Path, default=None, help="folder (default: RESULTS/fetch)")
+    fetch.add_argument("--crop-size", type=int, default=48, help="side of each contact-sheet crop (px)")
+    fetch.set_defaults(func=_fetch)

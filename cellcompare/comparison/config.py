@@ -7,7 +7,8 @@ leaves out take the dataclass defaults, which run.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -18,6 +19,8 @@ from cellcompare.datasets.config import DatasetConfig
 
 __all__ = ["CellTableConfig", "ConfigError", "CompareConfig", "FoldsConfig", "ModelSpec", "check_models",
            "load_config", "with_weights"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,12 @@ DEFAULT_MODELS: tuple[ModelSpec, ...] = (ModelSpec("svm", "svm"), ModelSpec("xgb
 
 @dataclass(frozen=True)
 class FoldsConfig:
-    """Cross-validation: ``n_splits`` folds, optionally grouped, and an optional hold-out."""
+    """Cross-validation: ``n_splits`` folds, optionally grouped, and an optional hold-out.
+
+    ``group_column`` names an index column whose values never straddle folds; ``None`` (the
+    default) keeps each well's sites together where wells repeat (a cell task: each image's
+    cells); ``"none"`` (``comparison.labels.NO_GROUPS``) groups nothing.
+    """
 
     n_splits: int = 5
     group_column: str | None = None
@@ -161,6 +169,11 @@ class CompareConfig:
             if wrong:
                 raise ConfigError(f"labels.level: cell classifies cells; models {wrong} need "
                                   f"granularity: cell")
+            if self.dataset.unlabelled == "raise":
+                # the cells carry the labels: an image without one is still a source of cells
+                log.info("labels.level: cell -- images need no label of their own; unlabelled "
+                         "images are kept (dataset.unlabelled: keep)")
+                object.__setattr__(self, "dataset", replace(self.dataset, unlabelled="keep"))
         if self.cell_table.cells_per_image is not None and self.labels.source == "annotations":
             raise ConfigError("cell_table.cells_per_image samples cells before they are labelled, so with "
                               "labels.source: annotations it would drop annotated cells; leave it unset "

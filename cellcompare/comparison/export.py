@@ -51,6 +51,9 @@ def _settings_hash(spec: ModelSpec, train_ids, context: RunContext, dtype: str |
            "channel_index": index, "dtype": dtype, "dataset": config.dataset.path,
            "train_ids": sorted(map(str, train_ids)), "data": context.data_digest, "format": 2,
            **cell_table_key(spec, config)}
+    task = context.task.serve_record()
+    if task is not None:  # a cell task's record is in serve.json (an image task's key is as before)
+        key["task"] = task
     text = json.dumps(key, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -71,14 +74,16 @@ def _write(adapter: ModelAdapter, train: FoldData, target: Path, context: RunCon
     from cellcompare import serve
 
     channels = context.channel_names
+    task = context.task.serve_record()
     if isinstance(adapter, ClassicalModel):
         serve.export_model(adapter.estimator_, target, channels=channels, dtype=dtype,
-                           feature_config=context.feature_config, train_table=adapter.rows(train))
+                           feature_config=context.feature_config, train_table=adapter.rows(train),
+                           task=task)
     elif isinstance(adapter, DeepModel):
         cell = adapter.granularity == "cell"
         serve.export_model(adapter.classifier_, target, channels=channels, dtype=dtype,
                            channel_index=adapter.channel_index, granularity=adapter.granularity,
-                           feature_config=context.feature_config if cell else None)
+                           feature_config=context.feature_config if cell else None, task=task)
     else:
         raise ValueError(f"{type(adapter).__name__} is neither a ClassicalModel nor a DeepModel; "
                          "serve cannot load it")

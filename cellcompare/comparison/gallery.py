@@ -19,7 +19,7 @@ import pandas as pd
 from cellcompare.atomic import atomic_path
 from cellcompare.comparison.cellids import cell_id
 
-__all__ = ["GALLERY_CROPS", "GALLERY_TABLE", "pick_cells", "write_cell_gallery"]
+__all__ = ["GALLERY_CROPS", "GALLERY_TABLE", "pick_cells", "write_cell_fractions", "write_cell_gallery"]
 
 log = logging.getLogger(__name__)
 GALLERY_TABLE = "cells/gallery.parquet"
@@ -90,3 +90,65 @@ def write_cell_gallery(out: Path, metrics: dict[str, Any], crops: Any, *, per_cl
         chosen.to_parquet(tmp, index=False)
     log.info("cell gallery of %s: %d cells written to %s", best, len(chosen), folder)
     return best
+
+
+def write_cell_fractions(out: Path, metrics: dict[str, Any], index: pd.DataFrame,
+                         positive: str, *, preview: int = 12) -> dict[str, str]:
+    """A cell task's per-image positive fractions, truth and predicted, and the fetch preview.
+
+    ``cells/fractions.csv``: per image, ``n_cells`` labelled, the cells of ``positive`` by the
+    labels (``n_truth``, ``fraction_truth``) and each model's predicted fraction over the same
+    cells, from its out-of-fold predictions (``fraction_<model>``). ``cells/fetch_preview.csv``:
+    the ``preview`` most uncertain cells of the best model (``comparison.fetch.suggest_cells``),
+    which ``cellcompare fetch`` extends to every cell.
+
+    Parameters
+    ----------
+    out : Path
+        Results directory (``predictions.parquet`` is read).
+    metrics : dict
+        ``models``, ``classes`` and ``metric_names`` as in ``metrics.json``.
+    index : pd.DataFrame
+        The task's units: ``sample_id`` (cell id), ``label``, ``image``.
+    positive : str
+        The class counted.
+
+    Returns
+    -------
+    dict
+        ``{"fractions": path, "fetch_preview": path}`` relative to ``out``.
+    """
+    from cellcompare.comparison.fetch import _best_classical, suggest_cells
+    from cellcompare.fractions import class_fractions
+
+    classes = list(metrics["classes"])
+    truth = index[["sample_id", "label", "image"]].astype(str)
+    table = class_fractions(truth, ["image"], "label", classes)
+    frame = table[["image", "n_cells", f"n_{positive}", f"fraction_{positive}"]].rename(
+        columns={f"n_{positive}": "n_truth", f"fraction_{positive}": "fraction_truth"})
+    preds = pd.read_parquet(Path(out) / "predictions.parquet")
+    preds = preds[preds.fold >= 0]
+    for model, part in preds.groupby("model", sort=True):
+        proba = part[[f"proba_{c}" for c in classes]].to_numpy(dtype=float)
+        cells = pd.DataFrame({"image": truth.set_index("sample_id")["image"]
+                              .reindex(part["sample_id"].astype(str)).to_numpy(),
+                              "predicted": np.asarray(classes, dtype=object)[proba.argmax(1)]})
+        got = class_fractions(cells, ["image"], "predicted", classes)
+        frame[f"fraction_{model}"] = frame["image"].map(got.set_index("image")[f"fraction_{positive}"])
+    folder = Path(out) / "cells"
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "fractions.csv") as tmp:
+        frame.to_csv(tmp, index=False)
+    files = {"fractions": "cells/fractions.csv"}
+    try:
+        best = _best_classical(metrics)
+    except ValueError:
+        return files
+    mine = preds[preds.model == best].reset_index(drop=True)
+    chosen = suggest_cells(mine, classes, "uncertain", preview, positive=positive)
+    chosen = chosen[["sample_id", "true_label", "suggested", "probability"]].rename(
+        columns={"sample_id": "cell_id"}).assign(model=best)
+    with atomic_path(folder / "fetch_preview.csv") as tmp:
+        chosen.to_csv(tmp, index=False)
+    files["fetch_preview"] = "cells/fetch_preview.csv"
+    return files

@@ -48,7 +48,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: ``folds.group_column`` value that allows ungrouped (plain stratified) cell folds.
+#: ``folds.group_column`` value of folds grouped by nothing: plain stratified folds of the
+#: task's units (the cells of a single image); the inner folds of its models follow them.
 NO_GROUPS = "none"
 LEVELS = ("image", "cell")
 SOURCES = ("gate", "annotations")
@@ -159,8 +160,10 @@ def gate_channel(feature: str, channel_names: Any) -> str | None:
 
 
 def guard_columns(columns: Any, channel: str) -> list[str]:
-    """Feature columns that involve ``channel`` (its name is one of their ``_`` parts)."""
-    return [c for c in columns if not str(c).startswith("Metadata_") and channel in str(c).split("_")]
+    """Feature columns that involve ``channel`` (``classical.tables.channel_columns``)."""
+    from cellcompare.classical.tables import channel_columns
+
+    return channel_columns(columns, channel)
 
 
 def match_annotations(points: pd.DataFrame, cells: pd.DataFrame, nuclei: Mapping[str, np.ndarray], *,
@@ -226,6 +229,12 @@ def _annotated(config: LabelsConfig, cells: pd.DataFrame, dataset: Any,
     missing = [c for c in ("sample_id", "x", "y", "label") if c not in points.columns]
     if missing:
         raise LabelError(f"{path}: columns {missing} missing; expected sample_id, x, y, label")
+    blank = points["label"].isna() | (points["label"].astype(str).str.strip() == "")
+    if blank.any():  # rows of a `cellcompare fetch` CSV not filled in yet
+        log.info("annotations %s: %d of %d rows have no label yet and are left out", path,
+                 int(blank.sum()), len(points))
+        points = points[~blank].reset_index(drop=True)
+    points["label"] = points["label"].astype(str).str.strip()
     known = set(map(str, dataset.ids))
     unknown = sorted(set(points.sample_id) - known)
     if unknown:
@@ -239,7 +248,7 @@ def _annotated(config: LabelsConfig, cells: pd.DataFrame, dataset: Any,
         log.warning("annotations %s: %d of %d points matched no cell, %d cells were hit twice (left out)",
                     path, len(report["unmatched"]), report["n_points"], len(report["doubly_matched"]))
     table = cells.merge(matched, on=["Metadata_sample_id", "Metadata_ObjectNumber"], how="inner")
-    return table, {"annotations": str(path), **report}
+    return table, {"annotations": str(path), "unlabelled_rows": int(blank.sum()), **report}
 
 
 def prepare_cell_task(config: Any, dataset: Any, cells: pd.DataFrame, *, segmentation: Any,
@@ -350,11 +359,10 @@ def cell_index(table: pd.DataFrame, dataset: Any, folds: Any, info: dict) -> tup
     if column is None:
         column = "image"
     elif column == NO_GROUPS:
-        column = None
         msg = ("folds.group_column: none -- cell folds are stratified but not grouped, so cells of "
                "one image sit in both training and test sets; neighbouring cells share staining and "
                "focus, and the scores are optimistic")
         log.warning(msg)
         info["warnings"].append(msg)
-    info["fold_groups"] = column or "none"
+    info["fold_groups"] = column
     return index, replace(folds, group_column=column)

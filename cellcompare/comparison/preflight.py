@@ -3,6 +3,8 @@
 :func:`preflight` runs right after the configuration and the dataset index are read (seconds,
 even at RxRx1's 125k sites): it computes the folds the run will use (``splits.make_folds``, the
 same seed, so ``folds.csv`` agrees) and counts, per fold, the training images of every class.
+A cell task (``labels.level: cell``) is checked the same way once its cells are labelled,
+counting cells, and refused rather than lowered (see :func:`preflight`).
 Each model needs a least count per class:
 
 ====================  ==================================  =========================================
@@ -126,19 +128,18 @@ class Preflight:
         return list(self.report.get("notes", {}).get(label, []))
 
 
-def _count_problems(index: pd.DataFrame, config: CompareConfig) -> list[str]:
-    """Classes with fewer images (or plates / groups) than folds, summarised."""
-    k, group = config.folds.n_splits, config.folds.group_column
+def _count_problems(index: pd.DataFrame, folds: Any, unit: str) -> list[str]:
+    """Classes with fewer units (or plates / groups) than folds, summarised."""
+    k, group = folds.n_splits, folds.group_column
     labels = index["label"].astype(str)
     problems = []
     if labels.nunique() < 2:
         problems.append(f"the dataset has {labels.nunique()} class(es); a comparison needs 2 or more")
-    images = labels.value_counts()
-    small = sorted(images[images < k].index)
+    units = labels.value_counts()
+    small = sorted(units[units < k].index)
     if small:
-        problems.append(f"{k}-fold cross-validation needs {k} images per class; {len(small)} of "
-                        f"{len(images)} classes have fewer ({_head(small)}; smallest "
-                        f"{int(images.min())})")
+        problems.append(f"{k}-fold cross-validation needs {k} {unit} per class; {len(small)} of "
+                        f"{len(units)} classes have fewer ({_counted(small, units, unit)})")
     if group is not None and group in index.columns:
         groups = index.assign(label=labels).groupby("label")[group].nunique()
         few = sorted(groups[groups < k].index)
@@ -149,13 +150,20 @@ def _count_problems(index: pd.DataFrame, config: CompareConfig) -> list[str]:
     return problems
 
 
-def _fix(config: CompareConfig) -> str:
-    return (f"Fix: use fewer folds (folds.n_splits is {config.folds.n_splits}), add images of "
+def _counted(names: list[str], counts: pd.Series, unit: str) -> str:
+    """``'a' (4 cells), 'b' (2 cells)``: the first few classes with their counts."""
+    shown = ", ".join(f"{n!r} ({int(counts[n])} {unit})" for n in names[:SHOWN])
+    return shown + (f", ... (+{len(names) - SHOWN} more)" if len(names) > SHOWN else "")
+
+
+def _fix(config: CompareConfig, unit: str) -> str:
+    return (f"Fix: use fewer folds (folds.n_splits is {config.folds.n_splits}), add {unit} of "
             f"these classes, or drop them (dataset.exclude_classes); a model's own setting can be "
             f"lowered in its params (calibration_folds, inner_folds).")
 
 
-def _check_need(need: Need, counts: pd.DataFrame) -> tuple[str | None, int | None, str | None]:
+def _check_need(need: Need, counts: pd.DataFrame, totals: pd.Series,
+                unit: str) -> tuple[str | None, int | None, str | None]:
     """``(problem, lowered value, note)`` for one need against the training counts."""
     per_fold = counts.min(axis=0)
     have = int(per_fold.min())
@@ -164,13 +172,13 @@ def _check_need(need: Need, counts: pd.DataFrame) -> tuple[str | None, int | Non
     fold = int(per_fold.idxmin())
     short = sorted(counts.index[counts[fold] < need.needed])
     where = (f"fold {fold} leaves {len(short)} of {len(counts)} classes with fewer ({_head(short)}; "
-             f"smallest {have})")
+             f"smallest {have}; in all: {_counted(short, totals, unit)})")
     if have >= need.floor and need.param is not None:
         return None, have, (f"{need.label}: {need.param} lowered from {need.needed} to {have} "
                             f"({need.what}): {where}")
     if have >= need.floor:
         return None, None, f"{need.label}: {need.degraded} ({need.what} needs {need.needed}; {where})"
-    return (f"{need.label} needs {need.floor} training images per class for its {need.what}; "
+    return (f"{need.label} needs {need.floor} training {unit} per class for its {need.what}; "
             f"{where}"), None, None
 
 
@@ -188,27 +196,34 @@ def _scale_note(spec: ModelSpec, n_classes: int) -> str | None:
     return None
 
 
-def preflight(config: CompareConfig, index: pd.DataFrame) -> Preflight:
-    """Check ``config``'s models against the dataset ``index`` before features are extracted.
+def preflight(config: CompareConfig, index: pd.DataFrame, *, task: Any = None) -> Preflight:
+    """Check ``config``'s models against the units of the run before any heavy work.
 
     Parameters
     ----------
     config : CompareConfig
         The run's configuration.
     index : pd.DataFrame
-        The dataset index (``sample_id``, ``label`` and the grouping column), one row per image.
+        The units (``sample_id``, ``label`` and the grouping column): the dataset index, one
+        row per image, or a cell task's ``index``, one row per labelled cell.
+    task : comparison.task.CellTask, optional
+        A cell task, checked once its cells are labelled (``labels.level: cell`` is not
+        checked without it). Its units are cells and its folds ``task.folds``; no setting is
+        lowered for it: a class short of cells is refused, naming it and its count, since more
+        cells of it can be labelled. Tuning folds, grouped like the outer folds, count groups.
 
     Returns
     -------
     Preflight
         ``config`` with settings lowered by the module's rules, and a record for metrics.json
-        (``train_images_per_class`` summary, ``adjusted`` params, ``notes`` per model label).
+        (``train_images_per_class`` summary -- units of the task --, ``adjusted`` params,
+        ``notes`` per model label).
 
     Raises
     ------
     PreflightError
-        When a class has fewer images or groups than folds, or a fold leaves fewer training
-        images per class than a model can work with; counts summarised, the fix suggested.
+        When a class has fewer units or groups than folds, or a fold leaves fewer training
+        units per class than a model can work with; counts summarised, the fix suggested.
 
     Examples
     --------
@@ -223,17 +238,24 @@ def preflight(config: CompareConfig, index: pd.DataFrame) -> Preflight:
     (2, 4)
     """
     start = time.perf_counter()
-    if config.labels.level != "image":
-        return Preflight(config, {"checked": False, "reason": "labels.level: cell (per-cell folds)"})
-    problems = _count_problems(index, config)
+    if config.labels.level != "image" and task is None:
+        return Preflight(config, {"checked": False, "reason": "labels.level: cell: checked once "
+                                                              "the cells are labelled"})
+    folds_config = task.folds if task is not None else config.folds
+    unit = task.unit_name if task is not None else "images"
+    problems = _count_problems(index, folds_config, unit)
     if problems:
-        raise PreflightError("preflight: " + "; ".join(problems) + ". " + _fix(config))
+        raise PreflightError("preflight: " + "; ".join(problems) + ". " + _fix(config, unit))
     try:
-        folds = make_folds(index, config.folds, config.seed)
+        folds = make_folds(index, folds_config, config.seed, unit_name=unit)
     except FoldError as exc:  # e.g. a fold's test side lacks a class: keep the message short
         text = str(exc)
         raise PreflightError(f"preflight: {text[:400]}{' ...' if len(text) > 400 else ''}") from exc
     counts = training_counts(folds)
+    # a cell task's tuning folds are grouped like its folds: they count groups
+    group_counts = (training_counts(folds.drop_duplicates(["group", "label"]))
+                    if task is not None else counts)
+    totals = index["label"].astype(str).value_counts()
     n_classes = len(counts)
     notes: dict[str, list[str]] = {}
     adjusted: dict[str, dict[str, int]] = {}
@@ -241,7 +263,11 @@ def preflight(config: CompareConfig, index: pd.DataFrame) -> Preflight:
     for spec in config.models:
         params = dict(spec.params)
         for need in model_needs(spec, n_classes):
-            problem, lowered, note = _check_need(need, counts)
+            if task is not None:  # cells: refuse rather than lower or degrade
+                need = dataclasses.replace(need, floor=need.needed)
+            grouped = task is not None and need.param == "inner_folds"
+            problem, lowered, note = _check_need(need, group_counts if grouped else counts, totals,
+                                                 "groups" if grouped else unit)
             if problem:
                 problems.append(problem)
             if lowered is not None:
@@ -255,14 +281,15 @@ def preflight(config: CompareConfig, index: pd.DataFrame) -> Preflight:
             notes.setdefault(spec.label, []).append(switch)
         specs.append(dataclasses.replace(spec, params=params))
     if problems:
-        summary = (f"training images per class over {counts.shape[1]} folds: min "
+        summary = (f"training {unit} per class over {counts.shape[1]} folds: min "
                    f"{int(counts.values.min())}, median {float(np.median(counts.values)):g}, max "
                    f"{int(counts.values.max())}")
-        raise PreflightError("preflight: " + "; ".join(problems) + f" ({summary}). " + _fix(config))
+        raise PreflightError("preflight: " + "; ".join(problems) + f" ({summary}). "
+                             + _fix(config, unit))
     seconds = time.perf_counter() - start
-    log.info("preflight: %d classes, %d images, %d folds checked in %.2f s", n_classes, len(index),
-             counts.shape[1], seconds)
-    report = {"checked": True, "n_classes": n_classes, "n_images": len(index),
+    log.info("preflight: %d classes, %d %s, %d folds checked in %.2f s", n_classes, len(index),
+             unit, counts.shape[1], seconds)
+    report = {"checked": True, "unit": unit, "n_classes": n_classes, "n_images": len(index),
               "train_images_per_class": {"min": int(counts.values.min()),
                                          "median": float(np.median(counts.values)),
                                          "max": int(counts.values.max())},

@@ -213,6 +213,8 @@ def run(config: CompareConfig) -> Path:
         segmentation["qc"] = segmentation_qc(images, fconfig.diameter, whole_object=fconfig.whole_object)
     task = build_task(config, ds, out, feature_config=fconfig, image_table=images,
                       feature_info=feature_info, class_counts=data_info["class_counts"])
+    if task.level == "cell":  # its units exist now: the labelled cells
+        checked = preflight(config, task.index, task=task)
     folds = folds_for(out / "folds.csv", task.index, task.folds, config.seed,
                       unit_name=task.unit_name)
     context = RunContext(config=config, dataset=ds, task=task, folds=folds,
@@ -237,6 +239,9 @@ def run(config: CompareConfig) -> Path:
                "environment": environment(), "memory_method": MEMORY_METHOD,
                "features": feature_info, "segmentation": segmentation, "preflight": checked.report,
                **collected}
+    cell_files = task.write_fractions(out, metrics)
+    if cell_files:
+        metrics["cell_files"] = cell_files
     atomic.write_json(out / "metrics.json", metrics)
     task.write_gallery(out, metrics, context.gallery_crops)
     with atomic_path(out / "summary.csv") as tmp:

@@ -14,6 +14,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from cellcompare.atomic import atomic_path
 from cellcompare.comparison.config import FoldsConfig
+from cellcompare.comparison.labels import NO_GROUPS
 
 __all__ = ["FOLD_COLUMNS", "FoldError", "LeakageError", "FoldMismatchError", "make_folds",
            "check_no_leakage", "save_folds", "load_folds", "folds_for", "fold_ids", "cell_folds"]
@@ -48,12 +49,14 @@ def _index_frame(index: pd.DataFrame, group_column: str | None) -> pd.DataFrame:
     for col in ("sample_id", "label"):
         if col not in index.columns:
             raise FoldError(f"dataset index lacks column {col!r}; found {list(index.columns)}")
-    if group_column is not None and group_column not in index.columns:
+    if group_column not in (None, NO_GROUPS) and group_column not in index.columns:
         raise FoldError(f"folds.group_column {group_column!r} is not a column of the dataset index; "
                         f"available: {list(index.columns)}")
     frame = pd.DataFrame({"sample_id": index["sample_id"].astype(str).to_numpy(),
                           "label": index["label"].astype(str).to_numpy()})
     source = group_column or ("group" if "group" in index.columns else None)
+    if source == NO_GROUPS:  # every unit is its own group: what inner folds read
+        source = None
     frame["group"] = _text(index[source]) if source is not None else frame["sample_id"].to_numpy()
     if frame.sample_id.duplicated().any():
         dupes = frame.sample_id[frame.sample_id.duplicated()].unique()[:5].tolist()
@@ -114,7 +117,9 @@ def make_folds(index: pd.DataFrame, config: FoldsConfig, seed: int = 0, *,
     """Assign every image to a fold (``-1`` = hold-out), stratified by label, grouped if asked.
 
     Without ``group_column``, images of one well (``comparison.wells.well_keys``: plate and
-    well, or RxRx1's ``well_id``) are kept in one fold whenever some well has several sites.
+    well, or RxRx1's ``well_id``) are kept in one fold whenever some well has several sites;
+    ``group_column: none`` (``comparison.labels.NO_GROUPS``) groups nothing and every unit is
+    its own ``group``.
 
     Parameters
     ----------
@@ -143,7 +148,8 @@ def make_folds(index: pd.DataFrame, config: FoldsConfig, seed: int = 0, *,
     # treatment and a spot on the plate, so splitting them would let the test peek at training
     wells = None if config.group_column is not None else _repeated_wells(index)
     split = frame if wells is None else frame.assign(group=wells)
-    grouped = config.group_column is not None or wells is not None
+    named = config.group_column not in (None, NO_GROUPS)
+    grouped = named or wells is not None
     split["fold"] = HOLDOUT
     cv = np.ones(len(split), dtype=bool)
     if config.holdout_fraction > 0:
@@ -161,7 +167,7 @@ def make_folds(index: pd.DataFrame, config: FoldsConfig, seed: int = 0, *,
     _check_fold_classes(split, config.n_splits)
     check_no_leakage(split, grouped=grouped)
     frame["fold"] = split["fold"].to_numpy()
-    by = (f" grouped by {config.group_column}" if config.group_column is not None
+    by = (f" grouped by {config.group_column}" if named
           else " keeping each well's sites together" if wells is not None else "")
     log.info("%d %s in %d folds%s%s", len(frame), unit_name, config.n_splits, by,
              f", {int((frame.fold == HOLDOUT).sum())} held out" if config.holdout_fraction else "")

@@ -24,9 +24,10 @@ import pandas as pd
 
 from cellcompare.classical.inputs import feature_rows
 from cellcompare.comparison.cellids import CELL_COLUMN, cell_id, image_of_cell
-from cellcompare.comparison.gallery import write_cell_gallery
+from cellcompare.comparison.gallery import write_cell_fractions, write_cell_gallery
 from cellcompare.comparison.uncertainty import well_units
 from cellcompare.comparison.wells import well_results
+from cellcompare.fractions import positive_class
 
 __all__ = ["CellTask", "ImageTask", "Task"]
 
@@ -100,6 +101,10 @@ class Task:
         return {"level": self.level, "unit_name": self.unit_name, "class_counts": counts,
                 "n_units": sum(counts.values())}
 
+    def serve_record(self) -> dict[str, Any] | None:
+        """``serve.json`` ``task`` of an exported model (``None``: an image task's)."""
+        return None
+
 
 @dataclass(frozen=True, eq=False)
 class ImageTask(Task):
@@ -125,6 +130,14 @@ class ImageTask(Task):
         """The image of each unit (an image is its own)."""
         return np.asarray([str(i) for i in ids], dtype=object)
 
+    def inner_groups(self, train: Any, units: Sequence[str]) -> np.ndarray | None:
+        """Groups of a classical model's inner folds for training rows of ``units``: none given.
+
+        The estimator keeps an image's cells together itself (``TableClassifier.fit``), and
+        image rows are split ungrouped, as before cell tasks existed.
+        """
+        return None
+
     def crop_rows(self, cache: Any, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Positions in a crop cache of the crops of the units ``ids``, and each crop's unit.
 
@@ -141,6 +154,10 @@ class ImageTask(Task):
     def wells(self, out: Path, top_k: int) -> dict[str, Any]:
         """``metrics.json`` ``wells``: the models scored per well (``comparison.wells``)."""
         return well_results(out, self.index, self.classes, top_k)
+
+    def write_fractions(self, out: Path, metrics: dict[str, Any]) -> dict[str, str]:
+        """Nothing: an image task has no per-image cell fractions (a cell task's)."""
+        return {}
 
     def write_gallery(self, out: Path, metrics: dict[str, Any], crops: Callable[[], Any]) -> None:
         """Nothing: image tasks have no cell gallery (a cell task's right and wrong cells).
@@ -178,6 +195,30 @@ class CellTask(Task):
         """The image of each cell (:func:`image_of_cell`)."""
         return image_of_cell(ids)
 
+    def inner_groups(self, train: Any, units: Sequence[str]) -> np.ndarray:
+        """The outer folds' group of each training row's cell: inner folds follow the outer ones.
+
+        Parameters
+        ----------
+        train : comparison.adapters.FoldData
+            The training side (``groups``: each cell's fold group, ``folds.csv``'s ``group``:
+            its image, a named column, or the cell itself under ``group_column: none``).
+        units : sequence of str
+            The cell of each training row.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> from types import SimpleNamespace
+        >>> from cellcompare.comparison.task import CellTask
+        >>> task = CellTask(pd.DataFrame({"sample_id": ["a#1", "a#2"], "label": ["m", "i"]}), ("i", "m"))
+        >>> train = SimpleNamespace(sample_ids=np.array(["a#1", "a#2"]), groups=np.array(["a", "a"]))
+        >>> task.inner_groups(train, ["a#2", "a#1"]).tolist()
+        ['a', 'a']
+        """
+        group_of = dict(zip(map(str, train.sample_ids), map(str, train.groups)))
+        return np.array([group_of[str(u)] for u in units], dtype=object)
+
     def crop_rows(self, cache: Any, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Positions of the crops of the cells ``ids`` (one each; cells without a crop add none)."""
         cells = cache.cells
@@ -187,9 +228,36 @@ class CellTask(Task):
         rows = position.reindex(wanted[wanted.isin(position.index)]).to_numpy(dtype=np.int64)
         return rows, crop_ids.astype(str)[rows]
 
+    def serve_record(self) -> dict[str, Any]:
+        """``serve.json`` ``task``: cells, the class counted positive and the leak guard.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from cellcompare.comparison.task import CellTask
+        >>> task = CellTask(pd.DataFrame({"sample_id": ["a#1"], "label": ["m"]}), ("i", "m"),
+        ...                 info={"level": "cell", "source": "gate", "above": "m",
+        ...                       "leak_guard": {"channel": "Marker"}})
+        >>> task.serve_record()
+        {'level': 'cell', 'positive': 'm', 'leak_guard_channel': 'Marker', 'classes': ['i', 'm']}
+        """
+        return {"level": "cell", "positive": self.positive,
+                "leak_guard_channel": (self.info.get("leak_guard") or {}).get("channel"),
+                "classes": list(self.classes)}
+
+    @property
+    def positive(self) -> str:
+        """The class whose fraction per image answers the task (``fractions.positive_class``)."""
+        return positive_class(self.classes, self.info, self.class_counts)
+
     def wells(self, out: Path, top_k: int) -> dict[str, Any]:
         """Not scored: a cell task's predictions are per cell."""
         return {"available": False, "reason": "labels.level: cell scores cells, not wells"}
+
+    def write_fractions(self, out: Path, metrics: dict[str, Any]) -> dict[str, str]:
+        """``cells/fractions.csv`` (positive fraction per image, truth and each model's) and
+        ``cells/fetch_preview.csv`` (``comparison.gallery.write_cell_fractions``)."""
+        return write_cell_fractions(out, metrics, self.index, self.positive)
 
     def write_gallery(self, out: Path, metrics: dict[str, Any], crops: Callable[[], Any]) -> None:
         """``cells/gallery.*``: right and wrong test cells per class (``comparison.gallery``)."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from .crops import CROP_DTYPE, CellCrops, CropError, group_scales, sample_crops
 
@@ -36,6 +37,9 @@ class CellInputs:
         cell mean.
     groups : np.ndarray
         str ``(M,)`` group of each crop (its plate): the unit of ``normalize: group``.
+    objects : pd.DataFrame or None
+        Where each crop comes from (``Metadata_ObjectNumber``, ``Metadata_Location_Center_X/Y``),
+        one row per used crop, when known (crops cut from samples: serve, ``score``).
 
     Examples
     --------
@@ -53,6 +57,7 @@ class CellInputs:
     rows: np.ndarray
     images: np.ndarray
     groups: np.ndarray
+    objects: Any = None
     #: :meth:`scaled` views made so far, by mode (the group means read every crop once).
     _scaled: dict = field(default_factory=dict, init=False, repr=False)
 
@@ -101,11 +106,12 @@ class CellInputs:
         so a served image gives the model the crops a comparison run trained and tested it on.
         The group is ``group`` when given, else ``sample.group`` (``"None"`` without one).
         """
-        cut, _ = sample_crops(sample, feature_config, crop_size=int(crop_size), channels=channels,
-                              mask=mask, channel_names=channel_names)
+        cut, objects = sample_crops(sample, feature_config, crop_size=int(crop_size),
+                                    channels=channels, mask=mask, channel_names=channel_names)
         key = str(group if group is not None else getattr(sample, "group", None))
         n = len(cut)
-        return cls(cut.astype(CROP_DTYPE), np.arange(n), np.full(n, str(sample.id)), np.full(n, key))
+        return cls(cut.astype(CROP_DTYPE), np.arange(n), np.full(n, str(sample.id)), np.full(n, key),
+                   objects)
 
     @classmethod
     def join(cls, parts: Sequence[CellInputs], crop_size: int) -> CellInputs:
@@ -114,7 +120,10 @@ class CellInputs:
         joined = np.concatenate(crops) if crops else np.zeros((0, 0, crop_size, crop_size), CROP_DTYPE)
         images = np.concatenate([p.images for p in parts]) if parts else np.zeros(0, str)
         groups = np.concatenate([p.groups for p in parts]) if parts else np.zeros(0, str)
-        return cls(joined, np.arange(len(joined)), images.astype(str), groups.astype(str))
+        known = [p.objects.iloc[p.rows] for p in parts if p.objects is not None]
+        objects = (pd.concat(known, ignore_index=True) if parts and len(known) == len(parts)
+                   else None)
+        return cls(joined, np.arange(len(joined)), images.astype(str), groups.astype(str), objects)
 
     @classmethod
     def from_samples(cls, samples: Sequence[Any], feature_config: Any, *, crop_size: int,

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from cellcompare.display import crop_rgb
 from cellcompare.reports.figures import ReportFigure
 from cellcompare.reports.theme import array_to_data_uri, figure_to_data_uri
 
@@ -37,17 +38,6 @@ def gate_figure(values: pd.DataFrame, info: dict) -> ReportFigure:
                f"({'Otsu' if rule == 'otsu' else 'fixed'}); cells above are {info['above']!r}, "
                f"the others {info['below']!r}.")
     return ReportFigure("Gate", figure_to_data_uri(fig), caption)
-
-
-def crop_rgb(crop: np.ndarray) -> np.ndarray:
-    """A ``(C, S, S)`` crop as RGB: its first three channels, each scaled to its 99.5th percentile."""
-    crop = np.asarray(crop, dtype=np.float32)
-    channels = [crop[min(i, len(crop) - 1)] for i in range(3)] if len(crop) >= 3 else [crop[0]] * 3
-    out = []
-    for ch in channels:
-        top = float(np.percentile(ch, 99.5))
-        out.append(ch / top if top > 0 else ch)
-    return np.clip(np.stack(out[::-1], axis=-1), 0, 1)  # first channel (DNA) shown in blue
 
 
 def _gallery(root: Path) -> dict[str, Any] | None:
@@ -78,4 +68,41 @@ def cells_section(results: Any) -> dict[str, Any] | None:
     guard = info.get("leak_guard") or {}
     return {"info": info, "gate": gate, "gallery": _gallery(root), "leak_note": guard.get("note"),
             "warnings": list(info.get("warnings") or []),
-            "counts": info.get("class_counts") or {}}
+            "counts": info.get("class_counts") or {},
+            "fractions": _fractions(root, results.metrics), "fetch": _fetch_preview(root)}
+
+
+#: Images shown in the report's fraction table (the CSV has them all).
+SHOWN_IMAGES = 30
+
+
+def _fractions(root: Path, metrics: dict) -> dict[str, Any] | None:
+    """``cells/fractions.csv`` as the template's table (fractions as percentages)."""
+    path = root / "cells" / "fractions.csv"
+    if not path.is_file():
+        return None
+    from cellcompare.fractions import positive_class
+
+    table = pd.read_csv(path, dtype={"image": str})
+    info = metrics.get("labels") or {}
+    models = [c[len("fraction_"):] for c in table.columns
+              if c.startswith("fraction_") and c != "fraction_truth"]
+
+    def pct(v: float) -> str:
+        return "" if pd.isna(v) else f"{100 * float(v):.1f} %"
+
+    rows = [{"image": r["image"], "n_cells": int(r["n_cells"]), "truth": pct(r["fraction_truth"]),
+             "models": [pct(r[f"fraction_{m}"]) for m in models]}
+            for _, r in table.head(SHOWN_IMAGES).iterrows()]
+    return {"positive": positive_class(metrics.get("classes") or [], info, info.get("class_counts")),
+            "models": models, "rows": rows, "more": max(0, len(table) - SHOWN_IMAGES)}
+
+
+def _fetch_preview(root: Path) -> dict[str, Any] | None:
+    path = root / "cells" / "fetch_preview.csv"
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path, dtype=str).assign(
+        probability=lambda t: t["probability"].astype(float))
+    return {"model": str(table["model"].iloc[0]) if len(table) else "", "results": str(root),
+            "rows": table.to_dict("records")}

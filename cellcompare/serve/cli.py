@@ -1,4 +1,4 @@
-"""``cellcompare predict``, ``cellcompare undo`` and ``cellcompare serve`` (the HTTP endpoint)."""
+"""``cellcompare predict``, ``score``, ``undo`` and ``serve`` (the HTTP endpoint)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,30 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score(args: argparse.Namespace) -> int:
+    from cellcompare.datasets.config import DatasetConfig
+    from cellcompare.serve.predictor import load_predictor
+    from cellcompare.serve.score import score_dataset
+    if args.dataset_config is not None:
+        section = DatasetConfig.from_yaml(args.dataset_config)
+        options = {**section.open_options(), "layout": args.layout or section.layout}
+    else:
+        options = {"layout": args.layout or "auto"}
+    options.update(unlabelled="keep", on_error="skip")  # new images: no labels, bad files logged
+    from cellcompare.datasets import open_dataset
+    dataset = open_dataset(args.dataset, **options)
+    out = Path(args.out) if args.out else Path("scores")
+    scored = score_dataset(load_predictor(args.model_dir, device=args.device), dataset, out,
+                           min_plate_images=args.min_plate_images)
+    for path in scored.files.values():
+        print(path)
+    if scored.n_failed == scored.n_images:
+        log.error("none of the %d images could be scored (reasons in %s)", scored.n_images,
+                  scored.files["images"])
+        return ALL_FAILED
+    return 0
+
+
 def _undo(args: argparse.Namespace) -> int:
     from cellcompare.serve.rename import undo
     done = undo(args.manifest)
@@ -89,7 +113,7 @@ def _http(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Add ``predict``, ``undo`` and ``serve`` to the ``cellcompare`` command line."""
+    """Add ``predict``, ``score``, ``undo`` and ``serve`` to the ``cellcompare`` command line."""
     p = sub.add_parser("predict", help="top-k CSV (and optional renaming) for images",
                        description="Predict the classes of images with a model exported by "
                                    "compare (export_models:). INPUTS are image files, globs or "
@@ -115,6 +139,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="fewest images of an unseen plate normalised by their own statistics "
                         f"(default {MIN_PLATE_IMAGES}); fewer use the training reference")
     p.set_defaults(func=_predict)
+    c = sub.add_parser("score", help="score every cell of a dataset with an exported cell model",
+                       description="Apply a cell model exported by compare (labels.level: cell, "
+                                   "export_models:) to every cell of the images of DATASET, a "
+                                   "plate at a time. Writes cells.parquet (each cell's class and "
+                                   "probabilities), images.csv (cells of each class and their "
+                                   "fractions per image), and, where the layout names wells, "
+                                   "wells.csv and a heat map per plate of the positive fraction.")
+    c.add_argument("model_dir", help="a cell model folder (serve.json) from a run's models/{label}/")
+    c.add_argument("dataset", help="dataset folder in any layout compare reads")
+    c.add_argument("--layout", default=None, help="dataset layout (default: auto, or the "
+                                                  "--dataset-config's)")
+    c.add_argument("--dataset-config", type=Path, default=None,
+                   help="YAML with a dataset: section (layout, options such as channel_names)")
+    c.add_argument("--out", default=None, help="folder to write (default: ./scores)")
+    c.add_argument("--device", default="cpu", help="where a deep model runs: cpu, cuda or auto")
+    c.add_argument("--min-plate-images", type=int, default=MIN_PLATE_IMAGES,
+                   help="fewest images of an unseen plate normalised by their own statistics")
+    c.set_defaults(func=_score)
     u = sub.add_parser("undo", help="restore names from an undo manifest")
     u.add_argument("manifest", help="the .undo.json written by predict --rename --yes")
     u.set_defaults(func=_undo)

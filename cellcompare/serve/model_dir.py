@@ -69,7 +69,8 @@ def _kind_of(model: Any) -> str:
 def export_model(model: Any, out_dir: str | Path, *, channels: tuple[str, ...] | list[str],
                  feature_config: Any = None, dtype: str | None = None, min_size: int = 16,
                  max_size: int = 4096, version: str = "1", train_table: Any = None,
-                 channel_index: Sequence[int] | None = None, granularity: str = "image") -> Path:
+                 channel_index: Sequence[int] | None = None, granularity: str = "image",
+                 task: dict[str, Any] | None = None) -> Path:
     """Write a fitted model as a MODEL_DIR that :func:`serve.load_predictor` reads.
 
     Parameters
@@ -92,6 +93,11 @@ def export_model(model: Any, out_dir: str | Path, *, channels: tuple[str, ...] |
     granularity : {"image", "cell"}
         Deep models only: ``cell`` serves one crop per nucleus (``deep.crops.sample_crops``,
         segmented with ``feature_config``) and averages the cells' probabilities per image.
+    task : dict, optional
+        What the model classifies, kept as ``serve.json`` ``task``: a cell task's
+        ``{"level": "cell", "positive": class, "leak_guard_channel": channel or None}``
+        (``cellcompare score`` reads it; a classical model's served rows drop that channel's
+        columns, as training did).
 
     Returns
     -------
@@ -125,6 +131,8 @@ def export_model(model: Any, out_dir: str | Path, *, channels: tuple[str, ...] |
         classical.save_model(model, out / MODEL_SUBDIR, train_table=train_table)
         meta["feature_config"] = feature_config.to_dict()
         meta["granularity"] = str(getattr(model, "granularity", "image"))
+    if task is not None:
+        meta["task"] = dict(task)
     atomic.write_json(out / SPEC_FILE, meta)
     return out
 

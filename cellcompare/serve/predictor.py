@@ -124,22 +124,7 @@ class _Base:
         list of Outcome
             In ``items`` order; a failed image has ``error`` set, the others ``proba``.
         """
-        outcomes: list[Outcome] = []
-        parts: dict[int, Any] = {}
-        for position, (name, load) in enumerate(items):
-            try:
-                sample = load()
-                image = np.asarray(sample.image)
-                self._check(image, str(name))
-                outcomes.append(Outcome(str(name), shape=tuple(image.shape), paths=tuple(sample.paths)))
-                del image
-                parts[position] = self._measure(replace(sample, id=str(position)), str(name), group)
-                del sample  # only its model input is kept
-            except IMAGE_ERRORS as exc:
-                logger.debug("cannot predict %s: %s: %s", name, type(exc).__name__, exc)
-                if len(outcomes) == position:
-                    outcomes.append(Outcome(str(name)))
-                outcomes[position] = replace(outcomes[position], error=exc)
+        outcomes, parts = self._measure_all(items, group)
         if not parts:
             return outcomes
         try:
@@ -157,6 +142,71 @@ class _Base:
                 outcome = replace(outcome, proba=proba)
             outcomes[position] = outcome
         return outcomes
+
+    def _measure_all(self, items: Iterable[tuple[str, Callable[[], Any]]],
+                     group: str | None) -> tuple[list[Outcome], dict[int, Any]]:
+        """Load, check and measure each image in turn: its outcome and its model input."""
+        outcomes: list[Outcome] = []
+        parts: dict[int, Any] = {}
+        for position, (name, load) in enumerate(items):
+            try:
+                sample = load()
+                image = np.asarray(sample.image)
+                self._check(image, str(name))
+                outcomes.append(Outcome(str(name), shape=tuple(image.shape), paths=tuple(sample.paths)))
+                del image
+                parts[position] = self._measure(replace(sample, id=str(position)), str(name), group)
+                del sample  # only its model input is kept
+            except IMAGE_ERRORS as exc:
+                logger.debug("cannot predict %s: %s: %s", name, type(exc).__name__, exc)
+                if len(outcomes) == position:
+                    outcomes.append(Outcome(str(name)))
+                outcomes[position] = replace(outcomes[position], error=exc)
+        return outcomes, parts
+
+    def predict_cells(self, items: Iterable[tuple[str, Callable[[], Any]]], *,
+                      group: str | None = None, min_plate_images: int = MIN_PLATE_IMAGES
+                      ) -> tuple[list[Outcome], dict[int, pd.DataFrame]]:
+        """Every cell's probabilities, for a cell model (``granularity: cell``): one plate.
+
+        The images are measured and normalised as :meth:`predict_batch` does; each outcome's
+        ``proba`` is its image's (the mean of its cells').
+
+        Returns
+        -------
+        outcomes : list of Outcome
+            In ``items`` order, as :meth:`predict_batch`.
+        cells : dict
+            ``{position: DataFrame}`` for each image predicted: ``Metadata_ObjectNumber``,
+            ``Metadata_Location_Center_X/Y`` and ``proba_<class>`` (the predictor's classes)
+            per cell.
+        """
+        if self.meta.get("granularity") != "cell":
+            raise InputSpecError("this model classifies whole images (granularity: image); "
+                                 "only a cell model scores cells")
+        outcomes, parts = self._measure_all(items, group)
+        if not parts:
+            return outcomes, {}
+        try:
+            tables = self._cell_rows(parts, group, min_plate_images)
+        except IMAGE_ERRORS as exc:
+            logger.warning("cannot score the batch of %d images: %s", len(parts), exc)
+            return [o if o.error else replace(o, error=exc) for o in outcomes], {}
+        cells: dict[int, pd.DataFrame] = {}
+        for position, (table, normalization) in tables.items():
+            proba = table[[f"proba_{c}" for c in self.classes]].to_numpy()
+            outcome = replace(outcomes[position], normalization=normalization)
+            outcomes[position] = replace(outcome, proba=proba.mean(axis=0))
+            cells[position] = table
+        return outcomes, cells
+
+    def _cells_frame(self, objects: pd.DataFrame, proba: np.ndarray) -> pd.DataFrame:
+        """``objects``' object number and centre beside the ``proba_<class>`` columns."""
+        keep = ["Metadata_ObjectNumber", "Metadata_Location_Center_X", "Metadata_Location_Center_Y"]
+        frame = objects[keep].reset_index(drop=True)
+        for i, c in enumerate(self.classes):
+            frame[f"proba_{c}"] = proba[:, i]
+        return frame
 
     def predict_proba(self, samples: Sequence[Any]) -> tuple[tuple[str, ...], np.ndarray]:
         """``(classes, proba (n, n_classes))`` of in-memory samples, each plate a batch.
@@ -185,6 +235,10 @@ class _Base:
                  min_images: int) -> dict[int, tuple[np.ndarray, Normalization]]:
         raise NotImplementedError
 
+    def _cell_rows(self, parts: dict[int, Any], group: str | None,
+                   min_images: int) -> dict[int, tuple[pd.DataFrame, Normalization]]:
+        raise NotImplementedError
+
 
 class ClassicalPredictor(_Base):
     """Feature extraction with the stored ``FeatureConfig`` + a classical estimator."""
@@ -210,6 +264,10 @@ class ClassicalPredictor(_Base):
         from cellcompare.classical.inputs import sample_features
         table = sample_features(sample, self.feature_config, channel_names=self.input_spec.channels,
                                 granularity=self.granularity)
+        guarded = (self.meta.get("task") or {}).get("leak_guard_channel")
+        if guarded:  # a cell task's leak guard: the gate channel's columns were never seen
+            from cellcompare.classical.tables import channel_columns
+            table = table.drop(columns=channel_columns(table.columns, guarded))
         empty = len(table) == 0 if self.granularity == "cell" else \
             int(table["Metadata_Object_Count"].iloc[0]) == 0
         if empty:
@@ -252,8 +310,19 @@ class ClassicalPredictor(_Base):
 
     def _predict(self, parts: dict[int, pd.DataFrame], group: str | None,
                  min_images: int) -> dict[int, tuple[np.ndarray, Normalization]]:
-        from cellcompare.classical.tables import GROUP_COLUMN
         from cellcompare.proba import mean_by
+        table, proba, plans = self._row_proba(parts, group, min_images)
+        ids = table["Metadata_sample_id"].astype(str).to_numpy()
+        if self.granularity == "cell":  # the cell mean, as TableClassifier.predict_image_proba
+            ids, proba = mean_by(ids, proba)
+        proba = self._aligned(proba, self.estimator.classes_)
+        row = {str(k): i for i, k in enumerate(ids)}
+        return {p: (proba[row[str(p)]], plans[str(p)]) for p in parts}
+
+    def _row_proba(self, parts: dict[int, pd.DataFrame], group: str | None,
+                   min_images: int) -> tuple[pd.DataFrame, np.ndarray, dict[str, Normalization]]:
+        """The batch's rows, each row's probabilities (model classes) and each image's plan."""
+        from cellcompare.classical.tables import GROUP_COLUMN
         table, plans = self._plan(pd.concat(parts.values(), ignore_index=True), group, min_images)
         est = self.estimator
         reference = table[GROUP_COLUMN].isna().to_numpy() & (self.scaler.method != "standard")
@@ -262,12 +331,15 @@ class ClassicalPredictor(_Base):
             proba[~reference] = est.predict_proba(table[~reference])
         if reference.any():
             proba[reference] = est.predict_reference_proba(table[reference])
+        return table, proba, plans
+
+    def _cell_rows(self, parts: dict[int, pd.DataFrame], group: str | None,
+                   min_images: int) -> dict[int, tuple[pd.DataFrame, Normalization]]:
+        table, proba, plans = self._row_proba(parts, group, min_images)
+        proba = self._aligned(proba, self.estimator.classes_)
         ids = table["Metadata_sample_id"].astype(str).to_numpy()
-        if self.granularity == "cell":  # the cell mean, as TableClassifier.predict_image_proba
-            ids, proba = mean_by(ids, proba)
-        proba = self._aligned(proba, est.classes_)
-        row = {str(k): i for i, k in enumerate(ids)}
-        return {p: (proba[row[str(p)]], plans[str(p)]) for p in parts}
+        return {p: (self._cells_frame(table[ids == str(p)], proba[ids == str(p)]), plans[str(p)])
+                for p in parts}
 
 
 class DeepPredictor(_Base):
@@ -328,6 +400,25 @@ class DeepPredictor(_Base):
         proba = self._aligned(proba, self.model.classes_)
         row = {str(k): i for i, k in enumerate(ids)}
         return {p: (proba[row[str(p)]], plan) for p in parts}
+
+    def _cell_rows(self, parts: dict[int, Any], group: str | None,
+                   min_images: int) -> dict[int, tuple[pd.DataFrame, Normalization]]:
+        from cellcompare.deep.cells import CellInputs
+        cfg = self.model.config
+        cells = CellInputs.join(list(parts.values()), int(cfg.crop_size))
+        known = self.model.group_means_ or {}
+        plan = choose(cfg.normalize, group_dependent=cfg.normalize == "group", group=group,
+                      n_images=len(parts), known=known, own_possible=True, min_images=min_images)
+        if plan.statistics == "reference":  # each training plate's means in turn, averaged
+            keys = np.unique(cells.groups)
+            proba = np.mean([self.model.predict_cell_proba(cells, means=dict.fromkeys(keys, mean))
+                             for mean in known.values()], axis=0)
+        else:
+            means = {str(group): known[str(group)]} if plan.statistics == "training_plate" else None
+            proba = self.model.predict_cell_proba(cells, means=means)
+        proba = self._aligned(proba, self.model.classes_)
+        return {p: (self._cells_frame(parts[p].objects, proba[cells.images == str(p)]), plan)
+                for p in parts}
 
 
 def load_predictor(model_dir: str | Path, *, device: str = "cpu") -> Predictor:
