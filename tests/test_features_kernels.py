@@ -126,17 +126,24 @@ def test_sizeshape_groups_by_box_size_equal_one_call():
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-def test_intensity_kernel_equals_cp_measure_with_nan_and_dark_objects():
+@pytest.mark.parametrize("name", ["cellprofiler4", "cp_measure"])
+def test_intensity_kernel_equals_cp_measure_with_nan_and_dark_objects(name):
+    from cp_measure.bulk import get_core_measurements
+
+    from cellcompare.features.conventions import get_convention
     from cellcompare.features.intensity import intensity, object_edges
+
+    convention = get_convention(name)
+    reference = get_core_measurements(legacy=convention.cp_measure_legacy)["intensity"]
 
     labels, image = _touching_objects(seed=3)
     image[0, 14, 14] = np.nan                     # non-finite pixel: left out, as cp_measure
     image[1][labels == 2] = 0.0                   # dark object: centre of mass undefined
     image[2][labels == 3] = 0.25                  # flat object: ties for the maximum
     groups = group_pixels(labels)
-    ours = intensity(groups, object_edges(groups, labels), image)
+    ours = intensity(groups, object_edges(groups, labels), image, convention=convention)
     for c in range(3):
-        _assert_equal_dicts(ours[c], CORE["intensity"](labels, image[c]))
+        _assert_equal_dicts(ours[c], reference(labels, image[c]))
     assert np.isnan(ours[1]["Location_CenterMassIntensity_X"][1])
 
 
