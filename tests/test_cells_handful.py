@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from cellcompare.classical import TooFewMembersError, make_classifier
+from cellcompare.cli import main
 from cellcompare.comparison import load_config, run
 from cellcompare.comparison.config import FoldsConfig
 from cellcompare.comparison.preflight import PreflightError
@@ -118,6 +119,11 @@ def test_fetch_positive_writes_the_annotation_csv_and_a_contact_sheet(one_image)
     truth = pd.read_parquet(out / "cells" / "labels.parquet").set_index("Metadata_cell_id")
     assert (truth.label.reindex(table.Metadata_cell_id).iloc[:5] == "mitotic").all()
     assert fetched.sheet.stat().st_size > 1000 and fetched.sheet.read_bytes()[:4] == b"\x89PNG"
+    assert main(["fetch", str(out), "--n", "5", "--kind", "uncertain", "--out", str(tmp / "cli")]) == 0
+    uncertain = pd.read_csv(tmp / "cli" / "uncertain.csv")
+    assert len(uncertain) == 5 and (tmp / "cli" / "uncertain.png").is_file()
+    margin = (2 * uncertain.probability - 1).to_numpy()  # two classes: p1 - p2
+    assert (np.diff(margin) >= -1e-12).all()
     again = fetch_cells(out, n=5, kind="random", out=tmp / "r1")
     twice = fetch_cells(out, n=5, kind="random", out=tmp / "r2")
     assert pd.read_csv(again.csv).Metadata_cell_id.tolist() == pd.read_csv(twice.csv).Metadata_cell_id.tolist()
@@ -147,6 +153,12 @@ def test_score_counts_every_cell_of_new_images_per_image_and_well(one_image, new
     assert set(wells.well) == set(images.well) and len(wells) == 2
     plate = [p for k, p in scored.files.items() if k.startswith("plate_")]
     assert len(plate) == 1 and plate[0].read_bytes()[:4] == b"\x89PNG"
+    config = tmp / "dataset.yaml"
+    config.write_text(f"dataset:\n  layout: rxrx1\n  options: {{channel_names: {CHANNELS}}}\n")
+    cli_out = tmp / f"cli_scores_{model}"
+    assert main(["score", str(out / "models" / model), str(new), "--dataset-config", str(config),
+                 "--out", str(cli_out)]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(cli_out / "images.csv"), images)
 
 
 def test_three_images_fold_cells_by_image_and_train_on_cells(tmp_path, three_images):
@@ -234,3 +246,20 @@ def test_table_classifier_counts_members_in_the_unit_each_split_divides():
     assert model.predict(X.iloc[:2]).tolist() == ["pos", "pos"]
     with pytest.raises(TooFewMembersError, match=r"\{'neg': 2, 'pos': 2\} lie in fewer than 3 groups"):
         model.fit(X, y, groups=np.repeat(["p1", "p2"], 20))  # grouped tuning: two plates
+
+
+def test_score_of_an_image_model_or_of_nothing_fails_clearly(one_image, tmp_path, caplog):
+    from cellcompare.serve.errors import InputSpecError
+    from cellcompare.serve.predictor import ClassicalPredictor
+
+    _, _, out, _ = one_image
+    empty = tmp_path / "blank"
+    empty.mkdir()
+    (empty / "metadata.csv").write_text("")  # not a dataset: the reader's error names it
+    assert main(["score", str(out / "models" / "svm"), str(empty), "--layout", "rxrx1",
+                 "--out", str(tmp_path / "s")]) == 2  # bad input: its message, status 2
+    assert str(empty) in caplog.text and not (tmp_path / "s").exists()
+    meta = json.loads((out / "models" / "svm" / "serve.json").read_text())
+    predictor = ClassicalPredictor(out / "models" / "svm", {**meta, "granularity": "image"})
+    with pytest.raises(InputSpecError, match="only a cell model scores cells"):
+        predictor.predict_cells([])

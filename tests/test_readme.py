@@ -100,6 +100,13 @@ STEPS: tuple[Step, ...] = (
     Step(".venv/bin/python compare.py --config configs/fly_stages.yaml", "script"),
     Step(".venv/bin/python compare.py --pdf", "script", args=("--config", "configs/demo.yaml", "--pdf"),
          why="the tiny demo again, resumed, and its PDF"),
+    Step(f"{CELLCOMPARE} fetch results/cells --n 50 --kind uncertain", "not run",
+         why="needs a cell-task run: tests/test_cells_handful.py runs `cellcompare fetch` on one "
+             "and puts the filled-in CSV back into labels.annotations"),
+    Step(f"{CELLCOMPARE} score results/cells/models/svm new_plate/ --dataset-config dataset.yaml "
+         "--out scores", "not run",
+         why="needs an exported cell model: tests/test_cells_handful.py runs `cellcompare score` "
+             "with the cell models its compare exports"),
     Step(f"{CELLCOMPARE} synth --kind cellpainting --out data/cp --classes 4 --per-class 8 --seed 0",
          "cli", extra=("--size", "96", "--per-class", "2"),
          why="8 sites of 96 px instead of 32 of 512 px (the last --per-class counts)"),

@@ -37,10 +37,13 @@ _MAX_CHANNELS = 12
 LAYOUTS: tuple[str, ...] = ("auto", *READERS)
 
 
-def _looks_like_channel_sets(folders: list[Path]) -> bool:
+def _looks_like_channel_sets(folders: list[Path], *, one: bool = False) -> bool:
     """At least two stems share one set of 2+ suffixes (``a_D, a_F, b_D, b_F``), few suffixes.
 
     ``img_001, img_002`` (one stem, numbered files) is therefore a class folder, not a set.
+    With ``one`` (loose images at the root), a single stem whose 2+ named suffixes are every
+    image there is one channel set too: one site of a handful-of-images cell task
+    (``01_POS002_D.TIF, 01_POS002_F.TIF, 01_POS002_R.TIF``).
     """
     sets = [{s: p for s, p in chans.items() if not s.isdigit()}  # img_001: numbered, no channel
             for folder in folders for chans in find_channel_sets(folder).values()]
@@ -49,6 +52,9 @@ def _looks_like_channel_sets(folders: list[Path]) -> bool:
         return False
     suffixes = {s for chans in sets for s in chans}
     common, count = Counter(frozenset(chans) for chans in sets).most_common(1)[0]
+    if one and len(sets) == 1:
+        files = [p for folder in folders for p in folder.iterdir() if is_image_file(p)]
+        count = 2 if len(files) == len(common) else count  # the set is every loose image
     return 2 <= len(common) and count >= 2 and len(suffixes) <= _MAX_CHANNELS
 
 
@@ -96,7 +102,7 @@ def detect_layout(root: str | Path) -> str:
     if _preset_of(root):
         return "pattern"
     if any(is_image_file(p) for p in root.iterdir()):
-        if _looks_like_channel_sets([root]):
+        if _looks_like_channel_sets([root], one=True):
             return "channelsets"
         raise LayoutError(f"{root} holds loose images that are not channel sets (name_D.tif, "
                           "name_F.tif, ...); put them in class folders root/{class}/")

@@ -80,7 +80,10 @@ class RxRx1Dataset(ImageDataset):
         path = self.root / "metadata.csv"
         if not path.is_file():
             raise MetadataMismatchError(f"RxRx1 layout needs {path}; not found")
-        table = pd.read_csv(path, dtype={"well": str, "experiment": str, self.label_column: str})
+        try:
+            table = pd.read_csv(path, dtype={"well": str, "experiment": str, self.label_column: str})
+        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise MetadataMismatchError(f"{path} is not a readable CSV table: {exc}") from exc
         missing = [c for c in (*_REQUIRED, self.label_column) if c not in table.columns]
         if missing:
             raise MetadataMismatchError(
