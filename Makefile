@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench clean-demo
+.PHONY: venv demo test bench clean-demo kernels
 
 venv: $(STAMP)
 
@@ -17,7 +17,12 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -c "import cellcompare, torch, torchvision, cp_measure, xgboost, sklearn, skimage; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
+	$(MAKE) kernels
 	touch $(STAMP)
+
+# compile and cache the numba feature kernels now, not on a user's first site (~25 s)
+kernels:
+	$(PY) -m cellcompare.features.warmup
 
 demo: $(STAMP)
 	$(PY) compare.py

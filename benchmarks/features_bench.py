@@ -10,7 +10,10 @@ it prints, in one run:
 - the numba compile / first-call cost (paid once per process, cached on disk afterwards),
   measured on a warm-up site and not counted below;
 - per family: our seconds per site and cp_measure's (its functions called on the same
-  sanitised masks, channels and unordered channel pairs), and the ratio;
+  sanitised masks, channels and unordered channel pairs, with our default convention's
+  ``legacy=``), and the ratio, against both of cp_measure's backends: its default (numpy /
+  scipy) and ``cp_measure.set_accelerator("numba")`` (0.3.0: intensity, texture and Feret
+  compiled; the others are the default's), whose compilation is paid on the warm-up site;
 - the whole-site time of our preset, split into reading, segmentation and measurement;
 - peak resident memory of this process;
 - the projection for the full RxRx1 (125,510 sites of 512×512×6) on 16 cores, from the
@@ -33,6 +36,7 @@ import time
 import warnings
 from pathlib import Path
 
+import cp_measure
 import numpy as np
 from cp_measure._sanitize import sanitize_masks
 from cp_measure.bulk import get_core_measurements, get_correlation_measurements
@@ -65,10 +69,23 @@ def _ours(family: str, image: np.ndarray, names: tuple, masks: dict, config: Fea
     return time.perf_counter() - start
 
 
-def _reference(family: str, image: np.ndarray, masks: dict, config: FeatureConfig) -> float | None:
+#: cp_measure's backends, as ``set_accelerator`` names them, and how the table names them
+BACKENDS = {None: "default", "numba": "numba"}
+
+
+def _cp_measure_version() -> str:
+    from importlib.metadata import version
+
+    return version("cp_measure")
+
+
+def _reference(family: str, image: np.ndarray, masks: dict, config: FeatureConfig,
+               backend: str | None = None) -> float | None:
     if family not in REFERENCE:
         return None
-    core, corr = get_core_measurements(), get_correlation_measurements()
+    cp_measure.set_accelerator(backend)
+    core = get_core_measurements(legacy=config.convention.cp_measure_legacy)
+    corr = get_correlation_measurements()
     start = time.perf_counter()
     for labels in masks.values():
         clean, _ = sanitize_masks(labels)
@@ -120,8 +137,14 @@ def main() -> None:
         extract_sample(ds[0], config)                 # warm-up: numba compile or cache load
         first = time.perf_counter() - start
         rss_warm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if not args.no_reference:                    # numba backend: compile on the warm-up
+            sample = ds[0]
+            image = sample.float_image.astype(np.float64)
+            masks = segment_sample(image, _channel_names(sample), config, sample.id)
+            for fam in families:
+                _reference(fam, image, masks, config, "numba")
         ours = {f: [] for f in families}
-        ref = {f: [] for f in families}
+        ref = {(f, b): [] for f in families for b in BACKENDS}
         whole, cells = [], []
         for index in range(1, args.sites + 1):
             whole.append(_whole_site(ds, index, config))
@@ -132,31 +155,40 @@ def main() -> None:
             cells.append(int(masks["Nuclei"].max()))
             for fam in families:
                 ours[fam].append(_ours(fam, image, names, masks, config))
-                if not args.no_reference:
-                    ref[fam].append(_reference(fam, image, masks, config))
+                for backend in BACKENDS if not args.no_reference else ():
+                    ref[fam, backend].append(_reference(fam, image, masks, config, backend))
+        cp_measure.set_accelerator(None)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"preset={args.preset} sites={args.sites} size={args.size} channels={len(names)} "
           f"cells/site={np.mean(cells):.1f} (objects: Nuclei, Cells, Cytoplasm)")
     print(f"first site incl. numba compile/cache load (not counted below): {first:.2f} s")
-    print(f"{'family':<20}{'ours s/site':>12}{'cp_measure':>12}{'ratio':>9}")
-    tot_ours = tot_ref = 0.0
+    print(f"cp_measure {_cp_measure_version()}, legacy={config.convention.cp_measure_legacy} "
+          f"(conventions: {config.conventions}); backends: "
+          + ", ".join(f"{name} (set_accelerator({b!r}))" for b, name in BACKENDS.items()))
+    header = "".join(f"{'cpm ' + n:>14}{'ratio':>8}" for n in BACKENDS.values())
+    print(f"{'family':<20}{'ours s/site':>12}{header}")
+    tot_ours, tot_ref = 0.0, dict.fromkeys(BACKENDS, 0.0)
     for fam in families:
         o = float(np.mean(ours[fam]))
-        r = None if args.no_reference or ref[fam][0] is None else float(np.mean(ref[fam]))
         tot_ours += o
-        tot_ref += r or 0.0
-        cells_ref = f"{r:12.3f}{r / o:8.1f}x" if r is not None else f"{'-':>12}{'-':>9}"
+        cells_ref = ""
+        for backend in BACKENDS:
+            r = None if args.no_reference or ref[fam, backend][0] is None else float(np.mean(ref[fam, backend]))
+            tot_ref[backend] += r or 0.0
+            cells_ref += f"{r:14.3f}{r / o:7.1f}x" if r is not None else f"{'-':>14}{'-':>8}"
         print(f"{fam:<20}{o:12.3f}{cells_ref}")
     if not args.no_reference:
         compared = sum(float(np.mean(ours[f])) for f in families if f in REFERENCE)
-        print(f"{'all (measure only)':<20}{tot_ours:12.3f}{tot_ref:12.3f}"
-              f"{tot_ref / compared:8.1f}x  (ratio over families cp_measure has)")
+        totals = "".join(f"{tot_ref[b]:14.3f}{tot_ref[b] / compared:7.1f}x" for b in BACKENDS)
+        print(f"{'all (measure only)':<20}{tot_ours:12.3f}{totals}  (ratio over families cp_measure has)")
     site = {k: float(np.mean([w[k] for w in whole])) for k in whole[0]}
     print(f"whole site, one core: {site['total']:.2f} s = read {site['read']:.2f} + segment "
           f"{site['segment']:.2f} + measure {site['measure']:.2f} (incl. table assembly)")
     if not args.no_reference:
-        print(f"whole site against cp_measure's families alone: {tot_ref / site['total']:.1f}x "
-              f"(ours includes reading, segmentation, Neighbors and table assembly)")
+        for backend, name in BACKENDS.items():
+            print(f"whole site against cp_measure {name}'s families alone: "
+                  f"{tot_ref[backend] / site['total']:.1f}x (ours includes reading, segmentation, "
+                  f"Neighbors and table assembly)")
     print(f"peak RSS of this process: {rss:.0f} MiB (after warm-up {rss_warm:.0f} MiB)")
     per_site_512 = site["total"] * (512 / args.size) ** 2
     hours = per_site_512 * RXRX1_SITES / CORES / 3600

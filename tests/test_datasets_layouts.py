@@ -157,10 +157,77 @@ def test_loaddata_reads_channels_metadata_label_and_group(tmp_path):
     assert sample.metadata["Metadata_Source"] == "source_4"
 
 
-def test_loaddata_missing_file_names_the_csv_line(tmp_path):
+def test_loaddata_missing_file_is_a_logged_skip_naming_the_row(tmp_path, caplog):
     write_loaddata(tmp_path)
     (tmp_path / "images" / "BR1" / "A01_s2_rna.tif").unlink()
-    with pytest.raises(MissingChannelError, match=r"load_data.csv line 3.*OrigRNA"):
+    with caplog.at_level("WARNING"):
+        ds = open_dataset(tmp_path, "loaddata")
+    assert list(ds.ids) == ["BR1_A01_1", "BR2_B02_1"]
+    assert [r.path for r in ds.skipped] == [f"{tmp_path / 'load_data.csv'}:3"]
+    assert "'Metadata_Site': '2'" in ds.skipped[0].reason and "OrigRNA" in ds.skipped[0].reason
+    assert "load_data.csv line 3" in caplog.text
+
+
+def test_loaddata_with_every_row_missing_is_refused(tmp_path):
+    write_loaddata(tmp_path)
+    for file in (tmp_path / "images").rglob("*_rna.tif"):
+        file.unlink()
+    with pytest.raises(MissingChannelError, match=r"no row of .*load_data.csv.*line 2"):
+        open_dataset(tmp_path, "loaddata")
+
+
+@pytest.mark.parametrize("layout", ["loaddata", "auto"])
+def test_loaddata_csv_path_itself_is_the_dataset(tmp_path, layout):
+    images = write_loaddata(tmp_path / "plate")
+    csv = tmp_path / "plate" / "load_data.csv"
+    renamed = csv.with_name("batch1.csv")
+    csv.rename(renamed)
+    ds = open_dataset(renamed, layout)
+    assert isinstance(ds, LoadDataDataset) and ds.root == tmp_path / "plate"
+    np.testing.assert_array_equal(ds.get("BR1_A01_2").image, images["BR1_A01_2"])
+
+
+def test_extract_command_takes_the_loaddata_csv(tmp_path):
+    write_loaddata(tmp_path / "plate")
+    out = tmp_path / "features"
+    assert main(["extract", str(tmp_path / "plate" / "load_data.csv"), "--layout", "loaddata",
+                 "--out", str(out), "--preset", "minimal"]) == 0
+    table = pd.read_parquet(out / "image")
+    assert sorted(table["Metadata_Well"].astype(str) + table["Metadata_Site"].astype(str)) == ["A011", "A012", "B021"]
+
+
+def test_loaddata_reads_cellprofiler_image_prefixed_columns(tmp_path):
+    images = write_loaddata(tmp_path)
+    table = pd.read_csv(tmp_path / "load_data.csv", dtype=str)
+    table.columns = [f"Image_{c}" for c in table.columns]
+    table.to_csv(tmp_path / "load_data.csv", index=False)
+    ds = open_dataset(tmp_path, "loaddata", label_column="Metadata_Compound")
+    assert list(ds.ids) == ["BR1_A01_1", "BR1_A01_2", "BR2_B02_1"] and ds.channel_names == ("OrigDNA", "OrigRNA")
+    assert list(ds.labels) == ["DMSO", "DMSO", "taxol"]
+    np.testing.assert_array_equal(ds.get("BR2_B02_1").image, images["BR2_B02_1"])
+
+
+def test_loaddata_reads_url_columns(tmp_path):
+    images = write_loaddata(tmp_path)
+    table = pd.read_csv(tmp_path / "load_data.csv", dtype=str)
+    for ch in ("OrigDNA", "OrigRNA"):
+        files = [(tmp_path / "images" / p).resolve() / f for p, f in
+                 zip(table["Metadata_Plate"], table[f"FileName_{ch}"])]
+        table[f"URL_{ch}"] = [f.as_uri() for f in files] if ch == "OrigDNA" else [
+            str(f.relative_to(tmp_path)) for f in files]
+        table = table.drop(columns=[f"FileName_{ch}", f"PathName_{ch}"])
+    table.to_csv(tmp_path / "load_data.csv", index=False)
+    ds = open_dataset(tmp_path, "loaddata")
+    assert ds.channel_names == ("OrigDNA", "OrigRNA")
+    np.testing.assert_array_equal(ds.get("BR1_A01_2").image, images["BR1_A01_2"])
+
+
+def test_loaddata_remote_url_outside_the_root_names_the_row(tmp_path):
+    write_loaddata(tmp_path)
+    table = pd.read_csv(tmp_path / "load_data.csv", dtype=str).drop(columns=["FileName_OrigDNA", "PathName_OrigDNA"])
+    table["URL_OrigDNA"] = "s3://bucket/elsewhere/a.tif"
+    table.to_csv(tmp_path / "load_data.csv", index=False)
+    with pytest.raises(LayoutError, match=r"load_data.csv line 2: URL_OrigDNA s3://bucket/elsewhere/a.tif"):
         open_dataset(tmp_path, "loaddata")
 
 

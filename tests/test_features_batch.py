@@ -230,6 +230,25 @@ def test_resume_with_other_feature_settings_is_refused(dataset, tmp_path):
     assert sorted(p.stat().st_mtime_ns for p in (out / "image").glob("*.parquet")) == before
 
 
+def test_manifest_records_the_convention_and_resume_refuses_a_change(dataset, tmp_path):
+    from cellcompare.features.batch import FeatureConfigMismatchError
+
+    out = run_extraction(dataset, tmp_path / "out", MINIMAL)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["conventions"] == manifest["config"]["conventions"] == "cellprofiler4"
+    other = FeatureConfig.from_dict({**MINIMAL.to_dict(), "conventions": "cp_measure"})
+    with pytest.raises(FeatureConfigMismatchError,
+                       match=r"follow the 'cellprofiler4' convention, asked for 'cp_measure'"):
+        run_extraction(dataset, out, other)
+    # a manifest written before the key existed holds cp_measure's numbers
+    for key in ("config", "user_config"):
+        del manifest[key]["conventions"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(FeatureConfigMismatchError, match=r"follow the 'cp_measure' convention"):
+        run_extraction(dataset, out, MINIMAL)
+    run_extraction(dataset, out, other)
+
+
 def test_cli_passes_dataset_options(monkeypatch, tmp_path):
     from cellcompare import cli
     from cellcompare.features import cli as features_cli

@@ -126,17 +126,24 @@ def test_sizeshape_groups_by_box_size_equal_one_call():
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-def test_intensity_kernel_equals_cp_measure_with_nan_and_dark_objects():
+@pytest.mark.parametrize("name", ["cellprofiler4", "cp_measure"])
+def test_intensity_kernel_equals_cp_measure_with_nan_and_dark_objects(name):
+    from cp_measure.bulk import get_core_measurements
+
+    from cellcompare.features.conventions import get_convention
     from cellcompare.features.intensity import intensity, object_edges
+
+    convention = get_convention(name)
+    reference = get_core_measurements(legacy=convention.cp_measure_legacy)["intensity"]
 
     labels, image = _touching_objects(seed=3)
     image[0, 14, 14] = np.nan                     # non-finite pixel: left out, as cp_measure
     image[1][labels == 2] = 0.0                   # dark object: centre of mass undefined
     image[2][labels == 3] = 0.25                  # flat object: ties for the maximum
     groups = group_pixels(labels)
-    ours = intensity(groups, object_edges(groups, labels), image)
+    ours = intensity(groups, object_edges(groups, labels), image, convention=convention)
     for c in range(3):
-        _assert_equal_dicts(ours[c], CORE["intensity"](labels, image[c]))
+        _assert_equal_dicts(ours[c], reference(labels, image[c]))
     assert np.isnan(ours[1]["Location_CenterMassIntensity_X"][1])
 
 
@@ -226,10 +233,10 @@ def test_bucket_propagation_equals_a_heap_dijkstra_to_the_bit():
 # --- Intensity order statistics and edges, Texture inputs (issue 14) ---------------------
 
 
-def _sorted_reference(vals: np.ndarray) -> tuple[float, float, float, float]:
+def _sorted_reference(vals: np.ndarray, offset: float) -> tuple[float, float, float, float]:
     """Quartiles, median and MAD by a full sort, with the kernel's interpolation formula."""
     def at(ranked, frac):
-        pos = (ranked.size - 1) * frac
+        pos = (ranked.size - 1 + offset) * frac
         lo = min(int(pos), ranked.size - 1)
         hi, f = min(lo + 1, ranked.size - 1), pos - lo
         return ranked[lo] * (1.0 - f) + ranked[hi] * f
@@ -250,8 +257,12 @@ def _row_objects(samples: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return labels, image
 
 
-def test_intensity_order_statistics_equal_a_full_sort_exactly():
+@pytest.mark.parametrize("name", ["cellprofiler4", "cp_measure"])
+def test_intensity_order_statistics_equal_a_full_sort_exactly(name):
+    from cellcompare.features.conventions import get_convention
     from cellcompare.features.intensity import intensity, object_edges
+
+    convention = get_convention(name)
 
     rng = np.random.default_rng(14)
     samples = [rng.random(n) for n in (1, 2, 3, 5, 16, 63, 64, 65, 257)]
@@ -266,11 +277,11 @@ def test_intensity_order_statistics_equal_a_full_sort_exactly():
     ]
     labels, image = _row_objects(samples)
     groups = group_pixels(labels)
-    (ours,) = intensity(groups, object_edges(groups, labels), image)
+    (ours,) = intensity(groups, object_edges(groups, labels), image, convention=convention)
     keys = ("Intensity_LowerQuartileIntensity", "Intensity_MedianIntensity",
             "Intensity_MADIntensity", "Intensity_UpperQuartileIntensity")
     for k, vals in enumerate(samples):
-        assert tuple(ours[key][k] for key in keys) == _sorted_reference(vals), k
+        assert tuple(ours[key][k] for key in keys) == _sorted_reference(vals, convention.rank_offset), k
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -46,7 +46,7 @@ def _reference(image: np.ndarray, labels: np.ndarray, channels: list[str], confi
     radial = "RadialDistribution" in fam
     corr = "Correlation" in fam
     cfg = make_featurizer_config(
-        channels, objects=[obj], **flags, radial_distribution=radial, radial_zernikes=radial,
+        channels, objects=[obj], legacy=config.convention.cp_measure_legacy, **flags, radial_distribution=radial, radial_zernikes=radial,
         texture_params={"scale": config.active_scales[0], "gray_levels": config.texture_gray_levels},
         correlation_pearson=corr, correlation_costes=corr, correlation_manders_fold=corr,
         correlation_rwc=corr, correlation_costes_params={"scale_max": 255})
@@ -84,6 +84,34 @@ def test_standard_parity_with_cp_measure_on_synthetic_objects():
     assert not any("Granularity" in n or "Zernike" in n for n in ours)
 
 
+ORDER_STATISTICS = ("LowerQuartileIntensity", "MedianIntensity", "UpperQuartileIntensity",
+                    "MADIntensity")
+
+
+@pytest.mark.parametrize("conventions, legacy", [("cellprofiler4", True), ("cp_measure", False)])
+def test_intensity_order_statistics_follow_the_convention(conventions, legacy):
+    from cp_measure.core.measureobjectintensity import get_intensity
+
+    labels, image = _two_objects(size=48, seed=4)
+    clean = np.where(labels == 3, 2, labels)
+    config = FeatureConfig(preset="minimal", conventions=conventions)
+    _, ours = measure_objects("Cells", labels, image, ("A", "B"), config)
+    for c, channel in enumerate("AB"):
+        ref = get_intensity(clean, image[c], legacy=legacy)
+        other = get_intensity(clean, image[c], legacy=not legacy)
+        for feature in ORDER_STATISTICS:
+            got = ours[f"Cells_Intensity_{feature}_{channel}"]
+            np.testing.assert_allclose(got, ref[f"Intensity_{feature}"], rtol=1e-6, atol=0)
+            assert not np.allclose(got, other[f"Intensity_{feature}"], rtol=1e-6, atol=0), feature
+
+
+def test_conventions_default_to_cellprofiler4_and_unknown_is_refused():
+    assert FeatureConfig().conventions == "cellprofiler4" and FeatureConfig().convention.cp_measure_legacy
+    with pytest.raises(FeatureConfigError, match=r"conventions must be one of \['cellprofiler4', 'cp_measure'\]"):
+        FeatureConfig(conventions="cellprofiler3")
+    assert FeatureConfig.from_record({"preset": "minimal"}).conventions == "cp_measure"
+
+
 def test_full_parity_with_cp_measure_on_tiny_image():
     labels, image = _two_objects(size=40, seed=1)
     config = FeatureConfig(preset="full", texture_scales=(3,))
@@ -95,6 +123,38 @@ def test_full_parity_with_cp_measure_on_tiny_image():
     assert "Nuclei_Granularity_1_A" in ours
     assert "Nuclei_RadialDistribution_FracAtD_B_1of4" in ours
     assert "Nuclei_AreaShape_Zernike_2_0" in ours and "Nuclei_AreaShape_MaxFeretDiameter" in ours
+
+
+EXAMPLE_MASKS = ("full", "full_2", "center", "edges", "corner_0", "corner_1", "corner_2",
+                 "corner_3", "one", "two")
+
+
+@pytest.mark.parametrize("name", EXAMPLE_MASKS)
+def test_full_parity_on_cp_measures_example_masks(name):
+    """cp_measure's own edge cases: an object filling the image (``full``, whose
+    RadialDistribution needs scipy's distance for a mask without background), two filling it,
+    objects on the borders and corners, one- and two-pixel objects."""
+    from cp_measure.examples import get_masks, get_pixels
+
+    masks = get_masks(size=40)
+    assert set(masks) == set(EXAMPLE_MASKS)
+    pixels = get_pixels(size=40) / 9.0
+    image = np.stack([pixels, pixels[::-1]])
+    config = FeatureConfig(preset="full", texture_scales=(3,))
+    _, ours = measure_objects("Cells", masks[name], image, ("A", "B"), config)
+    ref = _reference(image, masks[name], ["A", "B"], config)
+    assert "Cells_RadialDistribution_FracAtD_A_1of4" in ours
+    _assert_parity({k: v for k, v in ours.items() if "_Neighbors_" not in k}, ref)
+
+
+def test_radial_rings_of_an_object_filling_the_image_are_cellprofilers():
+    from centrosome.cpmorphology import distance_to_edge
+
+    from cellcompare.features.radial import _distance_to_edge
+
+    labels = np.ones((5, 7), np.int32)
+    np.testing.assert_array_equal(_distance_to_edge(labels), distance_to_edge(labels))
+    assert _distance_to_edge(labels)[0, :3].tolist() == [1.0, np.sqrt(2), np.sqrt(5)]
 
 
 def test_parity_on_example_fly(example_fly):

@@ -119,6 +119,7 @@ STEPS: tuple[Step, ...] = (
     Step(f"{CELLCOMPARE} compact feats/cp", "cli"),
     Step(f"{CELLCOMPARE} compare --config configs/fly_stages.yaml", "cli"),
     Step(f"{CELLCOMPARE} report results/demo", "cli"),
+    Step(f"{CELLCOMPARE} export results/demo --to anndata --predictions", "cli"),
     Step(f"{CELLCOMPARE} predict {MODEL} new_images/ --top 3 --out predictions.csv", "cli"),
     Step(f"{CELLCOMPARE} predict {MODEL} new_images/ --rename --rename-channel-files", "cli"),
     Step(f"{CELLCOMPARE} predict {MODEL} new_images/ --rename --rename-channel-files --yes", "cli"),

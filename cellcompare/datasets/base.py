@@ -24,6 +24,7 @@ from .imageio import (
     read_image,
 )
 from .sample import Sample, to_float
+from .storage import is_url
 
 __all__ = ["UNLABELLED", "Entry", "ImageDataset", "OnError"]
 
@@ -78,6 +79,8 @@ class ImageDataset:
     """
 
     layout: str = ""
+    #: Readers that open an fsspec URL root themselves (lazily), instead of a local mirror.
+    reads_urls: bool = False
     #: The URL a remote root was mirrored from (``open_dataset("s3://...")``), else None.
     source_url: str | None = None
 
@@ -101,7 +104,7 @@ class ImageDataset:
         self.unlabelled = unlabelled
         self.fetch = fetch
         self.root = Path(root)
-        if not self.root.is_dir():
+        if not self.root.is_dir() and not (self.reads_urls and is_url(str(root))):
             raise DatasetError(f"dataset folder {self.root} does not exist or is not a folder")
         self.on_error: OnError = on_error
         self.include_classes = None if include_classes is None else frozenset(include_classes)
@@ -310,6 +313,13 @@ class ImageDataset:
     def paths_of(self, i: int) -> tuple[str, ...]:
         """Files of sample ``i`` without reading them."""
         return self._entries[i].paths
+
+    def header(self, i: int) -> tuple[tuple[int, int, int], np.dtype]:
+        """``(C, H, W)`` and dtype of sample ``i`` from its file headers (no pixels decoded;
+        a remote root's files are not fetched)."""
+        probes = [probe_image(p) for p in self._entries[i].paths]
+        (_, height, width), dtype = probes[0]
+        return (sum(shape[0] for shape, _ in probes), height, width), dtype
 
     def source(self, i: int) -> dict[str, Any]:
         """What sample ``i`` was made from: its id and each file's path, size and mtime.

@@ -33,7 +33,10 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _convert(args: argparse.Namespace) -> int:
     report = convert_dataset(args.src, args.out, to=args.to, split_channels=args.split_channels,
-                             overwrite=args.overwrite)
+                             overwrite=args.overwrite, layout=args.layout)
+    if args.to == "omezarr":
+        print(f"{args.out}: {len(report.converted)} OME-Zarr plates written ({', '.join(report.converted)})")
+        return 0
     print(f"{args.out}: {len(report.converted)} PNG written, {len(report.kept)} kept from an "
           f"earlier run, {len(report.copied)} files copied, {len(report.rewritten_csv)} CSV rewritten")
     return 0
@@ -65,10 +68,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--controls", type=int, default=0,
                        help="cellpainting negative-control wells (label EMPTY) per plate")
     synth.set_defaults(func=_synth)
-    convert = sub.add_parser("convert", help="copy a dataset with its TIFFs as PNG (bit depth kept)")
+    convert = sub.add_parser("convert", help="copy a dataset with its TIFFs as PNG (bit depth "
+                             "kept), or write it as OME-Zarr plates")
     convert.add_argument("src", help="dataset folder")
     convert.add_argument("--out", required=True, help="output folder (created)")
-    convert.add_argument("--to", choices=("png",), default="png", help="image format written")
+    convert.add_argument("--to", choices=("png", "omezarr"), default="png",
+                         help="png: the folder with its TIFFs as PNG; omezarr: OME-Zarr HCS plates")
+    convert.add_argument("--layout", default="auto", choices=LAYOUTS, help="layout of src (omezarr)")
     convert.add_argument("--split-channels", action="store_true",
                          help="one PNG per channel for multi-channel TIFFs (_c1, _c2, ...)")
     convert.add_argument("--overwrite", action="store_true", help="redo files already converted")

@@ -140,8 +140,10 @@ def _rewrite_csv(src: Path, dst: Path, converted: set[str], roots: tuple[Path, P
 
 
 def convert_dataset(src: str | Path, out: str | Path, *, to: str = "png",
-                    split_channels: bool = False, overwrite: bool = False) -> ConvertReport:
-    """Copy a dataset folder with every TIFF converted to PNG (other files copied as they are).
+                    split_channels: bool = False, overwrite: bool = False,
+                    layout: str = "auto") -> ConvertReport:
+    """Copy a dataset folder with every TIFF converted to PNG (other files copied as they are),
+    or (``to="omezarr"``) write it as OME-Zarr HCS plates (:func:`.omezarr_write.write_plates`).
 
     ``FileName_*`` columns of CSV files (LoadData) that name a converted TIFF are rewritten to
     the PNG, absolute ``PathName_*`` folders inside ``src`` to the same folder inside ``out``.
@@ -151,19 +153,28 @@ def convert_dataset(src: str | Path, out: str | Path, *, to: str = "png",
     ----------
     src, out : str or Path
         Dataset folder and output folder (created; must not be ``src`` or inside it).
-    to : {"png"}
+    to : {"png", "omezarr"}
         Target format.
     split_channels : bool
         See :func:`png_planes`.
     overwrite : bool
         Convert files whose output already exists.
+    layout : str
+        Layout of ``src`` for ``omezarr`` (:func:`~.loader.open_dataset`).
 
     Returns
     -------
     ConvertReport
+        For ``omezarr``, ``converted`` lists the plates written.
     """
+    if to == "omezarr":
+        from .loader import open_dataset
+        from .omezarr_write import write_plates
+
+        plates = write_plates(open_dataset(src, layout), out, overwrite=overwrite)
+        return ConvertReport(converted=[p.name for p in plates])
     if to != "png":
-        raise ValueError(f"convert --to must be 'png', got {to!r}")
+        raise ValueError(f"convert --to must be 'png' or 'omezarr', got {to!r}")
     src, out = Path(src).resolve(), Path(out).resolve()
     if not src.is_dir():
         raise DatasetError(f"dataset folder {src} does not exist or is not a folder")

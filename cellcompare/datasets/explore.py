@@ -14,7 +14,6 @@ import pandas as pd
 from cellcompare.progress import progress_bar
 
 from .base import ImageDataset
-from .imageio import probe_image
 
 __all__ = ["image_table", "plot_class_counts", "plot_montage", "summarize", "write_summary"]
 
@@ -31,13 +30,10 @@ def image_table(dataset: ImageDataset) -> pd.DataFrame:
     """
     rows = []
     for i in progress_bar(range(len(dataset)), desc="reading headers", leave=False, enabled=len(dataset) >= 200):
-        paths = dataset.paths_of(i)
-        probes = [probe_image(p) for p in paths]
-        (_, height, width), dtype = probes[0]
+        (channels, height, width), dtype = dataset.header(i)
         rows.append({"sample_id": dataset.index.sample_id.iat[i],
                      "label": dataset.index.label.iat[i], "group": dataset.index.group.iat[i],
-                     "height": height, "width": width,
-                     "channels": sum(shape[0] for shape, _ in probes), "dtype": str(dtype)})
+                     "height": height, "width": width, "channels": channels, "dtype": str(dtype)})
     return pd.DataFrame(rows, columns=["sample_id", "label", "group", "height", "width",
                                        "channels", "dtype"])
 

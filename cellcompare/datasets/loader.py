@@ -12,19 +12,21 @@ from .errors import LayoutError
 from .folders import ClassFolderDataset
 from .imageio import is_image_file
 from .loaddata import LoadDataDataset
+from .omezarr import OmeZarrDataset, is_plate
 from .pattern import PatternDataset, detect_preset
 from .rxrx1 import RxRx1Dataset
 from .storage import StagedRoot, is_url
 
 __all__ = ["LAYOUTS", "READERS", "detect_layout", "open_dataset"]
 
-Layout = Literal["auto", "rxrx1", "folders", "channelsets", "pattern", "loaddata"]
+Layout = Literal["auto", "rxrx1", "folders", "channelsets", "pattern", "loaddata", "omezarr"]
 READERS: dict[str, type[ImageDataset]] = {
     "rxrx1": RxRx1Dataset,
     "folders": ClassFolderDataset,
     "channelsets": ChannelSetDataset,
     "pattern": PatternDataset,
     "loaddata": LoadDataDataset,
+    "omezarr": OmeZarrDataset,
 }
 #: Options of a remote root (``s3://...``), passed to :class:`~.storage.StagedRoot`.
 STORAGE_OPTIONS = ("storage_options", "cache_dir", "max_concurrency")
@@ -73,7 +75,9 @@ def detect_layout(root: str | Path) -> str:
     Returns
     -------
     str
-        ``"rxrx1"`` (``metadata.csv`` + ``images/``), ``"loaddata"`` (``load_data.csv``),
+        ``"rxrx1"`` (``metadata.csv`` + ``images/``), ``"omezarr"`` (an OME-Zarr HCS plate or a
+        folder of ``*.zarr`` plates), ``"loaddata"`` (``load_data.csv``, or
+        ``root`` is a ``.csv`` file),
         ``"pattern"`` (loose images all named by one of the ``pattern.PRESETS``, such as
         CellProfiler's ``{plate}_{well}f{site}d{channel}``), ``"channelsets"`` (files ``stem_X.ext``
         sharing stems, at the root or in class folders) or ``"folders"`` (class sub-folders).
@@ -84,10 +88,15 @@ def detect_layout(root: str | Path) -> str:
         The folder matches none of them.
     """
     root = Path(root)
+    if root.is_file() and root.suffix.lower() == ".csv":
+        return "loaddata"               # the LoadData CSV itself, as CellProfiler's -d
     if not root.is_dir():
-        raise LayoutError(f"dataset folder {root} does not exist or is not a folder")
+        raise LayoutError(f"dataset folder {root} does not exist or is not a folder (or a "
+                          f"LoadData .csv)")
     if (root / "metadata.csv").is_file() and (root / "images").is_dir():
         return "rxrx1"
+    if is_plate(root) or any(is_plate(p) for p in root.glob("*.zarr")):
+        return "omezarr"
     if (root / LOADDATA_CSV).is_file():
         return "loaddata"
     if _preset_of(root):
@@ -118,10 +127,10 @@ def open_dataset(
     Parameters
     ----------
     root : str or Path
-        Dataset folder, or an fsspec URL (``s3://bucket/prefix``): listed once and mirrored
+        Dataset folder, a LoadData ``.csv`` file (its folder is the root), or an fsspec URL (``s3://bucket/prefix``): listed once and mirrored
         locally, each image fetched on first read (``storage.StagedRoot``; header checks are
         off unless ``check_headers=True``).
-    layout : {"auto", "rxrx1", "folders", "channelsets", "pattern", "loaddata"}
+    layout : {"auto", "rxrx1", "folders", "channelsets", "pattern", "loaddata", "omezarr"}
         Reader to use; ``"auto"`` calls :func:`detect_layout`.
     include_classes, exclude_classes : iterable of str, optional
         Keep only / drop these labels.
@@ -131,7 +140,8 @@ def open_dataset(
         Reader-specific options: ``label_column``, ``group_by`` (rxrx1); ``group_pattern``,
         ``channel_names`` (folders, channelsets); ``suffixes`` (channelsets); ``pattern``,
         ``channel_names``, ``group_by`` (pattern); ``csv``, ``label_column``, ``group_column``,
-        ``channels``, ``channel_names`` (loaddata); ``storage_options``, ``cache_dir``,
+        ``channels``, ``channel_names`` (loaddata); ``channel_names``, ``level``, ``z``,
+        ``platemap`` (omezarr: read lazily from a URL, never mirrored); ``storage_options``, ``cache_dir``,
         ``max_concurrency`` (remote roots);
         ``check_headers`` (all).
 
@@ -162,7 +172,10 @@ def open_dataset(
     ('control', (1, 8, 10), np.uint8(100))
     """
     staged = None
-    if is_url(root):  # s3://bucket/prefix: a local mirror whose images are fetched on read
+    if is_url(root) and layout == "auto" and str(root).rstrip("/").endswith(".zarr"):
+        layout = "omezarr"
+    if is_url(root) and not READERS.get(layout, ImageDataset).reads_urls:
+        # s3://bucket/prefix: a local mirror whose images are fetched on read
         staged = StagedRoot(str(root), **{k: options.pop(k) for k in STORAGE_OPTIONS if k in options})
         root = staged.sync().local
         options.setdefault("check_headers", False)  # headers would fetch every image now

@@ -40,6 +40,7 @@ from cellcompare.provenance import package_versions
 from cellcompare.progress import progress_bar
 
 from .config import FeatureConfig
+from .conventions import RECORDED_BEFORE
 from .extract import extract_sample, sample_segmentation
 from .plan import plan_extraction
 from . import shards
@@ -206,6 +207,8 @@ def config_conflict(saved: dict | None, wanted: dict) -> list[str]:
     """Feature-config keys whose values differ between a manifest and ``wanted`` (JSON-compared)."""
     saved = saved or {}
     wanted = json.loads(json.dumps(wanted, default=str))
+    if saved and "conventions" not in saved and "conventions" in wanted:  # written before the key
+        saved = {**saved, "conventions": RECORDED_BEFORE}
     return sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
 
 
@@ -223,6 +226,12 @@ def _check_resume(out: Path, options: dict, config: FeatureConfig) -> None:
             f"manifest.json has {saved}, asked for {options}); image numbers would not match, "
             f"delete that folder or set another output")
     differ = config_conflict(manifest.get("config"), config.to_dict())
+    if "conventions" in differ:
+        saved_convention = manifest["config"].get("conventions", RECORDED_BEFORE)
+        raise FeatureConfigMismatchError(
+            f"{out} holds features whose quartiles and MAD follow the {saved_convention!r} "
+            f"convention, asked for {config.conventions!r}; set features.conventions: "
+            f"{saved_convention} to resume, or delete that folder or set another output")
     if differ:
         raise FeatureConfigMismatchError(
             f"{out} holds features extracted with other feature settings (keys {differ} differ); "
@@ -235,6 +244,7 @@ def _write_manifest(out: Path, dataset_dir: str, ds, config: FeatureConfig, opti
                     size: int) -> None:
     manifest = {"dataset_dir": str(dataset_dir), "dataset_options": options, "n_images": len(ds),
                 "config": config.to_dict(), "user_config": given.to_dict(), "segmentation": segmentation,
+                "conventions": config.conventions,
                 "channel_names": list(ds.channel_names),
                 "storage": {"layout": "shards", "shard_images": size, "dtype": config.dtype},
                 "packages": _versions(), "images": sources}
@@ -411,7 +421,8 @@ def _extract(ds, dataset_dir: str, out: Path, config: FeatureConfig, options: di
     skipped = [{"sample_id": "", "path": str(r.path), "reason": str(r.reason)} for r in ds.skipped]
     _append_errors(out, skipped)
     todo = [i for i in range(len(ds)) if i + 1 not in done]
-    log.info("%d of %d images to extract into %s", len(todo), len(ds), out)
+    log.info("%d of %d images to extract into %s (Intensity quartiles and MAD: %s convention)",
+             len(todo), len(ds), out, config.conventions)
     written = _Shards(out, [source_key(s) for s in sources], todo, size)
     written.write_ready()
     tasks = [(where, str(out.absolute()), i, config, i < config.qc_samples, options) for i in todo]

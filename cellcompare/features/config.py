@@ -8,6 +8,7 @@ from typing import Any
 
 from cellcompare.config import ConfigError, build, load_yaml, to_plain
 
+from .conventions import CONVENTIONS, DEFAULT_CONVENTION, RECORDED_BEFORE, Convention
 from .threshold import Threshold, ThresholdError
 
 FAMILIES = ("AreaShape", "Intensity", "Texture", "Correlation", "Granularity",
@@ -89,6 +90,11 @@ class FeatureConfig:
         Storage type of the feature values in the shards (float32 halves the files; the
         measurements are computed in float64 either way). Recorded in ``manifest.json``; a
         resume with another ``dtype`` is refused.
+    conventions : {"cellprofiler4", "cp_measure"}
+        Quantile definition of the Intensity quartiles, median and MAD
+        (:mod:`features.conventions`): CellProfiler 4's ``n q`` (cp_measure's ``legacy=True``),
+        the default because users compare with CellProfiler's tables, or cp_measure's default
+        ``(n - 1) q``. Recorded in the manifest; resuming under another one is refused.
     """
 
     preset: str = "standard"
@@ -117,6 +123,7 @@ class FeatureConfig:
     whole_object: bool = False
     qc_samples: int = 4
     dtype: str = "float32"
+    conventions: str = DEFAULT_CONVENTION
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -141,6 +148,9 @@ class FeatureConfig:
             raise FeatureConfigError(str(exc)) from None
         if self.dtype not in DTYPES:
             raise FeatureConfigError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.conventions not in CONVENTIONS:
+            raise FeatureConfigError(f"conventions must be one of {sorted(CONVENTIONS)}, "
+                                     f"got {self.conventions!r}")
         for obj in self.masks or {}:
             if obj not in ("Nuclei", "Cells"):
                 raise FeatureConfigError(f"masks: object {obj!r} must be 'Nuclei' or 'Cells'")
@@ -154,6 +164,11 @@ class FeatureConfig:
         return Threshold(method=self.threshold_method, classes=self.threshold_classes,
                          middle=self.threshold_middle, strategy=self.threshold_strategy,
                          window=window)
+
+    @property
+    def convention(self) -> Convention:
+        """The :class:`~.conventions.Convention` named by ``conventions``."""
+        return CONVENTIONS[self.conventions]
 
     @property
     def active_families(self) -> tuple[str, ...]:
@@ -170,6 +185,12 @@ class FeatureConfig:
                   where: str = "") -> "FeatureConfig":
         """Build from a mapping (lists become tuples); unknown keys raise ``UnknownKeyError``."""
         return build(cls, data, where=where, source=source)
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any], *, source: str | Path | None = None) -> "FeatureConfig":
+        """Build from a recorded configuration (a manifest's, a model directory's); one recorded
+        before ``conventions`` existed measured with cp_measure's (``RECORDED_BEFORE``)."""
+        return cls.from_dict({"conventions": RECORDED_BEFORE, **data}, source=source)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "FeatureConfig":

@@ -6,7 +6,9 @@ again for every channel. Here the pixels are grouped once per object type
 (:mod:`features.grouping`, C order as cp_measure's crops), their edge flags are found once by
 a compiled 4-neighbour test, and one numba kernel walks every object once for all channels,
 with cp_measure's definitions: population std, quartiles and median by linear interpolation at
-``(n - 1) q`` (its default, non-legacy convention), MAD as the median of absolute deviations,
+``(n - 1 + offset) q`` (:mod:`features.conventions`: offset 1 is CellProfiler 4's ``n q``,
+cp_measure's ``legacy=True``; offset 0 its default), MAD at the same position of the sorted
+absolute deviations from the median,
 the first maximum in C order, and the centre of mass weighted by intensity. The order
 statistics are selected, not sorted (they are exact values, so any correct selection gives the
 same numbers): a histogram of each object's values tells which few values to select among
@@ -19,6 +21,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .conventions import CONVENTIONS, DEFAULT_CONVENTION, Convention
 from .grouping import ObjectPixels
 
 KEYS = ("Intensity_IntegratedIntensity", "Intensity_MeanIntensity", "Intensity_StdIntensity",
@@ -35,8 +38,8 @@ _SMALL = 16     # segments shorter than this are insertion-sorted
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _bounds(n, frac):
-    pos = (n - 1) * frac
+def _bounds(n, frac, offset):
+    pos = (n - 1 + offset) * frac
     lo = min(int(pos), n - 1)
     return lo, min(lo + 1, n - 1), pos - lo
 
@@ -175,8 +178,9 @@ def _bucket_select(vals, m, low, high, ranks, picked, scratch):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _order_stats(buf, m, low, high, scratch, row):
-    """Quartiles, median and MAD of ``buf[:m]`` (values in ``[low, high]``) into ``row[6:10]``.
+def _order_stats(buf, m, low, high, scratch, row, offset):
+    """Quartiles, median and MAD of ``buf[:m]`` (values in ``[low, high]``) into ``row[6:10]``,
+    at the positions of the rank ``offset`` (:class:`~.conventions.Convention`).
 
     The MAD's two order statistics lie in a band of absolute deviations bounded by the
     quartile order statistics: fewer than ``lo`` deviations are below the band's floor
@@ -186,9 +190,9 @@ def _order_stats(buf, m, low, high, scratch, row):
     every deviation is selected instead should they fail (never for 64 values or more).
     """
     hist, work, meta, stack, ranks, got, codes = scratch
-    lo1, hi1, f1 = _bounds(m, 0.25)
-    lo2, hi2, f2 = _bounds(m, 0.5)
-    lo3, hi3, f3 = _bounds(m, 0.75)
+    lo1, hi1, f1 = _bounds(m, 0.25, offset)
+    lo2, hi2, f2 = _bounds(m, 0.5, offset)
+    lo3, hi3, f3 = _bounds(m, 0.75, offset)
     ranks[0], ranks[1], ranks[2], ranks[3], ranks[4], ranks[5] = lo1, hi1, lo2, hi2, lo3, hi3
     _bucket_select(buf, m, low, high, ranks, got, scratch)
     median = got[2] * (1.0 - f2) + got[3] * f2
@@ -230,7 +234,7 @@ def _moments(vals, m):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _object_stats(values, index, edge, rows, cols, buf, rim, scratch, row):
+def _object_stats(values, index, edge, rows, cols, buf, rim, scratch, row, offset):
     """The 21 values of one object in one channel into ``row`` (left zero when the object has
     no finite pixel). ``values`` is the flat channel, ``rows``/``cols`` the coordinates of
     ``index``; ``buf`` and ``rim`` are scratch for the object's finite and edge values."""
@@ -263,14 +267,14 @@ def _object_stats(values, index, edge, rows, cols, buf, rim, scratch, row):
     row[5] = np.sqrt(mz * mz + (my - cy) ** 2 + (mx - cx) ** 2)
     row[10], row[11], row[12] = mx, my, mz
     row[13], row[14], row[15] = cols[top], rows[top], 0.0
-    _order_stats(buf, m, low, high, scratch, row)
+    _order_stats(buf, m, low, high, scratch, row, offset)
     if nrim:
         row[16], row[17], row[18] = _moments(rim, nrim)
         row[19], row[20] = rim[:nrim].min(), rim[:nrim].max()
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _intensity_kernel(image, index, edge, offsets, width):
+def _intensity_kernel(image, index, edge, offsets, width, rank_offset):
     """``(C, N, 21)`` features of ``image`` ``(C, H * W)`` for every object of the grouping."""
     n = offsets.size - 1
     out = np.zeros((image.shape[0], n, 21))
@@ -290,7 +294,7 @@ def _intensity_kernel(image, index, edge, offsets, width):
             rows[i], cols[i] = index[a + i] // width, index[a + i] % width
         for ch in range(image.shape[0]):
             _object_stats(image[ch], index[a:z], edge[a:z], rows, cols, buf, rim, scratch,
-                          out[ch, k])
+                          out[ch, k], rank_offset)
     return out
 
 
@@ -316,7 +320,8 @@ def object_edges(groups: ObjectPixels, labels: np.ndarray) -> np.ndarray:
     return _inner_edges(np.ascontiguousarray(labels), groups.index)
 
 
-def intensity(groups: ObjectPixels, edges: np.ndarray, image: np.ndarray) -> list[dict[str, np.ndarray]]:
+def intensity(groups: ObjectPixels, edges: np.ndarray, image: np.ndarray, *,
+              convention: Convention = CONVENTIONS[DEFAULT_CONVENTION]) -> list[dict[str, np.ndarray]]:
     """Intensity and Location features of every channel of ``image`` ``(C, H, W)``.
 
     Parameters
@@ -327,6 +332,8 @@ def intensity(groups: ObjectPixels, edges: np.ndarray, image: np.ndarray) -> lis
         :func:`object_edges` of the same label image.
     image : np.ndarray
         ``(C, H, W)`` float image (float32 or float64 read in place; other dtypes as float64).
+    convention : Convention
+        Quantile definition of the quartiles, median and MAD (default CellProfiler 4's).
 
     Returns
     -------
@@ -339,6 +346,6 @@ def intensity(groups: ObjectPixels, edges: np.ndarray, image: np.ndarray) -> lis
     dtype = image.dtype if image.dtype in (np.float32, np.float64) else np.float64
     flat = np.ascontiguousarray(image, dtype=dtype).reshape(len(image), -1)
     table = _intensity_kernel(flat, groups.index, np.ascontiguousarray(edges, np.bool_),
-                              groups.offsets, groups.shape[1])
+                              groups.offsets, groups.shape[1], float(convention.rank_offset))
     return [{key: np.ascontiguousarray(channel[:, i]) for i, key in enumerate(KEYS)}
             for channel in table]

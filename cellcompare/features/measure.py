@@ -29,6 +29,7 @@ from centrosome.cpmorphology import feret_diameter
 from cp_measure._sanitize import sanitize_masks
 
 from .config import FeatureConfig
+from .conventions import CONVENTIONS, DEFAULT_CONVENTION, Convention
 from .correlation import correlate_pairs
 from .granularity import granularity, spectrum
 from .grouping import ObjectLayout
@@ -114,18 +115,21 @@ def _neighbors(obj: str, masks: np.ndarray, ids: np.ndarray, distance: int) -> d
 def measure_channels(obj: str, layout: ObjectLayout, image: np.ndarray, channels: Sequence[str],
                      families: Sequence[str], scales: Sequence[int], gray_levels: int,
                      spectra: list | None = None,
-                     zernikes: ZernikeSums | None = None) -> dict[str, np.ndarray]:
+                     zernikes: ZernikeSums | None = None, *,
+                     convention: Convention = CONVENTIONS[DEFAULT_CONVENTION]) -> dict[str, np.ndarray]:
     """Intensity, Texture, Granularity, RadialDistribution of every channel of ``image`` ``(C, H, W)``.
 
     Label geometry (radial rings and Zernike basis, the granularity operator) is computed
     once for all channels; ``spectra`` (one :class:`features.granularity.Spectrum` per
     channel) may be passed in so that object types share them, and ``zernikes`` (the
     Zernike sums of the labels over ``image``) so that AreaShape's Zernikes share their pass.
+    ``convention`` is the quantile definition of the Intensity order statistics.
     """
     masks = layout.labels
     per_channel: list[dict[str, np.ndarray]] = [{} for _ in channels]
     if "Intensity" in families:
-        results = intensity(layout.groups, object_edges(layout.groups, masks), image)
+        results = intensity(layout.groups, object_edges(layout.groups, masks), image,
+                            convention=convention)
         for c, name in enumerate(channels):
             per_channel[c].update(_named(obj, name, results[c], _intensity_name))
     if "Texture" in families:
@@ -178,7 +182,7 @@ def measure_objects(obj: str, labels: np.ndarray, image: np.ndarray, channels: S
     channels : sequence of str
         Names of the channels of ``image``.
     config : FeatureConfig
-        Families, texture scales and gray levels.
+        Families, texture scales, gray levels and the order-statistics ``conventions``.
     scale_max : int
         Maximum of the original integer scale, used by Costes' threshold search.
     spectra : list, optional
@@ -208,7 +212,7 @@ def measure_objects(obj: str, labels: np.ndarray, image: np.ndarray, channels: S
             features.update(_neighbors(obj, clean, ids, config.neighbor_distance))
         features.update(measure_channels(obj, layout, image, channels, families,
                                          config.active_scales, config.texture_gray_levels,
-                                         spectra, zernikes))
+                                         spectra, zernikes, convention=config.convention))
         if "Correlation" in families:
             features.update(measure_correlations(obj, layout, image, channels, scale_max))
     return ids, features

@@ -99,7 +99,7 @@ def plan_extraction(dataset: Any, config: FeatureConfig, folder: str | Path) -> 
         if manifest.get("user_config") == given and isinstance(manifest.get("config"), dict):
             record = dict(manifest.get("segmentation") or {})
             log.info("segmentation settings of %s kept (chosen when it was started)", path.parent)
-            return FeatureConfig.from_dict(manifest["config"]), record
+            return FeatureConfig.from_record(manifest["config"]), record
     return plan_dataset(dataset, config)
 
 

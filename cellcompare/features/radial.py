@@ -121,6 +121,12 @@ def _distance_to_edge(labels: np.ndarray, boxes: np.ndarray | None = None) -> np
     the nearest pixel outside object A is never in a same-coloured object (a step from it
     towards the pixel would land in A, making the two objects touch), and it lies within
     one pixel of A's box, so an EDT of each object's box grown by one pixel is enough.
+
+    An object filling the whole image has no pixel outside it. scipy's EDT of a mask without
+    background (hence centrosome's, CellProfiler's and cp_measure's) then measures from the
+    pixel above the top-left corner, ``(-1, 0)``: that distance is taken here too, so that
+    RadialDistribution of such an object (``whole_object: true`` on a site filled by the
+    foreground, cp_measure's ``full`` example mask) agrees with theirs.
     """
     if boxes is None:
         boxes = object_boxes(labels, int(labels.max()) if labels.size else 0)
@@ -141,6 +147,11 @@ def _edge_distances(labels, boxes):
             for c in range(c0, c1):
                 if labels[r, c] == k + 1:
                     inside[r - r0, c - c0] = 1
+        if inside.all():            # the object is the image: scipy's distance from (-1, 0)
+            for r in range(r0, r1):
+                for c in range(c0, c1):
+                    out[r, c] = np.sqrt((r + 1.0) ** 2 + c * c)
+            continue
         dist = edt(inside)
         for r in range(r0, r1):
             for c in range(c0, c1):

@@ -248,7 +248,7 @@ class ClassicalPredictor(_Base):
         from cellcompare import classical
         from cellcompare.features import FeatureConfig
         self.estimator = classical.load_model(model_dir / MODEL_SUBDIR)
-        self.feature_config = FeatureConfig.from_dict(meta["feature_config"],
+        self.feature_config = FeatureConfig.from_record(meta["feature_config"],
                                                       source=Path(model_dir) / SPEC_FILE)
         self.granularity = meta.get("granularity", "image")
         self.scaler = self.estimator.pipeline_.named_steps["scale"]
@@ -357,7 +357,7 @@ class DeepPredictor(_Base):
         self.cell = meta.get("granularity") == "cell"
         if self.cell:
             from cellcompare.features import FeatureConfig
-            self.feature_config = FeatureConfig.from_dict(meta["feature_config"],
+            self.feature_config = FeatureConfig.from_record(meta["feature_config"],
                                                           source=Path(model_dir) / SPEC_FILE)
 
     def normalization_info(self) -> dict[str, Any]:
