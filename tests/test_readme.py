@@ -356,6 +356,13 @@ def test_walk_the_readme(tmp_path):
         report = walk(f"{CELLCOMPARE} report results/demo")
         assert report.out.strip() == str(Path("results/demo/report.html"))
         assert (demo / "report.html").stat().st_mtime_ns > before and _mode(demo / "report.html") == 0o644
+        walk(f"{CELLCOMPARE} export results/demo --to anndata --predictions")
+        import anndata
+
+        profiles = anndata.read_h5ad(demo / "anndata" / "image.h5ad")
+        assert profiles.n_obs == len(pd.read_csv(demo / "folds.csv")) and profiles.X.dtype == np.float32
+        assert any(c.startswith("Metadata_Prediction_") for c in profiles.obs.columns)
+        assert (demo / "anndata" / "cell.h5ad").is_file()
 
         # new images: one plate's channel files, as a microscope writes them
         plate = next((tmp_path / "data" / "cp" / "images").glob("*/Plate1"))

@@ -68,8 +68,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--controls", type=int, default=0,
                        help="cellpainting negative-control wells (label EMPTY) per plate")
     synth.set_defaults(func=_synth)
-    convert = sub.add_parser("convert", help="copy a dataset with its TIFFs as PNG (bit depth "
-                             "kept), or write it as OME-Zarr plates")
+    convert = sub.add_parser("convert", help="copy a dataset as PNGs (bit depth kept) or "
+                             "OME-Zarr plates")
     convert.add_argument("src", help="dataset folder")
     convert.add_argument("--out", required=True, help="output folder (created)")
     convert.add_argument("--to", choices=("png", "omezarr"), default="png",
