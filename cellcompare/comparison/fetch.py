@@ -32,7 +32,7 @@ from cellcompare import atomic
 from cellcompare.comparison.cellids import CELL_COLUMN, cell_id
 from cellcompare.fractions import positive_class
 
-__all__ = ["FETCH_KINDS", "FetchError", "Fetched", "fetch_cells", "suggest_cells"]
+__all__ = ["FETCH_KINDS", "FetchError", "Fetched", "best_classical", "fetch_cells", "suggest_cells"]
 
 log = logging.getLogger(__name__)
 FETCH_KINDS = ("uncertain", "positive", "random")
@@ -106,7 +106,8 @@ def suggest_cells(scores: pd.DataFrame, classes: list[str], kind: str, n: int, *
     return frame.iloc[order[:n]]
 
 
-def _best_classical(metrics: dict) -> str:
+def best_classical(metrics: dict) -> str:
+    """The classical model with the best mean of the run's primary metric (``metrics.json``)."""
     metric = (metrics.get("metric_names") or ["balanced_accuracy"])[0]
     scored = {label: (info.get("summary", {}).get(metric) or {}).get("mean")
               for label, info in (metrics.get("models") or {}).items()
@@ -193,7 +194,7 @@ def fetch_cells(results: str | Path, *, n: int = 50, kind: str = "uncertain",
         raise FetchError(f"kind must be one of {FETCH_KINDS}, found {kind!r}")
     config = load_config(root / "config.yaml")
     classes = list(metrics["classes"])
-    label = _best_classical(metrics)
+    label = best_classical(metrics)
     cells, scores = _scores(root, config, metrics, label)
     pool = ~scores["labelled"].to_numpy() if info.get("source") == "annotations" else np.ones(len(cells), bool)
     if not pool.any():

@@ -118,7 +118,7 @@ def write_cell_fractions(out: Path, metrics: dict[str, Any], index: pd.DataFrame
     dict
         ``{"fractions": path, "fetch_preview": path}`` relative to ``out``.
     """
-    from cellcompare.comparison.fetch import _best_classical, suggest_cells
+    from cellcompare.comparison.fetch import best_classical, suggest_cells
     from cellcompare.fractions import class_fractions
 
     classes = list(metrics["classes"])
@@ -141,7 +141,7 @@ def write_cell_fractions(out: Path, metrics: dict[str, Any], index: pd.DataFrame
         frame.to_csv(tmp, index=False)
     files = {"fractions": "cells/fractions.csv"}
     try:
-        best = _best_classical(metrics)
+        best = best_classical(metrics)
     except ValueError:
         return files
     mine = preds[preds.model == best].reset_index(drop=True)
