@@ -90,6 +90,16 @@ def check_shape(shape: tuple[int, ...], spec: InputSpec, source: str) -> None:
                              f"{spec.min_size}..{spec.max_size}")
 
 
+def _settled(outcome: Outcome, proba: np.ndarray, normalization: Normalization) -> Outcome:
+    """``outcome`` with its probabilities, or an error where the model gave no finite ones."""
+    outcome = replace(outcome, normalization=normalization)
+    if not np.isfinite(proba).all():
+        return replace(outcome, error=InputSpecError(
+            f"{outcome.name}: the model gave no finite probabilities (nothing it can measure, "
+            "e.g. a blank image)"))
+    return replace(outcome, proba=proba)
+
+
 class _Base:
     """Loads each image, measures it (``_measure``), then predicts the batch (``_predict``)."""
 
@@ -133,14 +143,7 @@ class _Base:
             logger.warning("cannot predict the batch of %d images: %s", len(parts), exc)
             return [o if o.error else replace(o, error=exc) for o in outcomes]
         for position, (proba, normalization) in results.items():
-            outcome = replace(outcomes[position], normalization=normalization)
-            if not np.isfinite(proba).all():
-                outcome = replace(outcome, error=InputSpecError(
-                    f"{outcome.name}: the model gave no finite probabilities (nothing it can "
-                    "measure, e.g. a blank image)"))
-            else:
-                outcome = replace(outcome, proba=proba)
-            outcomes[position] = outcome
+            outcomes[position] = _settled(outcomes[position], proba, normalization)
         return outcomes
 
     def _measure_all(self, items: Iterable[tuple[str, Callable[[], Any]]],
@@ -195,9 +198,9 @@ class _Base:
         cells: dict[int, pd.DataFrame] = {}
         for position, (table, normalization) in tables.items():
             proba = table[[f"proba_{c}" for c in self.classes]].to_numpy()
-            outcome = replace(outcomes[position], normalization=normalization)
-            outcomes[position] = replace(outcome, proba=proba.mean(axis=0))
-            cells[position] = table
+            outcomes[position] = _settled(outcomes[position], proba.mean(axis=0), normalization)
+            if outcomes[position].error is None:
+                cells[position] = table
         return outcomes, cells
 
     def _cells_frame(self, objects: pd.DataFrame, proba: np.ndarray) -> pd.DataFrame:
@@ -386,35 +389,36 @@ class DeepPredictor(_Base):
             plan = Normalization("training channel mean and std", "fixed", group, len(parts))
             return {p: (self._aligned(proba[None], self.model.classes_)[0], plan)
                     for p, proba in parts.items()}
-        from cellcompare.deep.cells import CellInputs
-        cfg = self.model.config
-        cells = CellInputs.join(list(parts.values()), int(cfg.crop_size))
-        known = self.model.group_means_ or {}
-        plan = choose(cfg.normalize, group_dependent=cfg.normalize == "group", group=group,
-                      n_images=len(parts), known=known, own_possible=True, min_images=min_images)
+        cells, plan, means = self._plan_cells(parts, group, min_images)
         if plan.statistics == "reference":
             ids, proba = self.model.predict_reference_image_proba(cells)
         else:
-            means = {str(group): known[str(group)]} if plan.statistics == "training_plate" else None
             ids, proba = self.model.predict_image_proba(cells, means=means)
         proba = self._aligned(proba, self.model.classes_)
         row = {str(k): i for i, k in enumerate(ids)}
         return {p: (proba[row[str(p)]], plan) for p in parts}
 
-    def _cell_rows(self, parts: dict[int, Any], group: str | None,
-                   min_images: int) -> dict[int, tuple[pd.DataFrame, Normalization]]:
+    def _plan_cells(self, parts: dict[int, Any], group: str | None,
+                    min_images: int) -> tuple[Any, Normalization, dict | None]:
+        """The batch's crops joined, their normalisation, and the stored plate means it uses
+        (``None``: the crops' own means, or the reference statistics)."""
         from cellcompare.deep.cells import CellInputs
         cfg = self.model.config
         cells = CellInputs.join(list(parts.values()), int(cfg.crop_size))
         known = self.model.group_means_ or {}
         plan = choose(cfg.normalize, group_dependent=cfg.normalize == "group", group=group,
                       n_images=len(parts), known=known, own_possible=True, min_images=min_images)
+        means = {str(group): known[str(group)]} if plan.statistics == "training_plate" else None
+        return cells, plan, means
+
+    def _cell_rows(self, parts: dict[int, Any], group: str | None,
+                   min_images: int) -> dict[int, tuple[pd.DataFrame, Normalization]]:
+        cells, plan, means = self._plan_cells(parts, group, min_images)
         if plan.statistics == "reference":  # each training plate's means in turn, averaged
             keys = np.unique(cells.groups)
             proba = np.mean([self.model.predict_cell_proba(cells, means=dict.fromkeys(keys, mean))
-                             for mean in known.values()], axis=0)
+                             for mean in self.model.group_means_.values()], axis=0)
         else:
-            means = {str(group): known[str(group)]} if plan.statistics == "training_plate" else None
             proba = self.model.predict_cell_proba(cells, means=means)
         proba = self._aligned(proba, self.model.classes_)
         return {p: (self._cells_frame(parts[p].objects, proba[cells.images == str(p)]), plan)
