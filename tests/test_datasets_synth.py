@@ -38,6 +38,13 @@ def test_cellpainting_deterministic(tmp_path):
     assert a.keys() == c.keys() and a != c
 
 
+def test_cellpainting_jobs_write_the_same_files(tmp_path):
+    one = file_bytes(make_cellpainting(tmp_path / "one", classes=2, per_class=3, seed=5, size=64, plates=2))
+    two = file_bytes(make_cellpainting(tmp_path / "two", classes=2, per_class=3, seed=5, size=64, plates=2,
+                                       jobs=2))
+    assert len(one) > 12 and one == two
+
+
 def test_cellpainting_layout(cellpainting):
     ds = open_dataset(cellpainting)
     assert ds.layout == "rxrx1" and len(ds) == 12

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from PIL import Image
 
 from cellcompare.progress import progress_bar
@@ -238,7 +240,7 @@ def _write_site(out: Path, item: dict, style: CellStyle, effect: PlateEffect, *,
 def make_cellpainting(out: str | Path, *, classes: int = 4, per_class: int = 8, seed: int = 0,
                       size: int = 512, plates: int = 3, sites_per_well: int = 1,
                       cell_type: str = "HEPG2", controls_per_plate: int = 0,
-                      mitotic_fraction: float = 0.0) -> Path:
+                      mitotic_fraction: float = 0.0, jobs: int = 1) -> Path:
     """Write a synthetic Cell Painting dataset in the RxRx1 layout.
 
     Parameters
@@ -266,6 +268,9 @@ def make_cellpainting(out: str | Path, *, classes: int = 4, per_class: int = 8, 
         Share of cells drawn mitotic (rounder, condensed bright DNA, marker-positive); > 0 adds
         a 7th channel ``w7`` (:data:`MARKER_CHANNEL`; open with ``channel_names=`` listing it) and
         per-cell truth ``truth/{site_id}_cells.csv``.
+    jobs : int
+        Worker processes (joblib) rendering sites; each site has its own generator keyed by its
+        identity, so any ``jobs`` writes byte-identical files.
 
     Returns
     -------
@@ -284,14 +289,17 @@ def make_cellpainting(out: str | Path, *, classes: int = 4, per_class: int = 8, 
     experiment = f"{cell_type}-01"
     (out / "truth").mkdir(parents=True, exist_ok=True)
     effects = {p: _plate_effect(seed, p, size) for p in range(1, plates + 1)}
-    rows = []
     plan = [dict(w, site=s) for w in _plan(names, per_class, plates, seed, controls_per_plate)
             for s in range(1, sites_per_well + 1)]
     drawn = {**styles, CONTROL_LABEL: CellStyle()}  # controls are untreated: the average class
-    for item in progress_bar(plan, desc="cellpainting sites", leave=False):
-        rows.append(_write_site(out, item, drawn[item["sirna"]], effects[item["plate"]],
-                                seed=seed, size=size, experiment=experiment, cell_type=cell_type,
-                                mitotic_fraction=mitotic_fraction))
+    write = partial(_write_site, out, seed=seed, size=size, experiment=experiment,
+                    cell_type=cell_type, mitotic_fraction=mitotic_fraction)
+    if jobs > 1:
+        rows = Parallel(n_jobs=jobs)(delayed(write)(item, drawn[item["sirna"]], effects[item["plate"]])
+                                     for item in plan)
+    else:
+        rows = [write(item, drawn[item["sirna"]], effects[item["plate"]])
+                for item in progress_bar(plan, desc="cellpainting sites", leave=False)]
     pd.DataFrame(rows).to_csv(out / "metadata.csv", index=False)
     write_class_differences(out, [_describe(n, s) for n, s in styles.items()],
                             "True differences between the synthetic Cell Painting classes")
