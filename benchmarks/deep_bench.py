@@ -1,6 +1,6 @@
 """Training throughput of ResNet18 on N×S×S images: end to end vs pre-loaded tensors.
 
-End to end = numpy arrays (in memory or ``.npy`` files on disk, read on access) → ImageDataset
+End to end = numpy arrays (in memory or ``.npy`` files on disk, read on access) → ImageTensorDataset
 with training augmentation → DataLoader (workers, pinned memory on CUDA) → train step. The
 ceiling is the same train step on batches already on the device. Prints both images/s, the
 ratio (goal on a GPU: ≥ 60 %) and the GPU utilisation sampled during each phase (pynvml or
@@ -27,7 +27,7 @@ from torch import nn
 
 from cellcompare.deep.augment import build_augmentation
 from cellcompare.deep.config import AugmentConfig, DeepConfig
-from cellcompare.deep.data import ImageDataset
+from cellcompare.deep.data import ImageTensorDataset
 from cellcompare.deep.models import build_model
 from cellcompare.deep.train import build_optimizer, make_loader, resolve_device
 
@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> dict[str, float | None]:
     with tempfile.TemporaryDirectory() as tmp:
         images, labels = make_images(args, Path(tmp))
         mean, std = np.full(args.channels, 0.5, np.float32), np.full(args.channels, 0.29, np.float32)
-        dataset = ImageDataset(images, labels, mean=mean, std=std, image_size=args.size,
+        dataset = ImageTensorDataset(images, labels, mean=mean, std=std, image_size=args.size,
                                transform=build_augmentation(AugmentConfig(mask_background_p=0.5)))
         loader = make_loader(dataset, batch_size=args.batch_size, shuffle=True, device=device,
                              num_workers=args.workers, seed=0, drop_last=True)
