@@ -98,7 +98,8 @@ class RunContext:
         """The run's ``deep.crop_cache.CropCache`` for a cell-granularity deep model (cut once).
 
         Caches live in ``{output}/crops/<settings key>/``; models with the same crop settings
-        (size, mask, channels) share one.
+        (size, mask, channels, and the task's bound on cells per image with the model's seed,
+        ``task.crop_limit``) share one.
         """
         from cellcompare.deep.crop_cache import CropCache
 
@@ -106,6 +107,8 @@ class RunContext:
                                sample_ids=self.image_ids,
                                crop_size=spec.params.get("crop_size"), channels=self.channel_index,
                                mask=bool(spec.params.get("crop_mask", False)),
+                               cells_per_image=self.task.crop_limit(spec.params.get("cells_per_image")),
+                               seed=int(spec.params.get("seed", self.config.seed)),
                                progress=bool(spec.params.get("progress", True)))
 
     def input_cache(self, settings: Any, *, progress: bool = True) -> Any:
