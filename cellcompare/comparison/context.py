@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -44,6 +45,9 @@ class RunContext:
     feature_config : features.FeatureConfig
         ``CompareConfig.feature_config()``: the features' settings, whose segmentation cell
         crops also use.
+    stages : comparison.stages.StageRecorder, optional
+        Where building (or reopening) the deep caches is timed, as stages ``deep input cache``
+        and ``deep crop cache`` (also counted inside the unit that asked first).
     """
 
     config: CompareConfig
@@ -51,6 +55,10 @@ class RunContext:
     task: Any
     folds: pd.DataFrame
     feature_config: Any
+    stages: Any = None
+
+    def _stage(self, name: str) -> Any:
+        return self.stages.stage(name) if self.stages is not None else contextlib.nullcontext()
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -103,13 +111,14 @@ class RunContext:
         """
         from cellcompare.deep.crop_cache import CropCache
 
-        return CropCache.build(Path(self.config.output) / "crops", self.dataset, self.feature_config,
-                               sample_ids=self.image_ids,
-                               crop_size=spec.params.get("crop_size"), channels=self.channel_index,
-                               mask=bool(spec.params.get("crop_mask", False)),
-                               cells_per_image=self.task.crop_limit(spec.params.get("cells_per_image")),
-                               seed=int(spec.params.get("seed", self.config.seed)),
-                               progress=bool(spec.params.get("progress", True)))
+        with self._stage("deep crop cache"):
+            return CropCache.build(
+                Path(self.config.output) / "crops", self.dataset, self.feature_config,
+                sample_ids=self.image_ids, crop_size=spec.params.get("crop_size"),
+                channels=self.channel_index, mask=bool(spec.params.get("crop_mask", False)),
+                cells_per_image=self.task.crop_limit(spec.params.get("cells_per_image")),
+                seed=int(spec.params.get("seed", self.config.seed)),
+                progress=bool(spec.params.get("progress", True)))
 
     def input_cache(self, settings: Any, *, progress: bool = True) -> Any:
         """The run's ``deep.input_cache.InputCache`` of the fold images at ``settings`` (decoded once).
@@ -119,8 +128,10 @@ class RunContext:
         """
         from cellcompare.deep.input_cache import InputCache
 
-        return InputCache.build(Path(self.config.output) / "inputs", self.dataset, settings,
-                                sample_ids=self.image_ids, jobs=int(self.config.jobs or 1), progress=progress)
+        with self._stage("deep input cache"):
+            return InputCache.build(Path(self.config.output) / "inputs", self.dataset, settings,
+                                    sample_ids=self.image_ids, jobs=int(self.config.jobs or 1),
+                                    progress=progress)
 
     def gallery_crops(self) -> Any:
         """Crops for the report's cell gallery: a deep cell model's cache, else default crops."""

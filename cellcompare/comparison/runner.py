@@ -228,7 +228,7 @@ def run(config: CompareConfig) -> Path:
         folds = folds_for(out / "folds.csv", task.index, task.folds, config.seed,
                           unit_name=task.unit_name)
     context = RunContext(config=config, dataset=ds, task=task, folds=folds,
-                         feature_config=fconfig)
+                         feature_config=fconfig, stages=stages)
     records = run_units(context, out, stages)
     with stages.stage("results"):
         _results(config, context, records, checked, data_info, feature_info, segmentation)
