@@ -131,39 +131,61 @@ def _linear_fit(x: np.ndarray, t: np.ndarray) -> tuple[float, float]:
     return float(a), float(b)
 
 
-def project(records: list[dict], threads: int, efficiency: float) -> dict:
-    """Seconds per fold and hours for 5 folds of the pair on RxRx1, on 16 cores (module doc).
-
-    svm: seconds per L-BFGS iteration ``= a + b x rows x features x classes`` fitted over the
-    OvRLinearSVM points, times the iterations of the largest one. xgboost: seconds per tree
-    ``= a + b x rows x sampled columns`` fitted over every XGBoost point, times the bound's trees.
+def svm_seconds(ovr: list[dict], target: dict) -> tuple[float, dict]:
+    """Fit seconds of the OvR svm at ``target`` (images, features, classes, folds) on the
+    measured threads: seconds per L-BFGS iteration ``= a + b x rows x features x classes``
+    fitted over ``ovr`` (records with ``train_rows``, ``features``, ``classes``, ``fit_s``,
+    ``iterations``), times the iterations of the largest one. Also returns the model's terms.
     """
-    from cellcompare.classical.scale import MANY_CLASS_XGB, MANY_CLASSES, MAX_TREES
-
-    train = RXRX1["images"] * (RXRX1["folds"] - 1) // RXRX1["folds"]
-    k, d = RXRX1["classes"], RXRX1["features"]
-    speedup = 16 / threads * efficiency
-    ovr = [r for r in records if r.get("estimator") == "OvRLinearSVM"]
+    train = target["images"] * (target["folds"] - 1) // target["folds"]
     size = np.array([r["train_rows"] * r["features"] * r["classes"] for r in ovr], dtype=float)
     per_iter = np.array([r["fit_s"] / max(r["iterations"], 1) for r in ovr])
     a, b = _linear_fit(size, per_iter)
     iterations = ovr[int(np.argmax(size))]["iterations"]
-    svm_s = (a + b * train * d * k) * iterations / speedup
-    xgb = [r for r in records if r.get("estimator") == "EarlyStoppingXGB"
-           and r["classes"] > MANY_CLASSES]  # the bounded settings only
+    per_iteration = a + b * train * target["features"] * target["classes"]
+    return per_iteration * iterations, {"svm_iterations": iterations,
+                                        "svm_s_per_iteration": per_iteration}
+
+
+def xgboost_seconds(xgb: list[dict], target: dict) -> tuple[float, dict]:
+    """Fit seconds of XGBoost at ``target`` on the measured threads: seconds per tree
+    ``= a + b x sampled rows x sampled columns`` fitted over ``xgb`` (records with
+    ``train_rows``, ``subsample``, ``features``, ``colsample``, ``fit_s``, ``trees``), times the
+    bound's ceiling of trees at the target's classes (early stopping only lowers it).
+    """
+    from cellcompare.classical.scale import MANY_CLASS_XGB, MAX_TREES
+
+    train = target["images"] * (target["folds"] - 1) // target["folds"]
+    k = target["classes"]
     work = np.array([r["train_rows"] * r["subsample"] * r["features"] * r["colsample"] for r in xgb],
                     dtype=float)
     per_tree = np.array([r["fit_s"] / r["trees"] for r in xgb])
     xa, xb = _linear_fit(work, per_tree)
     trees = min(300, MAX_TREES // k) * k
-    sampled = train * MANY_CLASS_XGB["subsample"] * d * MANY_CLASS_XGB["colsample_bytree"]
-    xgb_s = trees * (xa + xb * sampled) / speedup
-    return {"train_rows": train, "svm_iterations": iterations,
-            "svm_s_per_iteration_2_threads": a + b * train * d * k,
-            "svm_fit_s_per_fold": svm_s, "xgboost_trees": trees,
-            "xgboost_s_per_tree_2_threads": xa + xb * sampled,
+    sampled = train * MANY_CLASS_XGB["subsample"] * target["features"] * MANY_CLASS_XGB["colsample_bytree"]
+    return trees * (xa + xb * sampled), {"xgboost_trees": trees,
+                                         "xgboost_s_per_tree": xa + xb * sampled}
+
+
+def project(records: list[dict], threads: int, efficiency: float, target: dict = RXRX1) -> dict:
+    """Seconds per fold and hours for the folds of the pair at ``target`` (default RxRx1), on
+    16 cores: :func:`svm_seconds` over the OvRLinearSVM points and :func:`xgboost_seconds`
+    over the bounded XGBoost points (module doc).
+    """
+    from cellcompare.classical.scale import MANY_CLASSES
+
+    speedup = 16 / threads * efficiency
+    svm_s, svm = svm_seconds([r for r in records if r.get("estimator") == "OvRLinearSVM"], target)
+    xgb_s, xgb = xgboost_seconds([r for r in records if r.get("estimator") == "EarlyStoppingXGB"
+                                  and r["classes"] > MANY_CLASSES], target)  # the bounded settings only
+    svm_s, xgb_s = svm_s / speedup, xgb_s / speedup
+    return {"train_rows": target["images"] * (target["folds"] - 1) // target["folds"],
+            "svm_iterations": svm["svm_iterations"],
+            "svm_s_per_iteration_2_threads": svm["svm_s_per_iteration"],
+            "svm_fit_s_per_fold": svm_s, "xgboost_trees": xgb["xgboost_trees"],
+            "xgboost_s_per_tree_2_threads": xgb["xgboost_s_per_tree"],
             "xgboost_fit_s_per_fold": xgb_s,
-            "pair_hours_5_folds": RXRX1["folds"] * (svm_s + xgb_s) / 3600,
+            "pair_hours_5_folds": target["folds"] * (svm_s + xgb_s) / 3600,
             "speedup_2_to_16_cores": speedup}
 
 

@@ -15,6 +15,7 @@ from cellcompare.comparison import (
     unregister_model,
 )
 from cellcompare.comparison.adapters import ModelAdapter
+from cellcompare.comparison.stages import folder_bytes
 
 
 class CountingModel(ModelAdapter):
@@ -98,6 +99,16 @@ def test_end_to_end_separates_classes_on_identical_folds(tmp_path):
     assert segmentation["qc"]["n_images"] == 18 and segmentation["qc"]["flagged"] == []
     assert "nuclei segmented on channel &#39;DNA&#39; (as configured), diameter" in \
         (out / "report.html").read_text()
+    stages = metrics["stages"]                    # each stage timed, its memory and bytes recorded
+    assert list(stages) == ["dataset", "extraction", "tables", "units/svm", "units/xgboost",
+                            "units/smallcnn", "results", "report"]
+    assert all(s["seconds"] > 0 and s["peak_rss_mb"] > 100 for s in stages.values())
+    assert stages["units/svm"]["calls"] == 3 and stages["report"]["calls"] == 1
+    assert stages["extraction"]["bytes_written"] >= folder_bytes(out / "features")
+    assert stages["report"]["bytes_written"] >= (out / "report.html").stat().st_size
+    epochs = metrics["models"]["smallcnn"]["folds"][0]["history"]
+    assert epochs[0]["seconds"] > 0 and epochs[0]["images"] == round(
+        epochs[0]["images_per_s"] * epochs[0]["seconds"])
 
     again = run(_write_config(tmp_path, ["svm", "xgboost"], name="rerun", report=False))
     assert (pd.read_csv(again / "folds.csv", dtype={"sample_id": str}).equals(folds))

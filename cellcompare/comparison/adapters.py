@@ -21,7 +21,7 @@ from cellcompare.deep.inputs import SampleImages
 from cellcompare.proba import align_columns, mean_by
 
 __all__ = ["FoldData", "ModelAdapter", "ClassicalModel", "DeepModel", "ModelInputError",
-           "check_params", "register_model", "unregister_model", "registered_names", "model_kind",
+           "check_params", "input_settings", "register_model", "unregister_model", "registered_names", "model_kind",
            "build_adapter"]
 
 log = logging.getLogger(__name__)
@@ -213,14 +213,32 @@ class DeepModel(ModelAdapter):
     ----------
     crops : deep.crop_cache.CropCache, optional
         The run's crops (``granularity: cell``; ``RunContext.adapter`` passes them).
+    input_cache : deep.input_cache.InputCache, optional
+        The run's decoded, resized sites (``granularity: image``; ``RunContext.adapter`` passes
+        it unless the params say ``input_cache: none``): read instead of the image files.
     """
 
     kind = "deep"
 
     def __init__(self, name: str, granularity: str = "image", params: dict | None = None,
-                 seed: int = 0, *, crops: Any = None) -> None:
+                 seed: int = 0, *, crops: Any = None, input_cache: Any = None) -> None:
         super().__init__(name, granularity, params, seed)
         self.crops = crops
+        self.input_cache = input_cache
+
+    @staticmethod
+    def input_settings(name: str, granularity: str, params: dict) -> Any:
+        """The ``deep.input_cache.InputSettings`` this model reads its images with, or ``None``
+        (cell crops, or ``input_cache: none``): ``image_size``, ``resize`` and ``input_cache``
+        of its params with ``DeepConfig``'s defaults, and its ``channels``."""
+        from cellcompare.deep import DeepConfig
+        from cellcompare.deep.input_cache import InputSettings
+
+        if granularity != "image":
+            return None
+        config = DeepConfig.from_dict({k: params[k] for k in ("image_size", "resize", "input_cache")
+                                       if k in params})
+        return None if config.input_cache == "none" else InputSettings.of(config, params.get("channels"))
 
     @staticmethod
     def config_params(name: str, params: dict) -> dict:
@@ -269,8 +287,11 @@ class DeepModel(ModelAdapter):
         channels = self.params.get("channels")
         return None if channels is None else [int(c) for c in channels]
 
-    def images(self, data: FoldData) -> SampleImages:
-        """The model's input for ``data``: ``deep.inputs.sample_input`` of each image, lazily."""
+    def images(self, data: FoldData) -> Sequence:
+        """The model's input for ``data``: ``deep.inputs.sample_input`` of each image, lazily
+        (from the run's input cache when it was given one)."""
+        if self.input_cache is not None:
+            return self.input_cache.images(data.sample_ids)
         if data.dataset is None:
             raise ModelInputError(f"{self.name}: the fold has no dataset to read images from")
         return SampleImages(data.dataset, data.sample_ids, channels=self.channel_index)
@@ -346,7 +367,8 @@ def register_model(name: str, factory: Factory) -> None:
     """Add a model: ``factory(name, granularity=, params=, seed=) -> ModelAdapter``.
 
     A factory of ``kind = "deep"`` used at ``granularity: cell`` is also given ``crops=`` (the
-    run's ``deep.crop_cache.CropCache``), as :class:`DeepModel` is.
+    run's ``deep.crop_cache.CropCache``), as :class:`DeepModel` is; one with an
+    ``input_settings`` method (:meth:`DeepModel.input_settings`) is given ``input_cache=``.
 
     Raises
     ------
@@ -402,6 +424,13 @@ def check_params(name: str, granularity: str, params: dict, *, where: str = "par
         log.info("%s: its adapter has no check_params; %s are checked when it is fitted", name, where)
         return
     checker(name, granularity, params, where=where, source=source)
+
+
+def input_settings(name: str, granularity: str, params: dict) -> Any:
+    """The decoded-input settings (``deep.input_cache.InputSettings``) the adapter of ``name``
+    reads its images with, or ``None``: it reads no input cache (``DeepModel.input_settings``)."""
+    settings = getattr(_REGISTRY.get(name), "input_settings", None)
+    return None if settings is None else settings(name, granularity, params)
 
 
 def model_kind(name: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -18,6 +19,7 @@ from cellcompare.comparison.adapters import (
     FoldData,
     ModelAdapter,
     build_adapter,
+    input_settings,
     model_kind,
 )
 from cellcompare.comparison.splits import fold_ids
@@ -43,6 +45,9 @@ class RunContext:
     feature_config : features.FeatureConfig
         ``CompareConfig.feature_config()``: the features' settings, whose segmentation cell
         crops also use.
+    stages : comparison.stages.StageRecorder, optional
+        Where building (or reopening) the deep caches is timed, as stages ``deep input cache``
+        and ``deep crop cache`` (also counted inside the unit that asked first).
     """
 
     config: CompareConfig
@@ -50,6 +55,10 @@ class RunContext:
     task: Any
     folds: pd.DataFrame
     feature_config: Any
+    stages: Any = None
+
+    def _stage(self, name: str) -> Any:
+        return self.stages.stage(name) if self.stages is not None else contextlib.nullcontext()
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -77,7 +86,8 @@ class RunContext:
         """The unfitted adapter of ``spec`` with the run's seed and the inputs it needs.
 
         Deep models get the channel subset (a gate channel is already left out of it) and, at
-        ``granularity: cell``, the run's crop cache.
+        ``granularity: cell``, the run's crop cache; at ``granularity: image`` the run's input
+        cache (:meth:`input_cache`) when their adapter reads one.
         """
         params = dict(spec.params)
         inputs: dict[str, Any] = {}
@@ -86,6 +96,9 @@ class RunContext:
                 params.setdefault("channels", list(self.channel_index))
             if spec.granularity == "cell":
                 inputs["crops"] = self.crop_cache(spec)
+            settings = input_settings(spec.name, spec.granularity, params)
+            if settings is not None:
+                inputs["input_cache"] = self.input_cache(settings, progress=bool(params.get("progress", True)))
         return build_adapter(spec.name, granularity=spec.granularity, params=params,
                              seed=self.config.seed, **inputs)
 
@@ -93,15 +106,32 @@ class RunContext:
         """The run's ``deep.crop_cache.CropCache`` for a cell-granularity deep model (cut once).
 
         Caches live in ``{output}/crops/<settings key>/``; models with the same crop settings
-        (size, mask, channels) share one.
+        (size, mask, channels, and the task's bound on cells per image with the model's seed,
+        ``task.crop_limit``) share one.
         """
         from cellcompare.deep.crop_cache import CropCache
 
-        return CropCache.build(Path(self.config.output) / "crops", self.dataset, self.feature_config,
-                               sample_ids=self.image_ids,
-                               crop_size=spec.params.get("crop_size"), channels=self.channel_index,
-                               mask=bool(spec.params.get("crop_mask", False)),
-                               progress=bool(spec.params.get("progress", True)))
+        with self._stage("deep crop cache"):
+            return CropCache.build(
+                Path(self.config.output) / "crops", self.dataset, self.feature_config,
+                sample_ids=self.image_ids, crop_size=spec.params.get("crop_size"),
+                channels=self.channel_index, mask=bool(spec.params.get("crop_mask", False)),
+                cells_per_image=self.task.crop_limit(spec.params.get("cells_per_image")),
+                seed=int(spec.params.get("seed", self.config.seed)),
+                progress=bool(spec.params.get("progress", True)))
+
+    def input_cache(self, settings: Any, *, progress: bool = True) -> Any:
+        """The run's ``deep.input_cache.InputCache`` of the fold images at ``settings`` (decoded once).
+
+        Caches live in ``{output}/inputs/<settings key>/``; models with the same size, resize mode,
+        channels and dtype share one, and a rerun reuses it.
+        """
+        from cellcompare.deep.input_cache import InputCache
+
+        with self._stage("deep input cache"):
+            return InputCache.build(Path(self.config.output) / "inputs", self.dataset, settings,
+                                    sample_ids=self.image_ids, jobs=int(self.config.jobs or 1),
+                                    progress=progress)
 
     def gallery_crops(self) -> Any:
         """Crops for the report's cell gallery: a deep cell model's cache, else default crops."""

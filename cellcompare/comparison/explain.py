@@ -75,7 +75,31 @@ def training_record(adapter: Any) -> dict[str, Any]:
                 "tuning_trials": list(getattr(classifier, "tuning_trials_", None) or [])}
     estimator = getattr(adapter, "estimator_", None)
     report = getattr(estimator, "report_", None) or {}
-    return {"history": [], "tuning_trials": list(report.get("tuning") or [])}
+    record = {"history": [], "tuning_trials": list(report.get("tuning") or [])}
+    if report:
+        record["fitted"] = fitted_summary(estimator)
+    return record
+
+
+def fitted_summary(estimator: Any) -> dict[str, Any]:
+    """What a fitted ``classical.CellClassifier`` ran: its final estimator, rows, features kept
+    and, where the model has them, optimiser iterations (``n_iter_``) or boosted trees (rounds
+    x classes), with XGBoost's row and column sampling. The cost models of
+    ``benchmarks/scale_bench.py`` read these fields.
+    """
+    model = estimator.pipeline_.named_steps["model"]
+    summary: dict[str, Any] = {"estimator": type(model).__name__,
+                               "train_rows": int(estimator.report_["n_train_rows"]),
+                               "features": len(estimator.pipeline_.named_steps["select"].columns_),
+                               "classes": len(estimator.classes_)}
+    if hasattr(model, "n_iter_"):
+        summary["iterations"] = int(np.max(model.n_iter_))
+    booster = getattr(model, "booster_", None)
+    if booster is not None:
+        rounds = int(booster.get_booster().num_boosted_rounds())
+        summary.update(rounds=rounds, trees=rounds * (len(estimator.classes_) if len(estimator.classes_) > 2 else 1),
+                       subsample=float(model.subsample), colsample=float(model.colsample_bytree))
+    return summary
 
 
 def select_examples(y_true: Sequence[str], y_pred: Sequence[str], confidence: Sequence[float],

@@ -34,6 +34,7 @@ from cellcompare.comparison.results import (
     write_parquet,
 )
 from cellcompare.comparison.splits import HOLDOUT, folds_for
+from cellcompare.comparison.stages import StageRecorder
 from cellcompare.comparison.uncertainty import uncertainty
 from cellcompare.features.plan import plan_extraction
 from cellcompare.features.qc import segmentation_qc
@@ -115,8 +116,12 @@ def _spec_key(spec: ModelSpec, config: CompareConfig, data: str = "") -> dict:
                                   **cell_table_key(spec, config)}, default=str))
 
 
-def run_units(context: RunContext, out: Path) -> list[dict]:
-    """Run every unfinished (model, fold) unit; finished ones are read back (resume)."""
+def run_units(context: RunContext, out: Path, stages: StageRecorder | None = None) -> list[dict]:
+    """Run every unfinished (model, fold) unit; finished ones are read back (resume).
+
+    With ``stages``, each model's units are measured as stage ``units/<label>``.
+    """
+    stages = stages or StageRecorder(out)
     config, folds = context.config, context.folds
     (out / "units").mkdir(parents=True, exist_ok=True)
     fold_list = sorted(k for k in folds.fold.unique() if k >= 0)
@@ -136,7 +141,8 @@ def run_units(context: RunContext, out: Path) -> list[dict]:
             log.warning("unit %s fold %d was run with other settings; running it again", spec.label, k)
         log.info("fitting %s on fold %d", spec.label, k)
         try:
-            record, preds, importance = _run_unit(spec, k, context)
+            with stages.stage(f"units/{spec.label}"):
+                record, preds, importance = _run_unit(spec, k, context)
         except ValueError as exc:
             raise UnitError(f"model {spec.label!r} ({spec.name}) failed on fold {k}: "
                             f"{type(exc).__name__}: {exc}") from exc
@@ -195,12 +201,14 @@ def run(config: CompareConfig) -> Path:
     # one validation pass before any work (seconds): every model's params and weights, the
     # data listed, the counts against each model's needs; no result is written before it passes
     check_models(config.models)
-    ds = prepare_dataset(config)
-    checked = preflight(config, ds.index)
     out = Path(config.output)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic.write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-    data_info = dataset_info(ds, config, out)
+    stages = StageRecorder(out)
+    with stages.stage("dataset"):
+        ds = prepare_dataset(config)
+        checked = preflight(config, ds.index)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+        data_info = dataset_info(ds, config, out)
     config = checked.config
     needs_features = config.labels.level == "cell" or any(model_kind(m.name) != "deep" for m in config.models)
     fconfig, segmentation = config.feature_config(), {}
@@ -209,17 +217,29 @@ def run(config: CompareConfig) -> Path:
     images = None
     feature_info: dict[str, Any] = {"preset": None, "n_features": 0, "cells_per_image": {}}
     if needs_features:
-        images, feature_info = extract_features(config, out, fconfig, segmentation)
+        with stages.stage("extraction"):
+            images, feature_info = extract_features(config, out, fconfig, segmentation)
         segmentation["qc"] = segmentation_qc(images, fconfig.diameter, whole_object=fconfig.whole_object)
-    task = build_task(config, ds, out, feature_config=fconfig, image_table=images,
-                      feature_info=feature_info, class_counts=data_info["class_counts"])
-    if task.level == "cell":  # its units exist now: the labelled cells
-        checked = preflight(config, task.index, task=task)
-    folds = folds_for(out / "folds.csv", task.index, task.folds, config.seed,
-                      unit_name=task.unit_name)
+    with stages.stage("tables"):
+        task = build_task(config, ds, out, feature_config=fconfig, image_table=images,
+                          feature_info=feature_info, class_counts=data_info["class_counts"])
+        if task.level == "cell":  # its units exist now: the labelled cells
+            checked = preflight(config, task.index, task=task)
+        folds = folds_for(out / "folds.csv", task.index, task.folds, config.seed,
+                          unit_name=task.unit_name)
     context = RunContext(config=config, dataset=ds, task=task, folds=folds,
-                         feature_config=fconfig)
-    records = run_units(context, out)
+                         feature_config=fconfig, stages=stages)
+    records = run_units(context, out, stages)
+    with stages.stage("results"):
+        _results(config, context, records, checked, data_info, feature_info, segmentation)
+    _report(out, config, stages)
+    return out
+
+
+def _results(config: CompareConfig, context: RunContext, records: list[dict], checked: Any,
+             data_info: dict, feature_info: dict, segmentation: dict) -> None:
+    """Everything after the units: predictions, comparisons, metrics.json, summary.csv."""
+    out, task, ds = Path(config.output), context.task, context.dataset
     collected = _collect(config, records, out, task.classes)
     for label, entry in collected["models"].items():
         entry["notes"] = sorted(set(entry["notes"]) | set(checked.notes(label)))
@@ -249,15 +269,17 @@ def run(config: CompareConfig) -> Path:
     source = Path(config.dataset.path) / "class_differences.json"
     if source.is_file():
         shutil.copyfile(source, out / "class_differences.json")
-    _report(out, config)
-    return out
 
 
-def _report(out: Path, config: CompareConfig) -> None:
-    """``report.html`` (``reports.build_report``); its import is lazy, never caught."""
-    if not config.report:
-        return
-    from cellcompare.reports import build_report
+def _report(out: Path, config: CompareConfig, stages: StageRecorder) -> None:
+    """``report.html`` (``reports.build_report``; its import is lazy, never caught), then
+    metrics.json's ``stages`` (:mod:`comparison.stages`), the report's own included."""
+    if config.report:
+        from cellcompare.reports import build_report
 
-    path = build_report(out)
-    log.info("report written to %s", path)
+        with stages.stage("report"):
+            path = build_report(out)
+        log.info("report written to %s", path)
+    metrics = json.loads((out / "metrics.json").read_text())
+    metrics["stages"], metrics["stage_method"] = stages.record(), stages.method
+    atomic.write_json(out / "metrics.json", metrics)

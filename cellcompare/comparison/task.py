@@ -151,6 +151,14 @@ class ImageTask(Task):
         rows = cache.rows(ids)
         return rows, cache.image_ids[rows]
 
+    def crop_limit(self, cells_per_image: int | None) -> int | None:
+        """Cells cut per image for a deep cell model with ``cells_per_image``: that bound.
+
+        An image's prediction is the mean of its cells', so training and test read the same
+        bounded, seeded choice (``deep.crops.choose_cells``) and the crop cache holds no other.
+        """
+        return cells_per_image
+
     def wells(self, out: Path, top_k: int) -> dict[str, Any]:
         """``metrics.json`` ``wells``: the models scored per well (``comparison.wells``)."""
         return well_results(out, self.index, self.classes, top_k)
@@ -227,6 +235,11 @@ class CellTask(Task):
         wanted = pd.Index(map(str, ids))
         rows = position.reindex(wanted[wanted.isin(position.index)]).to_numpy(dtype=np.int64)
         return rows, crop_ids.astype(str)[rows]
+
+    def crop_limit(self, cells_per_image: int | None) -> int | None:
+        """``None``: every labelled cell is a unit to predict, so every cell is cut (training
+        draws ``cells_per_image`` per image per fold, ``DeepClassifier.fit_cells``)."""
+        return None
 
     def serve_record(self) -> dict[str, Any]:
         """``serve.json`` ``task``: cells, the class counted positive and the leak guard.

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .crops import CROP_DTYPE, CellCrops, CropError, group_scales, sample_crops
+from .crops import CROP_DTYPE, CellCrops, CropError, choose_cells, group_scales, sample_crops
 
 __all__ = ["CellInputs", "per_image"]
 
@@ -95,6 +95,30 @@ class CellInputs:
             scale = None if keys[normalize] is None else group_scales(self.crops, self.rows, keys[normalize])
             self._scaled[normalize] = CellCrops(self.crops, self.rows, scale)
         return self._scaled[normalize]
+
+    def bounded(self, limit: int | None, seed: int) -> CellInputs:
+        """At most ``limit`` crops per image: the cells a bounded crop cache cuts.
+
+        The choice is ``deep.crops.choose_cells`` on each image's ObjectNumbers and centres
+        (``objects``), so a served image is predicted from the cells comparison used.
+
+        Raises
+        ------
+        CropError
+            ``limit`` is set but the crops do not say which cells they are (``objects``).
+        """
+        if limit is None:
+            return self
+        if self.objects is None:
+            raise CropError("bounding crops per image needs their ObjectNumbers and centres (objects)")
+        objects = self.objects.reset_index(drop=True)
+        number = objects["Metadata_ObjectNumber"].to_numpy()
+        centers = objects[["Metadata_Location_Center_Y", "Metadata_Location_Center_X"]].to_numpy(float)
+        keep = [mine[choose_cells(number[mine], centers[mine], limit, seed)]
+                for mine in (np.flatnonzero(self.images == sid) for sid in dict.fromkeys(self.images))]
+        keep = np.concatenate(keep) if keep else np.zeros(0, np.int64)
+        return CellInputs(self.crops, self.rows[keep], self.images[keep], self.groups[keep],
+                          objects.iloc[keep].reset_index(drop=True))
 
     @classmethod
     def of_sample(cls, sample: Any, feature_config: Any, *, crop_size: int,

@@ -4,6 +4,11 @@
 (:func:`deep.crops.cut_crops`) and writes ``crops.npy`` (float16 ``(N, C, S, S)``, opened with
 ``mmap_mode="r"``), ``cells.parquet`` and, last, ``crops.json``; a folder per settings key, so
 models with the same crop settings share one and a rerun reuses it.
+
+With ``cells_per_image`` only the cells a model will use are cut: at most that many per image,
+chosen by :func:`deep.crops.choose_cells` with the seed (the same cells for training and test,
+and for a served image), so ``N = sum(min(cells of the image, cells_per_image))`` and the file is
+``N * C * S * S * 2`` bytes.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from .crops import (
     CROP_FACTOR,
     CropError,
     auto_crop_size,
+    choose_cells,
     cut_crops,
     nucleus_centers,
     segment_for_crops,
@@ -43,17 +49,25 @@ _CACHE_FORMAT = 1
 
 @dataclass(frozen=True)
 class CropSettings:
-    """What a crop cache depends on (its key)."""
+    """What a crop cache depends on (its key).
+
+    ``cells_per_image`` and ``seed`` bound the cache (``None``: every cell, and the seed plays
+    no part); an unbounded cache keeps the key it had before the bound existed.
+    """
 
     crop_size: int | None
     mask: bool
     channels: tuple[int, ...] | None
     segmentation: dict
+    cells_per_image: int | None = None
+    seed: int | None = None
 
     def key(self) -> str:
-        text = json.dumps({"format": _CACHE_FORMAT, "crop_size": self.crop_size, "mask": self.mask,
-                           "channels": self.channels, "segmentation": self.segmentation},
-                          sort_keys=True, default=str)
+        fields = {"format": _CACHE_FORMAT, "crop_size": self.crop_size, "mask": self.mask,
+                  "channels": self.channels, "segmentation": self.segmentation}
+        if self.cells_per_image is not None:
+            fields.update(cells_per_image=self.cells_per_image, seed=self.seed)
+        text = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -87,7 +101,7 @@ class CropCache:
     def build(cls, folder: str | Path, dataset: Any, feature_config: Any, *,
               sample_ids: Sequence[str] | None = None, crop_size: int | None = None,
               channels: Sequence[int] | None = None, mask: bool = False,
-              progress: bool = True) -> CropCache:
+              cells_per_image: int | None = None, seed: int = 0, progress: bool = True) -> CropCache:
         """Cut (or reopen) the crop cache of ``dataset`` under ``folder/<settings key>/``.
 
         Parameters
@@ -107,14 +121,21 @@ class CropCache:
             Channel positions kept in the crops (a gate channel is left out here).
         mask : bool
             Zero the pixels outside each cell's mask.
+        cells_per_image : int, optional
+            Cut at most this many cells per image (:func:`deep.crops.choose_cells` with
+            ``seed``); ``None`` cuts every cell.
+        seed : int
+            Seed of the choice (with ``cells_per_image``).
         progress : bool
             Show a progress bar (terminal only).
         """
         ids = [str(s) for s in (dataset.ids if sample_ids is None else sample_ids)]
         names = [str(c) for c in getattr(dataset, "channel_names", ())] or None
         segmentation = feature_config.to_dict() if hasattr(feature_config, "to_dict") else dict(feature_config)
+        bound = None if cells_per_image is None else int(cells_per_image)
         settings = CropSettings(crop_size, bool(mask), None if channels is None else tuple(int(c) for c in channels),
-                                {k: segmentation.get(k) for k in _SEGMENTATION_KEYS})
+                                {k: segmentation.get(k) for k in _SEGMENTATION_KEYS}, bound,
+                                None if bound is None else int(seed))
         target = Path(folder) / settings.key()
         if (target / cls.META).is_file():
             cache = cls(target)
@@ -140,6 +161,8 @@ class CropCache:
             nuclei, cells = masks.pop(sid, None) or segment_for_crops(sample, feature_config, names,
                                                                       root=root)
             obj, centers, _ = nucleus_centers(nuclei)
+            keep = choose_cells(obj, centers, bound, int(seed))
+            obj, centers = obj[keep], centers[keep]
             image = sample_input(sample, settings.channels)
             parts.append(cut_crops(image, centers, crop_size, cells=cells if mask else None,
                                    ids=obj).astype(CROP_DTYPE))
@@ -165,9 +188,11 @@ class CropCache:
             table.to_parquet(tmp_table, index=False)
         atomic.write_json(target / cls.META, {"crop_size": crop_size, "mask": bool(mask),
                                               "channels": settings.channels, "n_crops": total,
+                                              "cells_per_image": bound, "seed": settings.seed,
                                               "segmentation": settings.segmentation,
                                               "sample_ids": ids})  # last: marks the cache finished
-        log.info("cut %d cell crops of %d px from %d images into %s", total, crop_size, len(ids), target)
+        log.info("cut %d cell crops of %d px from %d images (%s) into %s", total, crop_size, len(ids),
+                 "every cell" if bound is None else f"at most {bound} per image", target)
         return cls(target)
 
     def rows(self, sample_ids: Sequence[str]) -> np.ndarray:

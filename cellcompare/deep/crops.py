@@ -29,6 +29,7 @@ __all__ = [
     "CellCrops",
     "CropError",
     "auto_crop_size",
+    "choose_cells",
     "crop_means",
     "cut_crops",
     "group_scales",
@@ -109,6 +110,57 @@ def nucleus_centers(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     ids = ids[ids > 0]
     x, y = object_centroids(labels, ids)
     return ids.astype(np.int64), np.stack([y, x], axis=1), 2 * np.sqrt(area[ids] / np.pi)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on uint64 (wrapping arithmetic): a well-spread hash per value."""
+    x = (x + np.uint64(0x9E3779B97F4A7C15)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def choose_cells(objects: np.ndarray, centers: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """Positions of at most ``limit`` of one image's cells, the same wherever they are cut.
+
+    Each cell is ranked by a seeded hash of its ObjectNumber and its rounded centre; the
+    ``limit`` lowest are kept. The choice depends only on the image's segmentation and ``seed``
+    (not on a sample id, a fold or the other images), so the crop cache of a comparison and a
+    served image choose the same cells.
+
+    Parameters
+    ----------
+    objects : np.ndarray
+        int ``(N,)`` ObjectNumbers.
+    centers : np.ndarray
+        float ``(N, 2)`` (row, col) centres.
+    limit : int or None
+        Cells to keep; ``None`` (or at least ``N``) keeps all.
+    seed : int
+        Seed of the choice.
+
+    Returns
+    -------
+    np.ndarray
+        int64 sorted positions into ``objects``.
+
+    Examples
+    --------
+    >>> objects, centers = np.arange(1, 6), np.array([[5.0, 5.0 * k] for k in range(5)])
+    >>> keep = choose_cells(objects, centers, 3, seed=0)
+    >>> len(keep), keep.tolist() == choose_cells(objects, centers, 3, seed=0).tolist()
+    (3, True)
+    >>> choose_cells(objects, centers, None, seed=0).tolist()
+    [0, 1, 2, 3, 4]
+    """
+    n = len(objects)
+    if limit is None or n <= limit:
+        return np.arange(n, dtype=np.int64)
+    with np.errstate(over="ignore"):
+        where = np.rint(np.asarray(centers, dtype=np.float64)).astype(np.int64).astype(np.uint64)
+        key = _mix(_mix(np.asarray(objects, dtype=np.int64).astype(np.uint64) ^ _mix(np.uint64(seed % 2**64)))
+                   ^ ((where[:, 0] << np.uint64(32)) | (where[:, 1] & np.uint64(0xFFFFFFFF))))
+    return np.sort(np.argsort(key, kind="stable")[:limit]).astype(np.int64)
 
 
 def cut_crops(image: np.ndarray, centers: np.ndarray, size: int, *, cells: np.ndarray | None = None,

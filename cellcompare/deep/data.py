@@ -39,12 +39,29 @@ def as_chw(image: object, index: int, channels: int | None = None) -> np.ndarray
     return array.astype(np.float32, copy=False)
 
 
+def image_sums(array: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-channel sums of the pixels and of their squares, and the pixel count, of one image.
+
+    float64 ``(C,)`` each, summed as :func:`channel_stats` sums them (the input cache stores
+    them per image, so cached folds get the statistics of the decoded images bit for bit).
+
+    Examples
+    --------
+    >>> [s.tolist() for s in image_sums(np.ones((1, 2, 2), np.float32) * 2)]
+    [[8.0], [16.0], [4.0]]
+    """
+    flat = np.asarray(array, dtype=np.float64).reshape(array.shape[0], -1)
+    return flat.sum(1), (flat ** 2).sum(1), np.full(array.shape[0], float(flat.shape[1]))
+
+
 def channel_stats(images: Sequence, indices: Sequence[int] | None = None, *,
                   progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and standard deviation over the pixels of ``images[indices]``.
 
     Computed in float64 over all pixels of the training images only (pass the training
-    indices); the std is floored at 1e-6 so a constant channel does not divide by zero.
+    indices); the std is floored at 1e-6 so a constant channel does not divide by zero. A
+    sequence with ``pixel_sums(indices)`` (``deep.input_cache.CachedImages``: sums of the
+    images before resizing, stored when they were decoded) is not read again.
 
     Returns
     -------
@@ -52,18 +69,19 @@ def channel_stats(images: Sequence, indices: Sequence[int] | None = None, *,
         Shape ``(C,)``, float32.
     """
     indices = range(len(images)) if indices is None else indices
-    total = total_sq = None
-    count = 0
-    channels = None
-    for i in progress_bar(indices, desc="channel stats", enabled=progress, leave=False):
-        array = as_chw(images[i], i, channels).astype(np.float64)
-        channels = array.shape[0]
-        flat = array.reshape(channels, -1)
-        total = flat.sum(1) if total is None else total + flat.sum(1)
-        total_sq = (flat ** 2).sum(1) if total_sq is None else total_sq + (flat ** 2).sum(1)
-        count += flat.shape[1]
-    if total is None:
-        raise ImageInputError("cannot compute channel statistics on zero images")
+    if hasattr(images, "pixel_sums"):
+        total, total_sq, count = images.pixel_sums(list(indices))
+    else:
+        total = total_sq = count = None
+        channels = None
+        for i in progress_bar(indices, desc="channel stats", enabled=progress, leave=False):
+            array = as_chw(images[i], i, channels)
+            channels = array.shape[0]
+            sums = image_sums(array)
+            total, total_sq, count = sums if total is None else (total + sums[0], total_sq + sums[1],
+                                                                 count + sums[2])
+        if total is None:
+            raise ImageInputError("cannot compute channel statistics on zero images")
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean ** 2, 0.0))
     return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)

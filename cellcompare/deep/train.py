@@ -106,7 +106,7 @@ def _to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
 def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module,
                     optimizer: torch.optim.Optimizer, scheduler: Any, device: torch.device, *,
                     amp: bool, epoch: int, progress: bool) -> dict[str, float]:
-    """One pass over ``loader``; returns mean loss, accuracy and images/s."""
+    """One pass over ``loader``; returns mean loss, accuracy, images/s, seconds and images seen."""
     model.train()
     total_loss = correct = seen = 0
     start = time.perf_counter()
@@ -127,7 +127,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: nn.Module,
         bar.set_postfix(loss=f"{total_loss / seen:.4f}", img_s=f"{seen / (time.perf_counter() - start):.1f}")
     elapsed = time.perf_counter() - start
     return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1),
-            "images_per_s": seen / max(elapsed, 1e-9)}
+            "images_per_s": seen / max(elapsed, 1e-9), "seconds": elapsed, "images": seen}
 
 
 @torch.no_grad()
@@ -296,7 +296,8 @@ def fit_model(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, confi
     Returns
     -------
     list of dict
-        One record per epoch: epoch, lr, train_loss, train_accuracy, images_per_s and, with a
+        One record per epoch: epoch, lr, train_loss, train_accuracy, images_per_s, seconds
+        (training pass only), images and, with a
         validation set, val_loss and val_accuracy.
     """
     model.to(device)

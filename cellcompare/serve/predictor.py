@@ -348,7 +348,9 @@ class ClassicalPredictor(_Base):
 class DeepPredictor(_Base):
     """A ``deep.DeepClassifier`` on ``deep.inputs.sample_input`` (image) or cell crops.
 
-    ``device`` (``cpu``, ``cuda``, ``auto``) is where the network runs.
+    ``device`` (``cpu``, ``cuda``, ``auto``) is where the network runs. A cell model of an image
+    task with ``cells_per_image`` predicts an image from the cells comparison's bounded crop
+    cache holds (``CellInputs.bounded``); the cell door predicts every cell.
     """
 
     def __init__(self, model_dir: Path, meta: dict[str, Any], device: str = "cpu") -> None:
@@ -389,6 +391,9 @@ class DeepPredictor(_Base):
             plan = Normalization("training channel mean and std", "fixed", group, len(parts))
             return {p: (self._aligned(proba[None], self.model.classes_)[0], plan)
                     for p, proba in parts.items()}
+        cfg = self.model.config
+        if not self.meta.get("task"):  # an image task: its prediction is the mean of the bounded cells
+            parts = {p: c.bounded(cfg.cells_per_image, cfg.seed) for p, c in parts.items()}
         cells, plan, means = self._plan_cells(parts, group, min_images)
         if plan.statistics == "reference":
             ids, proba = self.model.predict_reference_image_proba(cells)

@@ -1,6 +1,7 @@
 """Synthetic datasets written in the real layouts so the readers are exercised.
 
-``make_cellpainting`` writes RxRx1-style Cell Painting sites with true nuclei and cell masks;
+``make_cellpainting`` writes RxRx1-style Cell Painting sites with true nuclei and cell masks
+(``make_rxrx1_like``: RxRx1's shape, four cell types, at any number of sites and classes);
 ``make_stages`` writes class folders of 16-bit embryo images in ordered stages.
 """
 
@@ -11,8 +12,10 @@ from typing import TYPE_CHECKING
 
 from .cellpainting import (
     CELLPAINTING_SPREAD,
+    RXRX1_CELL_TYPES,
     cellpainting_classes,
     make_cellpainting,
+    make_rxrx1_like,
     read_truth,
 )
 from .cells import CellStyle
@@ -24,11 +27,13 @@ if TYPE_CHECKING:
 __all__ = [
     "make_synthetic",
     "CELLPAINTING_SPREAD",
+    "RXRX1_CELL_TYPES",
     "STAGES_GROUP_PATTERN",
     "CellStyle",
     "StageStyle",
     "cellpainting_classes",
     "make_cellpainting",
+    "make_rxrx1_like",
     "make_stages",
     "read_truth",
     "stage_styles",

@@ -18,7 +18,8 @@ from .cells import CellStyle, draw_channels, place_cells
 from .describe import ClassDifference, spread_factors, write_class_differences
 from .shapes import acquire, illumination_field
 
-__all__ = ["CELLPAINTING_SPREAD", "cellpainting_classes", "make_cellpainting", "read_truth", "render_site"]
+__all__ = ["CELLPAINTING_SPREAD", "RXRX1_CELL_TYPES", "cellpainting_classes", "make_cellpainting",
+           "make_rxrx1_like", "read_truth", "render_site"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ _ROWS = "BCDEFGHIJKLMNO"
 #: Label and well type of the negative-control wells (RxRx1 marks them ``EMPTY``).
 CONTROL_LABEL, CONTROL_WELL_TYPE = "EMPTY", "negative_control"
 _COLS = range(2, 24)
+#: RxRx1's four cell types; :func:`make_rxrx1_like` writes one experiment of each.
+RXRX1_CELL_TYPES = ("HEPG2", "HUVEC", "RPE", "U2OS")
 
 
 @dataclass(frozen=True)
@@ -304,4 +307,77 @@ def make_cellpainting(out: str | Path, *, classes: int = 4, per_class: int = 8, 
     write_class_differences(out, [_describe(n, s) for n, s in styles.items()],
                             "True differences between the synthetic Cell Painting classes")
     logger.info("wrote %d sites to %s", len(rows), out)
+    return out
+
+
+def make_rxrx1_like(out: str | Path, *, sites: int, classes: int,
+                    cell_types: tuple[str, ...] = RXRX1_CELL_TYPES, sites_per_well: int = 2,
+                    plates: int = 4, size: int = 512, seed: int = 0) -> Path:
+    """Write ``sites`` synthetic sites shaped like RxRx1: its cell types, plates, wells and sites.
+
+    Each cell type is one experiment ``{cell_type}-01`` holding every class, with up to
+    ``plates`` plates (each its own batch effect; a class's well replicates go round robin over
+    the plates as in :func:`make_cellpainting`) and ``sites_per_well`` sites per well. Enough
+    wells per class are laid out for ``sites`` sites, and the first ``sites`` are written in
+    layers (replicate, site, cell type, class), so the classes and cell types stay balanced. The
+    class morphologies (:func:`cellpainting_classes`) are shared by the cell types.
+
+    Parameters
+    ----------
+    out : str or Path
+        Output folder: ``metadata.csv`` (experiment, plate, well, site, cell_type, sirna, ...),
+        ``images/{experiment}/Plate{p}/{well}_s{site}_w{1..6}.png``, ``truth/``.
+    sites, classes : int
+        Sites written and siRNA classes (``siRNA_0001`` ...).
+    cell_types : tuple of str
+        One experiment each.
+    sites_per_well, plates : int
+        As RxRx1 (2 sites per well, 4 plates per experiment).
+    size : int
+        Side of a site in pixels (RxRx1: 512).
+    seed : int
+        Seed; the same arguments give byte-identical files.
+
+    Returns
+    -------
+    Path
+        ``out``.
+
+    Examples
+    --------
+    >>> import tempfile, pandas as pd
+    >>> root = make_rxrx1_like(tempfile.mkdtemp(), sites=10, classes=2, size=48)
+    >>> meta = pd.read_csv(root / "metadata.csv")
+    >>> len(meta), sorted(meta.cell_type.unique()), sorted(meta.sirna.unique())
+    (10, ['HEPG2', 'HUVEC', 'RPE', 'U2OS'], ['siRNA_0001', 'siRNA_0002'])
+    >>> sorted((root / "images" / "HEPG2-01" / "Plate1").iterdir())[0].name
+    'B02_s1_w1.png'
+    """
+    if sites < 1 or classes < 1 or not cell_types:
+        raise ValueError(f"need sites, classes >= 1 and a cell type; got {sites=}, {classes=}, "
+                         f"{cell_types=}")
+    out = Path(out)
+    per_type = -(-sites // len(cell_types))
+    per_class = max(1, -(-per_type // (classes * sites_per_well)))  # wells per class and experiment
+    n_plates = min(plates, per_class)
+    styles = cellpainting_classes(classes, seed)
+    plan, effects = [], {}
+    for e, cell_type in enumerate(cell_types):
+        experiment, exp_seed = f"{cell_type}-01", seed * 100 + e
+        effects.update({(experiment, p): _plate_effect(exp_seed, p, size)
+                        for p in range(1, n_plates + 1)})
+        plan += [dict(w, site=s, experiment=experiment, cell_type=cell_type, seed=exp_seed, order=e)
+                 for w in _plan(list(styles), per_class, n_plates, exp_seed)
+                 for s in range(1, sites_per_well + 1)]
+    plan.sort(key=lambda w: (w["rep"], w["site"], w["order"], w["class_index"]))
+    (out / "truth").mkdir(parents=True, exist_ok=True)
+    rows = [_write_site(out, item, styles[item["sirna"]], effects[item["experiment"], item["plate"]],
+                        seed=item["seed"], size=size, experiment=item["experiment"],
+                        cell_type=item["cell_type"])
+            for item in progress_bar(plan[:sites], desc="rxrx1-like sites", leave=False)]
+    pd.DataFrame(rows).to_csv(out / "metadata.csv", index=False)
+    write_class_differences(out, [_describe(n, st) for n, st in styles.items()],
+                            "True differences between the synthetic Cell Painting classes")
+    logger.info("wrote %d sites of %d classes over %d cell types to %s", len(rows), classes,
+                len(cell_types), out)
     return out
