@@ -134,3 +134,54 @@ def test_resize_pad_keeps_the_aspect_ratio_of_a_long_object():
     assert columns[1] > 0.5 and columns[-2] > 0.5  # both ends kept (a centre crop loses them)
     rows = out[0].amax(dim=1)
     assert rows[:16].max() == 0 and rows[-16:].max() == 0  # padding above and below
+
+
+FIVE = [(10, 10), (10, 40), (30, 25), (50, 12), (50, 50)]
+
+
+def test_bounded_cache_cuts_at_most_cells_per_image(tmp_path):
+    """N = sum(min(cells, cells_per_image)); the file holds exactly those crops."""
+    ds = _Dataset({"five": _site(FIVE, radius=4), "two": _site([(16, 16), (40, 44)]),
+                   "one": _site([(30, 30)])})
+    full = CropCache.build(tmp_path, ds, SEGMENT, crop_size=16, progress=False)
+    assert [len(full.rows([s])) for s in ("five", "two", "one")] == [5, 2, 1]
+    bounded = CropCache.build(tmp_path, ds, SEGMENT, crop_size=16, cells_per_image=3, seed=0,
+                              progress=False)
+    assert bounded.folder != full.folder
+    assert bounded.crops.shape == (3 + 2 + 1, 2, 16, 16)
+    assert (bounded.folder / "crops.npy").stat().st_size == 128 + 6 * 2 * 16 * 16 * 2  # header + float16
+    assert bounded.meta["cells_per_image"] == 3 and bounded.meta["n_crops"] == 6
+    # each kept crop is the full cache's crop of the same cell
+    key = ["Metadata_sample_id", "Metadata_ObjectNumber"]
+    where = {tuple(r): i for i, r in enumerate(full.cells[key].itertuples(index=False))}
+    same = [where[tuple(r)] for r in bounded.cells[key].itertuples(index=False)]
+    np.testing.assert_array_equal(np.asarray(bounded.crops), np.asarray(full.crops)[same])
+
+
+def test_the_same_seed_chooses_the_same_cells(tmp_path):
+    ds = _Dataset({"five": _site(FIVE, radius=4)})
+
+    def chosen(seed, folder):
+        cache = CropCache.build(tmp_path / folder, ds, SEGMENT, crop_size=16, cells_per_image=2,
+                                seed=seed, progress=False)
+        return cache.cells["Metadata_ObjectNumber"].tolist()
+
+    first = chosen(0, "a")
+    assert len(first) == 2 and chosen(0, "b") == first  # rebuilt elsewhere: the same cells
+    assert {tuple(chosen(s, f"s{s}")) for s in range(1, 8)} != {tuple(first)}  # the seed matters
+
+
+def test_a_served_image_bounds_to_the_cells_of_the_cache(tmp_path):
+    """Serve cuts every crop of an image, then ``CellInputs.bounded`` keeps the cache's cells."""
+    from cellcompare.deep.cells import CellInputs
+
+    ds = _Dataset({"five": _site(FIVE, radius=4), "two": _site([(16, 16), (40, 44)])})
+    cache = CropCache.build(tmp_path, ds, SEGMENT, crop_size=16, cells_per_image=3, seed=4,
+                            progress=False)
+    # as serve does: samples renamed by position, crops rounded to float16 and joined
+    served = CellInputs.from_samples([Sample(id=str(k), image=ds.images[s], metadata=ds.get(s).metadata)
+                                      for k, s in enumerate(("five", "two"))], SEGMENT, crop_size=16)
+    kept = served.bounded(3, seed=4)
+    assert len(served) == 7 and len(kept) == 5
+    assert kept.objects["Metadata_ObjectNumber"].tolist() == cache.cells["Metadata_ObjectNumber"].tolist()
+    np.testing.assert_array_equal(np.asarray(kept.crops[kept.rows]), np.asarray(cache.crops))

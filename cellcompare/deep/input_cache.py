@@ -133,8 +133,8 @@ class InputCache:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the cache's files on disk."""
-        return sum(int(f["bytes"]) for f in self.meta["files"].values())
+        """Bytes of the cache's files on disk (arrays and ``inputs.json``)."""
+        return sum(int(f["bytes"]) for f in self.meta["files"].values()) + (self.folder / self.META).stat().st_size
 
     def images(self, sample_ids: Sequence[str]) -> CachedImages:
         """The cached inputs of ``sample_ids``, in that order (a lazy sequence for ``DeepClassifier``).
@@ -203,7 +203,7 @@ class InputCache:
 
 
 class CachedImages(Sequence):
-    """Lazy sequence of cached ``(C, S, S)`` inputs (float16 or float32), by cache position.
+    """Lazy sequence of cached ``(C, S, S)`` inputs as float32 (stored float16 or float32), by position.
 
     Picklable by path: a DataLoader worker opens its own memory map instead of copying the array.
     ``pixel_sums`` gives :func:`deep.data.channel_stats` the full-resolution sums stored at build.
@@ -220,7 +220,7 @@ class CachedImages(Sequence):
     def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
         if self._inputs is None:
             self._inputs = np.load(self.folder / InputCache.INPUTS, mmap_mode="r")
-        return self._inputs[self.positions[i]]
+        return self._inputs[self.positions[i]].astype(np.float32)  # one copy, writable for torch
 
     def __getstate__(self) -> dict:
         return {"folder": self.folder, "positions": self.positions, "_inputs": None}
