@@ -101,7 +101,7 @@ def test_end_to_end_separates_classes_on_identical_folds(tmp_path):
         (out / "report.html").read_text()
     stages = metrics["stages"]                    # each stage timed, its memory and bytes recorded
     assert list(stages) == ["dataset", "extraction", "tables", "units/svm", "units/xgboost",
-                            "units/smallcnn", "results", "report"]
+                            "deep input cache", "units/smallcnn", "results", "report"]
     assert all(s["seconds"] > 0 and s["peak_rss_mb"] > 100 for s in stages.values())
     assert stages["units/svm"]["calls"] == 3 and stages["report"]["calls"] == 1
     assert stages["extraction"]["bytes_written"] >= folder_bytes(out / "features")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from types import SimpleNamespace
@@ -120,7 +121,11 @@ def test_a_missing_torch_is_said_by_environment_and_cuda_detection(monkeypatch, 
 def test_a_broken_reports_package_fails_the_run_instead_of_hiding(monkeypatch, tmp_path):
     from cellcompare.comparison import runner
 
+    from cellcompare.comparison.stages import StageRecorder
+
+    (tmp_path / "metrics.json").write_text("{}")
     monkeypatch.setitem(sys.modules, "cellcompare.reports", None)
     with pytest.raises(ImportError):
-        runner._report(tmp_path, SimpleNamespace(report=True))
-    runner._report(tmp_path, SimpleNamespace(report=False))  # no report asked: nothing imported
+        runner._report(tmp_path, SimpleNamespace(report=True), StageRecorder(tmp_path))
+    runner._report(tmp_path, SimpleNamespace(report=False), StageRecorder(tmp_path))  # nothing imported
+    assert "stages" in json.loads((tmp_path / "metrics.json").read_text())

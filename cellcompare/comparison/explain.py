@@ -76,7 +76,7 @@ def training_record(adapter: Any) -> dict[str, Any]:
     estimator = getattr(adapter, "estimator_", None)
     report = getattr(estimator, "report_", None) or {}
     record = {"history": [], "tuning_trials": list(report.get("tuning") or [])}
-    if report:
+    if report and hasattr(estimator, "pipeline_"):  # a fitted CellClassifier
         record["fitted"] = fitted_summary(estimator)
     return record
 
