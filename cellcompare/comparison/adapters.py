@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from cellcompare.classical.models import MODEL_NAMES as CLASSICAL_NAMES
+from cellcompare.comparison.representation import CellProfiler
 from cellcompare.deep.cells import CellInputs
 from cellcompare.deep.config import ARCHS as DEEP_NAMES
 from cellcompare.deep.inputs import SampleImages
@@ -129,9 +130,20 @@ class ClassicalModel(ModelAdapter):
     cell id in a cell task): training rows take their unit's label, and a unit's probabilities
     are the mean of its rows' (one row: itself; an image's cells: their mean, as
     ``TableClassifier.predict_image_proba``).
+
+    Parameters
+    ----------
+    representation : comparison.representation.CellProfiler or Embeddings, optional
+        The table the model reads (default: the extracted CellProfiler features);
+        ``RunContext.adapter`` passes a model's ``representation``.
     """
 
     kind = "classical"
+
+    def __init__(self, name: str, granularity: str = "image", params: dict | None = None,
+                 seed: int = 0, *, representation: Any = None) -> None:
+        super().__init__(name, granularity, params, seed)
+        self.representation = representation if representation is not None else CellProfiler()
 
     @classmethod
     def check_params(cls, name: str, granularity: str, params: dict, *, where: str = "params",
@@ -143,8 +155,9 @@ class ClassicalModel(ModelAdapter):
         check_params(name, params, where=where, source=source)
 
     def rows(self, data: FoldData) -> pd.DataFrame:
-        """The model's input for ``data``: its units' feature rows (``classical.inputs``)."""
-        table = data.task.cell_table if self.granularity == "cell" else data.task.image_table
+        """The model's input for ``data``: its units' feature rows (``classical.inputs``) of
+        its representation's table."""
+        table = self.representation.table(data, self.granularity)
         if table is None:
             raise ModelInputError(f"{self.name}: the fold has no {self.granularity} feature table")
         return data.task.rows(table, data.sample_ids)
@@ -157,6 +170,7 @@ class ClassicalModel(ModelAdapter):
         """
         from cellcompare.classical import make_classifier
 
+        self.representation.fit(train)
         table = self.rows(train)
         units = table[train.task.key].astype(str)
         y = train.labels_of(units)
@@ -169,6 +183,9 @@ class ClassicalModel(ModelAdapter):
         self.estimator_ = make_classifier(self.name, granularity=self.granularity, **params)
         self.estimator_.fit(table, y, groups=train.task.inner_groups(train, units))
         self.prior_ = _prior(np.asarray(train.y, dtype=str), train.classes)
+        record = self.representation.record()
+        if "embedding" in record:
+            self.weights = _jsonable(record["embedding"].get("weights"))
         return self
 
     def predict_proba(self, test: FoldData) -> np.ndarray:
@@ -190,8 +207,8 @@ class ClassicalModel(ModelAdapter):
         """
         from cellcompare.classical import feature_importance
 
-        if self.granularity != "image":
-            return None
+        if self.granularity != "image" or self.representation.name != "cellprofiler":
+            return None  # embedding dimensions name no measurement
         table = self.rows(test)
         y = test.labels_of(table[test.task.key].astype(str))
         seen = np.isin(y, self.estimator_.classes_)

@@ -40,19 +40,28 @@ class ModelSpec:
     params : dict
         Passed to ``classical.make_classifier`` or ``deep.DeepConfig.from_dict``. For deep
         models ``weights: auto`` means ImageNet when cached, else ``none`` (logged and reported).
+    representation : str
+        What a classical model reads (``comparison.representation``): ``cellprofiler`` (the
+        extracted features), ``embeddings:imagenet`` or ``embeddings:ssl``.
+    embedding : dict
+        With an embeddings representation: ``comparison.representation.EmbeddingConfig``
+        fields (``input``, ``cells_per_image``, ``weights``, ``ssl``...).
     """
 
     name: str
     label: str = ""
     granularity: str = "image"
     params: dict[str, Any] = field(default_factory=dict)
+    representation: str = "cellprofiler"
+    embedding: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | str, where: str = "models[]", *,
                   source: str | Path | None = None) -> "ModelSpec":
         """Build from ``{name: svm, granularity: image, params: {...}}`` or a bare name.
 
-        Keys other than ``name``, ``label``, ``granularity`` and ``params`` are taken as params.
+        Keys other than ``name``, ``label``, ``granularity``, ``params``, ``representation`` and
+        ``embedding`` are taken as params.
         The params are checked against the model's estimator or config class
         (``comparison.adapters.check_params``: unknown keys as ``{where}.params.{key}``, deep
         values, weights on disk), so a typo stops the run when its configuration is read.
@@ -73,10 +82,26 @@ class ModelSpec:
         if granularity not in GRANULARITIES:
             raise ConfigError(f"{prefix}{where}.granularity must be one of {GRANULARITIES}, "
                               f"found {granularity!r}")
+        representation = str(data.pop("representation", "cellprofiler"))
+        embedding = data.pop("embedding", None) or {}
+        if not isinstance(embedding, Mapping):
+            raise ConfigError(f"{prefix}{where}.embedding: expected a mapping, found {type(embedding).__name__}")
         params = dict(data.pop("params", None) or {})
         params.update(data)
         check_params(name, granularity, params, where=f"{where}.params", source=source)
-        return cls(name=name, label=label, granularity=granularity, params=params)
+        spec = cls(name=name, label=label, granularity=granularity, params=params,
+                   representation=representation, embedding=dict(embedding))
+        spec.check_representation(where, source=source)
+        return spec
+
+    def check_representation(self, where: str = "models[]", *, source: str | Path | None = None) -> Any:
+        """``comparison.representation.check_representation`` of this model: its
+        ``EmbeddingConfig`` (``None`` for CellProfiler features); raises ``ConfigError``."""
+        from cellcompare.comparison.adapters import model_kind
+        from cellcompare.comparison.representation import check_representation
+
+        return check_representation(self.name, model_kind(self.name), self.representation,
+                                    self.embedding, where=where, source=source)
 
 
 #: Models of a configuration that lists none: both approaches, default settings.
@@ -182,6 +207,11 @@ class CompareConfig:
         if unknown:
             raise ConfigError(f"export_models: {unknown} name no configured model; valid labels "
                               f"are {labels}")
+        learned = [m.label for m in self.models
+                   if m.label in self.export_models and m.representation != "cellprofiler"]
+        if learned:
+            raise ConfigError(f"export_models: {learned} read embeddings; serving a classical head "
+                              f"on embeddings is not built yet, so they cannot be exported")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str | Path | None = None) -> "CompareConfig":
@@ -243,6 +273,7 @@ def check_models(models: Sequence[ModelSpec]) -> None:
 
     for i, spec in enumerate(models):
         check_params(spec.name, spec.granularity, spec.params, where=f"models[{i}].params")
+        spec.check_representation(f"models[{i}]")
 
 
 def with_weights(config: CompareConfig, path: str | Path) -> CompareConfig:

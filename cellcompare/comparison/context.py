@@ -87,10 +87,13 @@ class RunContext:
 
         Deep models get the channel subset (a gate channel is already left out of it) and, at
         ``granularity: cell``, the run's crop cache; at ``granularity: image`` the run's input
-        cache (:meth:`input_cache`) when their adapter reads one.
+        cache (:meth:`input_cache`) when their adapter reads one. A classical model on
+        embeddings gets its representation (:meth:`embeddings`).
         """
         params = dict(spec.params)
         inputs: dict[str, Any] = {}
+        if spec.representation != "cellprofiler":
+            inputs["representation"] = self.embeddings(spec)
         if model_kind(spec.name) == "deep":
             if self.channel_index is not None:
                 params.setdefault("channels", list(self.channel_index))
@@ -102,23 +105,53 @@ class RunContext:
         return build_adapter(spec.name, granularity=spec.granularity, params=params,
                              seed=self.config.seed, **inputs)
 
-    def crop_cache(self, spec: ModelSpec) -> Any:
+    def crop_cache(self, spec: ModelSpec, params: dict | None = None) -> Any:
         """The run's ``deep.crop_cache.CropCache`` for a cell-granularity deep model (cut once).
 
         Caches live in ``{output}/crops/<settings key>/``; models with the same crop settings
         (size, mask, channels, and the task's bound on cells per image with the model's seed,
-        ``task.crop_limit``) share one.
+        ``task.crop_limit``) share one. ``params`` (default ``spec.params``) holds the
+        settings: ``crop_size``, ``crop_mask``, ``cells_per_image``, ``seed``, ``progress``.
         """
         from cellcompare.deep.crop_cache import CropCache
 
+        params = spec.params if params is None else params
         with self._stage("deep crop cache"):
             return CropCache.build(
                 Path(self.config.output) / "crops", self.dataset, self.feature_config,
-                sample_ids=self.image_ids, crop_size=spec.params.get("crop_size"),
-                channels=self.channel_index, mask=bool(spec.params.get("crop_mask", False)),
-                cells_per_image=self.task.crop_limit(spec.params.get("cells_per_image")),
-                seed=int(spec.params.get("seed", self.config.seed)),
-                progress=bool(spec.params.get("progress", True)))
+                sample_ids=self.image_ids, crop_size=params.get("crop_size"),
+                channels=self.channel_index, mask=bool(params.get("crop_mask", False)),
+                cells_per_image=self.task.crop_limit(params.get("cells_per_image")),
+                seed=int(params.get("seed", self.config.seed)),
+                progress=bool(params.get("progress", True)))
+
+    def embeddings(self, spec: ModelSpec) -> Any:
+        """The ``comparison.representation.Embeddings`` of a classical model on embeddings.
+
+        Cell crops come from the run's crop cache with the embedding's crop settings and the
+        run's seed; whole images from its input cache at the embedding's size. Tables and SSL
+        backbones are kept under ``{output}/embeddings/``.
+        """
+        from cellcompare.comparison.representation import EmbeddingInputs, Embeddings, source_of
+        from cellcompare.deep import DeepConfig
+        from cellcompare.deep.input_cache import InputSettings
+        from cellcompare.features.embedding_tables import index_metadata
+
+        settings = spec.check_representation()
+        crops, images, inputs_key = None, None, {}
+        if settings.input == "cells":
+            crops = self.crop_cache(spec, {"crop_size": settings.crop_size, "crop_mask": settings.crop_mask,
+                                           "cells_per_image": settings.cells_per_image,
+                                           "progress": False})
+            inputs_key = {"crops": crops.folder.name}
+        else:
+            config = DeepConfig(image_size=settings.image_size or 224, resize="pad")
+            cache = self.input_cache(InputSettings.of(config, self.channel_index), progress=False)
+            images, inputs_key = cache.images, {"inputs": cache.folder.name}
+        key = hashlib.sha256(json.dumps([self.data_digest, inputs_key], sort_keys=True).encode()).hexdigest()[:20]
+        inputs = EmbeddingInputs(index_metadata(self.dataset.index), crops, images,
+                                 Path(self.config.output) / "embeddings", key)
+        return Embeddings(source_of(spec.representation), settings, inputs, seed=self.config.seed)
 
     def input_cache(self, settings: Any, *, progress: bool = True) -> Any:
         """The run's ``deep.input_cache.InputCache`` of the fold images at ``settings`` (decoded once).

@@ -93,6 +93,7 @@ def _run_unit(spec: ModelSpec, fold: int, context: RunContext):
               "fit_seconds": fit_s, "predict_seconds": predict_s, "peak_memory_mb": peak,
               "max_rss_increase_mb": rss_delta, "chosen_params": adapter.chosen_params(),
               "weights": adapter.weights, "notes": list(adapter.notes),
+              **_representation_record(adapter),
               "n_train": len(train), "n_test": len(test)}
     preds = pd.DataFrame({"sample_id": test.sample_ids, "fold": fold, "model": spec.label,
                           "true_label": test.y})
@@ -103,14 +104,22 @@ def _run_unit(spec: ModelSpec, fold: int, context: RunContext):
         explain.write_gradcam_examples(Path(config.output), spec.label, fold, adapter, test, proba,
                                        context.classes)
     importance = None
-    if config.feature_importance != "none" and spec.name == "xgboost":
+    if config.feature_importance != "none" and spec.name == "xgboost" and spec.representation == "cellprofiler":
         importance = adapter.feature_importance(test, config.feature_importance == "permutation")
     return record, preds, importance
 
 
+def _representation_record(adapter: Any) -> dict:
+    """A classical adapter's ``representation`` record (``comparison.representation``), or none."""
+    representation = getattr(adapter, "representation", None)
+    return representation.record() if representation is not None else {}
+
+
 def _spec_key(spec: ModelSpec, config: CompareConfig, data: str = "") -> dict:
     """What a finished unit depends on (checked on resume); ``data`` is ``RunContext.data_digest``."""
-    return json.loads(json.dumps({"name": spec.name, "granularity": spec.granularity,
+    learned = {} if spec.representation == "cellprofiler" else {
+        "representation": spec.representation, "embedding": spec.embedding}  # CP keys as before
+    return json.loads(json.dumps({"name": spec.name, "granularity": spec.granularity, **learned,
                                   "params": spec.params, "seed": config.seed, "top_k": config.top_k,
                                   "features": config.features, "data": data,
                                   **cell_table_key(spec, config)}, default=str))
@@ -165,6 +174,9 @@ def _collect(config: CompareConfig, records: list[dict], out: Path, classes: tup
         notes = sorted({n for r in mine for n in r.get("notes", [])})
         models[spec.label] = {"name": spec.name, "kind": model_kind(spec.name),
                               "granularity": spec.granularity, "params": spec.params,
+                              "representation": spec.representation if model_kind(spec.name) == "classical"
+                              else "learned", "embedding": next(
+                                  (r.get("embedding") for r in mine if r.get("embedding")), None),
                               "weights": weights, "notes": notes, "folds": mine,
                               "summary": model_summary(cv)}
     preds = pd.concat([pd.read_parquet(_unit_paths(out, r["model"], r["fold"])[1]) for r in records],
@@ -210,9 +222,11 @@ def run(config: CompareConfig) -> Path:
         atomic.write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
         data_info = dataset_info(ds, config, out)
     config = checked.config
-    needs_features = config.labels.level == "cell" or any(model_kind(m.name) != "deep" for m in config.models)
+    needs_features = config.labels.level == "cell" or any(
+        model_kind(m.name) != "deep" and m.representation == "cellprofiler" for m in config.models)
     fconfig, segmentation = config.feature_config(), {}
-    if needs_features or any(m.granularity == "cell" for m in config.models):
+    if needs_features or any(m.granularity == "cell" or m.embedding.get("input", "cells") == "cells"
+                             and m.representation != "cellprofiler" for m in config.models):
         fconfig, segmentation = plan_extraction(ds, fconfig, out / "features")  # once per run
     images = None
     feature_info: dict[str, Any] = {"preset": None, "n_features": 0, "cells_per_image": {}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -268,6 +269,25 @@ def aggregate(cells: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame([row])
 
 
+def image_metadata(sample_id: str, label: Any, group: Any, metadata: Mapping[str, Any],
+                   image_number: int) -> dict[str, Any]:
+    """The ``Metadata_*`` columns of one image's rows in every feature table (CellProfiler
+    features and embeddings alike): ImageNumber, sample id, label, group, then Plate, Well,
+    Site and the sample's other ``Metadata_*`` keys (``datasets.platemeta.metadata_columns``).
+
+    Examples
+    --------
+    >>> image_metadata("s1", "a", "p1", {"Metadata_Well": "B02"}, 3)  # doctest: +NORMALIZE_WHITESPACE
+    {'Metadata_ImageNumber': 3, 'Metadata_sample_id': 's1', 'Metadata_label': 'a',
+     'Metadata_group': 'p1', 'Metadata_Plate': None, 'Metadata_Well': 'B02', 'Metadata_Site': None}
+    """
+    meta = {"Metadata_ImageNumber": int(image_number), "Metadata_sample_id": str(sample_id),
+            "Metadata_label": label, "Metadata_group": group}
+    for key, value in metadata_columns(metadata).items():  # Plate, Well, Site, ...
+        meta.setdefault(key, value)
+    return meta
+
+
 def extract_sample(sample: Any, config: FeatureConfig, *, image_number: int = 1,
                    masks: SampleSegmentation | dict[str, np.ndarray] | None = None
                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -306,10 +326,7 @@ def extract_sample(sample: Any, config: FeatureConfig, *, image_number: int = 1,
                                               0, 0, 0, float((primary > 0).mean())))
     qc = masks.qc
     cells = measure_sample(image, names, masks.masks, config, _scale_max(sample.image))
-    meta = {"Metadata_ImageNumber": int(image_number), "Metadata_sample_id": str(sample.id),
-            "Metadata_label": sample.label, "Metadata_group": sample.group}
-    for key, value in metadata_columns(sample.metadata).items():  # Plate, Well, Site, ...
-        meta.setdefault(key, value)
+    meta = image_metadata(sample.id, sample.label, sample.group, sample.metadata, image_number)
     for key, value in reversed(list(meta.items())):
         cells.insert(0, key, value)
     cells["Metadata_ObjectNumber"] = cells["Metadata_ObjectNumber"].astype(np.int64)

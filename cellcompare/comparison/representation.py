@@ -1,0 +1,335 @@
+"""What a classical model reads: CellProfiler features, or a network's embeddings.
+
+A classical head (``svm``, ``xgboost``, ``linear_svm``) sees a feature table. Its
+``representation`` says which:
+
+* ``cellprofiler`` (the default): the extracted per-image or per-cell table;
+* ``embeddings:imagenet``: ResNet18 with ImageNet weights, frozen. One function for every fold
+  (no label is read), so the run computes the tables once and caches them under
+  ``{output}/embeddings/<key>/`` (``features.embedding_tables``);
+* ``embeddings:ssl``: a self-supervised backbone pretrained in each fold on that fold's training
+  images (``deep.ssl.pretrain``; with ``ssl: {use_test_images: true}`` on its test images too,
+  transductive: one backbone pretrained on every image of the run), which then embeds both
+  sides of the fold.
+
+Each is an object with ``fit(train)``, ``table(data, granularity)`` and ``record()``
+(:class:`CellProfiler`, :class:`Embeddings`); a model's ``embedding:`` mapping is an
+:class:`EmbeddingConfig`. Embeddings are of cell crops (``input: cells``, the run's bounded crop
+cache, ``cells_per_image`` per image; an image's row is the mean of its cells', as extraction's
+image rows are) or of whole images (``input: image``, the run's decoded input cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from cellcompare.comparison.cellids import CELL_COLUMN, cell_id
+from cellcompare.config import ConfigError, build
+
+__all__ = ["CELLPROFILER", "REPRESENTATIONS", "CellProfiler", "EmbeddingConfig", "Embeddings",
+           "check_representation", "source_of"]
+
+log = logging.getLogger(__name__)
+
+CELLPROFILER = "cellprofiler"
+#: Representations a classical head can read.
+REPRESENTATIONS = (CELLPROFILER, "embeddings:imagenet", "embeddings:ssl")
+INPUTS = ("cells", "image")
+
+
+def source_of(representation: str) -> str | None:
+    """The embedding source of ``representation`` (``None`` for CellProfiler features).
+
+    Examples
+    --------
+    >>> source_of("embeddings:ssl"), source_of("cellprofiler")
+    ('ssl', None)
+    """
+    return representation.split(":", 1)[1] if representation.startswith("embeddings:") else None
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """A classical head's ``embedding:`` settings (with ``representation: embeddings:<source>``).
+
+    Attributes
+    ----------
+    input : {"cells", "image"}
+        Embed cell crops (an image's row is its cells' mean) or whole images.
+    weights : str
+        ``embeddings:imagenet``: ``imagenet`` (torchvision's file in the torch hub cache) or a
+        path ``resnet18-<sha256 prefix>.pth``.
+    arch : str
+        ``embeddings:ssl``: the backbone pretrained (``resnet18`` or ``smallcnn``).
+    image_size : int or None
+        Side the inputs are resized to; ``None``: the crop size (cells) or 224 (images).
+    cells_per_image, crop_size, crop_mask
+        The crop cache read (``input: cells``): at most this many cells per image, drawn with
+        the run's seed; ``crop_size`` ``None`` = 3.5 x the median nucleus diameter.
+    batch_size : int
+        Images per forward pass.
+    ssl : dict
+        ``embeddings:ssl``: ``deep.config.SSLConfig`` fields (epochs, temperature, ...).
+    """
+
+    input: str = "cells"
+    weights: str = "imagenet"
+    arch: str = "resnet18"
+    image_size: int | None = None
+    cells_per_image: int | None = 16
+    crop_size: int | None = None
+    crop_mask: bool = False
+    batch_size: int = 128
+    ssl: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.input not in INPUTS:
+            raise ConfigError(f"embedding.input must be one of {INPUTS}, found {self.input!r}")
+        for key in ("image_size", "cells_per_image", "crop_size"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"embedding.{key} must be a positive integer or null, found {value!r}")
+        if self.batch_size < 1:
+            raise ConfigError(f"embedding.batch_size must be >= 1, found {self.batch_size}")
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str = "embedding",
+                  source: str | Path | None = None) -> "EmbeddingConfig":
+        """Build from a mapping (unknown keys are errors naming ``where`` and ``source``)."""
+        return build(cls, dict(data or {}), where=where, source=source)
+
+    def deep_config(self, seed: int) -> Any:
+        """The ``deep.DeepConfig`` an SSL backbone is pretrained with (its ``ssl`` section)."""
+        from cellcompare.deep import DeepConfig
+
+        fields = {"arch": self.arch, "weights": "none", "seed": seed, "progress": False,
+                  "batch_size": self.batch_size, "ssl": dict(self.ssl)}
+        if self.image_size is not None:
+            fields["image_size"] = self.image_size
+        return DeepConfig.from_dict(fields)
+
+
+def check_representation(name: str, kind: str, representation: str, embedding: Any, *,
+                         where: str, source: str | Path | None = None) -> EmbeddingConfig | None:
+    """Check a model's ``representation`` and ``embedding`` before any work.
+
+    Raises
+    ------
+    ConfigError
+        An unknown representation, one given to a deep model (it learns its own), or
+        ``embedding`` settings that are unknown, invalid, or whose weights are missing.
+
+    Examples
+    --------
+    >>> check_representation("svm", "classical", "embeddings:foo", {}, where="models[0]")
+    Traceback (most recent call last):
+    ...
+    cellcompare.config.ConfigError: models[0].representation must be one of ('cellprofiler', \
+'embeddings:imagenet', 'embeddings:ssl'), found 'embeddings:foo'
+    """
+    prefix = f"{source}: " if source is not None else ""
+    if representation == "embeddings:finetuned":
+        raise ConfigError(f"{prefix}{where}.representation: embeddings of the fine-tuned network "
+                          f"exist for each fold's test images only, so no classical head can be "
+                          f"trained on them; use embeddings:ssl or embeddings:imagenet")
+    if representation not in REPRESENTATIONS:
+        raise ConfigError(f"{prefix}{where}.representation must be one of {REPRESENTATIONS}, "
+                          f"found {representation!r}")
+    if representation == CELLPROFILER:
+        if embedding:
+            raise ConfigError(f"{prefix}{where}.embedding is set but representation is cellprofiler")
+        return None
+    if kind != "classical":
+        raise ConfigError(f"{prefix}{where}: {name} is a network and learns its own representation; "
+                          f"representation: {representation} is for classical heads")
+    settings = EmbeddingConfig.from_dict(embedding, where=f"{where}.embedding", source=source)
+    if source_of(representation) == "imagenet":
+        from cellcompare.deep.models import weights_for
+
+        if settings.weights in ("none", "auto"):
+            raise ConfigError(f"{prefix}{where}.embedding.weights: embeddings:imagenet needs real "
+                              f"weights (imagenet or a path), not {settings.weights!r}")
+        weights_for(settings.weights, "resnet18")  # missing file: fails now, naming its path
+    else:
+        settings.deep_config(0)  # ssl settings checked as the pretraining will read them
+    return settings
+
+
+class CellProfiler:
+    """The extracted CellProfiler features (``task.image_table`` / ``task.cell_table``)."""
+
+    name = CELLPROFILER
+
+    def fit(self, train: Any) -> "CellProfiler":
+        return self
+
+    def table(self, data: Any, granularity: str) -> pd.DataFrame | None:
+        return data.task.cell_table if granularity == "cell" else data.task.image_table
+
+    def record(self) -> dict[str, Any]:
+        return {"representation": CELLPROFILER}
+
+
+@dataclass(frozen=True, eq=False)
+class EmbeddingInputs:
+    """What the run gives an :class:`Embeddings`: the images, crops and metadata it embeds.
+
+    Attributes
+    ----------
+    metadata : pd.DataFrame
+        ``features.embedding_tables.index_metadata`` of the dataset.
+    crops : deep.crop_cache.CropCache or None
+        ``input: cells``: the run's bounded crop cache.
+    images : callable or None
+        ``input: image``: ``images(sample_ids)`` -> the model inputs (the run's input cache).
+    folder : Path
+        ``{output}/embeddings``: cached tables (ImageNet) and SSL backbones.
+    key : str
+        The run's data digest with the input settings: names the cached tables.
+    """
+
+    metadata: pd.DataFrame
+    crops: Any
+    images: Callable[[Any], Any] | None
+    folder: Path
+    key: str
+
+    def crop_view(self, image_ids: Any) -> tuple[Any, pd.DataFrame]:
+        """The crops of ``image_ids`` (a lazy float32 view) and their ``cells`` rows."""
+        from cellcompare.deep.crops import CellCrops
+
+        rows = self.crops.rows([str(s) for s in image_ids])
+        return CellCrops(self.crops.crops, rows), self.crops.cells.iloc[rows].reset_index(drop=True)
+
+
+class Embeddings:
+    """A network's embeddings as the feature table (``representation: embeddings:<source>``).
+
+    Parameters
+    ----------
+    source : {"imagenet", "ssl"}
+    settings : EmbeddingConfig
+    inputs : EmbeddingInputs
+    seed : int
+        The run's seed (SSL pretraining).
+    """
+
+    def __init__(self, source: str, settings: EmbeddingConfig, inputs: EmbeddingInputs,
+                 seed: int = 0) -> None:
+        self.name = f"embeddings:{source}"
+        self.source, self.settings, self.inputs, self.seed = source, settings, inputs, seed
+        self.info: dict[str, Any] = {}
+        self._tables: dict[str, tuple[pd.DataFrame | None, pd.DataFrame]] = {}
+
+    @property
+    def image_size(self) -> int:
+        if self.settings.image_size is not None:
+            return self.settings.image_size
+        return int(self.inputs.crops.crop_size) if self.settings.input == "cells" else 224
+
+    def _inputs(self, image_ids: Any) -> tuple[Any, pd.DataFrame | None]:
+        if self.settings.input == "cells":
+            return self.inputs.crop_view(image_ids)
+        return self.inputs.images(np.asarray(image_ids, dtype=str)), None
+
+    def fit(self, train: Any) -> "Embeddings":
+        """Make the embedder: ImageNet's (once per run, tables cached) or an SSL backbone
+        pretrained on ``train``'s images (and its test images when transductive)."""
+        from cellcompare.deep.embed import ssl_embedder
+
+        if self.source == "imagenet":
+            self.embedder_ = None  # the cached whole-run tables are read in :meth:`table`
+            return self
+        from cellcompare.deep.ssl import pretrain
+
+        config = self.settings.deep_config(self.seed).replace(image_size=self.image_size)
+        if config.ssl.use_test_images:  # transductive: every image of the run, one backbone
+            image_ids = self.inputs.metadata["Metadata_sample_id"].astype(str).tolist()
+        else:
+            image_ids = list(dict.fromkeys(train.task.images_of(train.sample_ids)))
+        images, _ = self._inputs(image_ids)
+        key = hashlib.sha256(json.dumps([self.inputs.key, sorted(map(str, image_ids))]).encode()).hexdigest()[:20]
+        pretrained = pretrain(images, config, key=key, folder=self.inputs.folder / "ssl")
+        self.embedder_ = ssl_embedder(pretrained, image_size=self.image_size)
+        return self
+
+    def table(self, data: Any, granularity: str) -> pd.DataFrame:
+        """The image or cell embedding table of ``data``'s images."""
+        image_ids = list(dict.fromkeys(data.task.images_of(data.sample_ids)))
+        if self.source == "imagenet":
+            image, cells = self._whole_run()
+        else:
+            wanted = hashlib.sha256("\n".join(image_ids).encode()).hexdigest()
+            if wanted not in self._tables:
+                self._tables = {wanted: self._embed(image_ids)}  # this side of the fold only
+            image, cells = self._tables[wanted]
+        if granularity == "cell":
+            if cells is None:
+                raise ConfigError(f"{self.name} with embedding.input: image has no per-cell table")
+            return cells
+        return image
+
+    def _embed(self, image_ids: list[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        from cellcompare.features.embedding_tables import (
+            cell_embedding_table,
+            embedding_columns,
+            image_embedding_table,
+        )
+
+        images, cells = self._inputs(image_ids)
+        values = self.embedder_.embed(images, batch_size=self.settings.batch_size)
+        self.info = {"source": self.source, "dim": int(values.shape[1]) if values.ndim == 2 else 0,
+                     "image_size": self.image_size, "input": self.settings.input,
+                     "weights": self.embedder_.info}
+        meta = self.inputs.metadata
+        if cells is None:
+            rows = meta.set_index("Metadata_sample_id").loc[image_ids].reset_index()
+            frame = pd.DataFrame(values, columns=embedding_columns(self.source, values.shape[1]))
+            return pd.concat([rows, frame], axis=1), None
+        table = cell_embedding_table(values, cells, meta, self.source)
+        table[CELL_COLUMN] = cell_id(table["Metadata_sample_id"], table["Metadata_ObjectNumber"]).astype(str)
+        return image_embedding_table(table, meta, image_ids), table
+
+    def _whole_run(self) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        """ImageNet tables of every image, computed once and cached on disk."""
+        from cellcompare import atomic
+        from cellcompare.deep.embed import imagenet_embedder
+        from cellcompare.features import load_table
+        from cellcompare.features.embedding_tables import write_embedding_tables
+
+        if "run" in self._tables:
+            return self._tables["run"]
+        digest = hashlib.sha256(json.dumps([self.inputs.key, self.settings.weights,
+                                            self.settings.input, self.image_size]).encode()).hexdigest()[:16]
+        folder = self.inputs.folder / f"imagenet-{digest}"
+        stamp = folder / "embedding.json"
+        ids = self.inputs.metadata["Metadata_sample_id"].astype(str).tolist()
+        if stamp.is_file():
+            log.info("reusing ImageNet embeddings in %s", folder)
+            self.info = json.loads(stamp.read_text())
+        else:
+            images, _ = self._inputs(ids)
+            self.embedder_ = imagenet_embedder(images, weights=self.settings.weights,
+                                               image_size=self.image_size)
+            image, cells = self._embed(ids)
+            write_embedding_tables(folder, image, cells if cells is not None else image.iloc[:0])
+            atomic.write_json(stamp, self.info)  # last: marks the tables finished
+        image = load_table(folder, "image")
+        cells = load_table(folder, "cell") if self.settings.input == "cells" else None
+        if cells is not None:
+            cells[CELL_COLUMN] = cell_id(cells["Metadata_sample_id"], cells["Metadata_ObjectNumber"]).astype(str)
+        self._tables["run"] = (image, cells)
+        return image, cells
+
+    def record(self) -> dict[str, Any]:
+        """``representation``, and the embedding's source, size, input and weights."""
+        return {"representation": self.name, "embedding": dict(self.info)}
+

@@ -1,0 +1,128 @@
+"""Classical heads on embeddings (``representation: embeddings:<source>``): same folds, tables
+under the feature contract, and the configuration errors."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torchvision
+
+from cellcompare.comparison import load_config, run
+from cellcompare.comparison.config import CompareConfig, ConfigError, ModelSpec
+from cellcompare.config import UnknownKeyError
+from cellcompare.deep.models import file_sha256
+from cellcompare.features import load_table
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    """A resnet18 state dict named as torchvision names its files (``name-<sha256 prefix>.pth``).
+
+    Seeded random weights: ImageNet's cannot be downloaded here; the file goes through the
+    same weights API (name, checksum, load) as ImageNet's would.
+    """
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("weights")
+    raw = folder / "raw.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), raw)
+    path = folder / f"resnet18-{file_sha256(raw)[:8]}.pth"
+    raw.rename(path)
+    return path
+
+
+def _config(tmp_path, models, **extra):
+    config = {"dataset": {"path": str(tmp_path / "data"), "layout": "rxrx1",
+                          "synth": {"classes": 3, "per_class": 6, "size": 96, "plates": 3}},
+              "features": {"preset": "minimal", "dna_channel": "DNA", "cyto_channel": "Actin"},
+              "models": models, "folds": {"n_splits": 3}, "top_k": 2, "seed": 0,
+              "output": str(tmp_path / "results"), "report": False, **extra}
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(config))
+    return load_config(path)
+
+
+def test_svm_on_imagenet_embeddings_runs_on_the_same_folds_with_tables_as_features(tmp_path, weights_file):
+    emb = {"weights": str(weights_file), "cells_per_image": 8}
+    config = _config(tmp_path, [{"name": "svm"},
+                                {"name": "svm", "label": "svm_emb", "representation": "embeddings:imagenet",
+                                 "embedding": emb}])
+    out = run(config)
+    metrics = json.loads((out / "metrics.json").read_text())
+    entry = metrics["models"]["svm_emb"]
+    assert entry["representation"] == "embeddings:imagenet"
+    assert metrics["models"]["svm"]["representation"] == "cellprofiler"
+    assert entry["embedding"]["dim"] == 512 and entry["embedding"]["input"] == "cells"
+    assert entry["weights"]["sha256"] == file_sha256(weights_file)
+    assert entry["weights"]["source"] == "path"
+    preds = pd.read_parquet(out / "predictions.parquet")
+    by_model = {m: p.sort_values("sample_id")[["sample_id", "fold"]].to_numpy().tolist()
+                for m, p in preds.groupby("model")}
+    assert by_model["svm"] == by_model["svm_emb"]                    # identical folds
+    proba = preds[preds.model == "svm_emb"].filter(like="proba_").to_numpy()
+    assert np.allclose(proba.sum(1), 1.0)
+    # the tables: Metadata_* columns and the ids of the features, shards read by load_table
+    (folder,) = (out / "embeddings").glob("imagenet-*")
+    image, cells = load_table(folder, "image"), load_table(folder, "cell")
+    features = load_table(out / "features", "image")
+    assert sorted(image.Metadata_sample_id) == sorted(features.Metadata_sample_id)
+    assert {"Metadata_Plate", "Metadata_label", "Metadata_group", "Metadata_ImageNumber"} <= set(image.columns)
+    columns = [c for c in image.columns if c.startswith("Embedding_imagenet_")]
+    assert len(columns) == 512 and image[columns].dtypes.eq(np.float32).all()
+    assert cells.groupby("Metadata_sample_id").size().max() <= 8
+    first = image.iloc[0]
+    mine = cells[cells.Metadata_sample_id == first.Metadata_sample_id]
+    assert first.Metadata_Object_Count == len(mine)
+    np.testing.assert_allclose(first[columns].to_numpy(float), mine[columns].mean().to_numpy(), rtol=1e-5)
+    # pycytominer aggregates the cell table into the image table
+    from pycytominer import aggregate
+
+    agg = aggregate(cells, strata=["Metadata_sample_id"], features=columns, operation="mean")
+    agg = agg.set_index("Metadata_sample_id").loc[image.Metadata_sample_id]
+    np.testing.assert_allclose(agg[columns].to_numpy(float), image[columns].to_numpy(float), rtol=1e-5)
+    # a rerun reads the cached tables and the finished units
+    stamp = (folder / "embedding.json").stat().st_mtime_ns
+    run(config)
+    assert (folder / "embedding.json").stat().st_mtime_ns == stamp
+    assert json.loads((out / "metrics.json").read_text())["models"]["svm_emb"]["summary"] == entry["summary"]
+
+
+def test_a_network_given_a_representation_is_refused():
+    with pytest.raises(ConfigError, match="learns its own representation"):
+        ModelSpec.from_dict({"name": "smallcnn", "params": {"weights": "none"},
+                             "representation": "embeddings:ssl"}, "models[2]")
+
+
+def test_finetuned_embeddings_cannot_train_a_classical_head():
+    with pytest.raises(ConfigError, match="test images only"):
+        ModelSpec.from_dict({"name": "svm", "representation": "embeddings:finetuned"})
+
+
+def test_unknown_representation_and_embedding_keys_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="models\\[0\\].representation must be one of"):
+        ModelSpec.from_dict({"name": "svm", "representation": "embedding:ssl"}, "models[0]")
+    with pytest.raises(UnknownKeyError, match="models\\[0\\].embedding.cells_per_imag"):
+        ModelSpec.from_dict({"name": "svm", "representation": "embeddings:ssl",
+                             "embedding": {"cells_per_imag": 4}}, "models[0]")
+    with pytest.raises(ConfigError, match="representation is cellprofiler"):
+        ModelSpec.from_dict({"name": "svm", "embedding": {"input": "image"}}, "models[0]")
+
+
+def test_imagenet_embeddings_need_a_weights_file_that_exists(tmp_path):
+    from cellcompare.deep import WeightsUnavailableError
+
+    missing = tmp_path / "resnet18-f37072fd.pth"
+    with pytest.raises(WeightsUnavailableError, match=str(missing)):
+        ModelSpec.from_dict({"name": "svm", "representation": "embeddings:imagenet",
+                             "embedding": {"weights": str(missing)}})
+    with pytest.raises(ConfigError, match="needs real weights"):
+        ModelSpec.from_dict({"name": "svm", "representation": "embeddings:imagenet",
+                             "embedding": {"weights": "none"}})
+
+
+def test_a_head_on_embeddings_is_not_exported(weights_file):
+    spec = ModelSpec.from_dict({"name": "svm", "label": "emb", "representation": "embeddings:imagenet",
+                                "embedding": {"weights": str(weights_file)}})
+    with pytest.raises(ConfigError, match="serving a classical head on embeddings is not built"):
+        CompareConfig(models=(ModelSpec("svm", "svm"), spec), export_models=("emb",))
