@@ -1,6 +1,7 @@
 """cellcompare: one command, a subcommand per step of the data path.
 
-``synth``/``summary``/``convert`` (datasets), ``extract``/``export`` (features), ``compare`` (comparison),
+``synth``/``summary``/``convert`` (datasets), ``extract``/``export`` (features), ``embed`` (embeddings as feature tables),
+``compare`` (comparison),
 ``report`` (reports), ``predict``/``undo``/``serve`` (serve).
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from cellcompare.comparison import cli as comparison_cli
 from cellcompare.datasets import cli as datasets_cli
 from cellcompare.features import cli as features_cli
-from cellcompare.features import export_cli
+from cellcompare.features import embed_cli, export_cli
 from cellcompare.reports import cli as reports_cli
 from cellcompare.serve import cli as serve_cli
 
@@ -49,6 +50,7 @@ def build_parser(prog: str = "cellcompare", **compare_options) -> argparse.Argum
     datasets_cli.add_commands(sub)
     features_cli.add_commands(sub)
     export_cli.add_commands(sub)
+    embed_cli.add_commands(sub)
     comparison_cli.add_commands(sub, **compare_options)
     reports_cli.add_commands(sub)
     serve_cli.add_commands(sub)

@@ -126,3 +126,27 @@ def test_a_head_on_embeddings_is_not_exported(weights_file):
                                 "embedding": {"weights": str(weights_file)}})
     with pytest.raises(ConfigError, match="serving a classical head on embeddings is not built"):
         CompareConfig(models=(ModelSpec("svm", "svm"), spec), export_models=("emb",))
+
+
+def test_embed_command_writes_tables_with_the_metadata_of_the_features(tmp_path, weights_file):
+    from cellcompare.cli import main
+    from cellcompare.features import FeatureConfig, run_extraction
+
+    data = tmp_path / "data"
+    assert main(["synth", "--kind", "cellpainting", "--out", str(data), "--classes", "2",
+                 "--per-class", "3", "--size", "96", "--plates", "2"]) == 0
+    out = tmp_path / "emb"
+    assert main(["embed", str(data), "--out", str(out), "--weights", str(weights_file),
+                 "--cells-per-image", "4", "--image-size", "32"]) == 0
+    record = json.loads((out / "embedding.json").read_text())
+    assert record["dim"] == 512 and record["images"] == 6 and record["image_size"] == 32
+    assert record["weights"]["sha256"] == file_sha256(weights_file)
+    image, cells = load_table(out, "image"), load_table(out, "cell")
+    assert 6 <= len(cells) <= 24 and cells.groupby("Metadata_sample_id").size().max() <= 4
+    extracted = load_table(run_extraction(data, tmp_path / "features", FeatureConfig(preset="minimal")), "image")
+    keys = ["Metadata_ImageNumber", "Metadata_sample_id", "Metadata_label", "Metadata_group",
+            "Metadata_Plate", "Metadata_Well"]
+    pd.testing.assert_frame_equal(image[keys].reset_index(drop=True),
+                                  extracted[keys].reset_index(drop=True), check_dtype=False)
+    with pytest.raises(SystemExit):
+        main(["embed", str(data), "--out", str(out), "--source", "finetuned"])

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from cellcompare.comparison.cellids import CELL_COLUMN, cell_id
-from cellcompare.config import ConfigError, build
+from cellcompare.config import ConfigError
+from cellcompare.deep.embed_config import EmbeddingConfig
 
 __all__ = ["CELLPROFILER", "REPRESENTATIONS", "CellProfiler", "EmbeddingConfig", "Embeddings",
            "check_representation", "source_of"]
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 CELLPROFILER = "cellprofiler"
 #: Representations a classical head can read.
 REPRESENTATIONS = (CELLPROFILER, "embeddings:imagenet", "embeddings:ssl")
-INPUTS = ("cells", "image")
 
 
 def source_of(representation: str) -> str | None:
@@ -54,67 +54,6 @@ def source_of(representation: str) -> str | None:
     ('ssl', None)
     """
     return representation.split(":", 1)[1] if representation.startswith("embeddings:") else None
-
-
-@dataclass(frozen=True)
-class EmbeddingConfig:
-    """A classical head's ``embedding:`` settings (with ``representation: embeddings:<source>``).
-
-    Attributes
-    ----------
-    input : {"cells", "image"}
-        Embed cell crops (an image's row is its cells' mean) or whole images.
-    weights : str
-        ``embeddings:imagenet``: ``imagenet`` (torchvision's file in the torch hub cache) or a
-        path ``resnet18-<sha256 prefix>.pth``.
-    arch : str
-        ``embeddings:ssl``: the backbone pretrained (``resnet18`` or ``smallcnn``).
-    image_size : int or None
-        Side the inputs are resized to; ``None``: the crop size (cells) or 224 (images).
-    cells_per_image, crop_size, crop_mask
-        The crop cache read (``input: cells``): at most this many cells per image, drawn with
-        the run's seed; ``crop_size`` ``None`` = 3.5 x the median nucleus diameter.
-    batch_size : int
-        Images per forward pass.
-    ssl : dict
-        ``embeddings:ssl``: ``deep.config.SSLConfig`` fields (epochs, temperature, ...).
-    """
-
-    input: str = "cells"
-    weights: str = "imagenet"
-    arch: str = "resnet18"
-    image_size: int | None = None
-    cells_per_image: int | None = 16
-    crop_size: int | None = None
-    crop_mask: bool = False
-    batch_size: int = 128
-    ssl: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.input not in INPUTS:
-            raise ConfigError(f"embedding.input must be one of {INPUTS}, found {self.input!r}")
-        for key in ("image_size", "cells_per_image", "crop_size"):
-            value = getattr(self, key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ConfigError(f"embedding.{key} must be a positive integer or null, found {value!r}")
-        if self.batch_size < 1:
-            raise ConfigError(f"embedding.batch_size must be >= 1, found {self.batch_size}")
-
-    @classmethod
-    def from_dict(cls, data: Any, *, where: str = "embedding",
-                  source: str | Path | None = None) -> "EmbeddingConfig":
-        """Build from a mapping (unknown keys are errors naming ``where`` and ``source``)."""
-        return build(cls, dict(data or {}), where=where, source=source)
-
-    def deep_config(self, seed: int) -> Any:
-        """The ``deep.DeepConfig`` an SSL backbone is pretrained with (its ``ssl`` section)."""
-        from cellcompare.deep import DeepConfig
-
-        fields = {"arch": self.arch, "weights": "none", "seed": seed, "progress": False,
-                  "batch_size": self.batch_size, "ssl": dict(self.ssl)}
-        if self.image_size is not None:
-            fields["image_size"] = self.image_size
-        return DeepConfig.from_dict(fields)
 
 
 def check_representation(name: str, kind: str, representation: str, embedding: Any, *,
@@ -278,25 +217,16 @@ class Embeddings:
         return image
 
     def _embed(self, image_ids: list[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-        from cellcompare.features.embedding_tables import (
-            cell_embedding_table,
-            embedding_columns,
-            image_embedding_table,
-        )
+        from cellcompare.features.embedding_tables import embedding_tables
 
         images, cells = self._inputs(image_ids)
         values = self.embedder_.embed(images, batch_size=self.settings.batch_size)
-        self.info = {"source": self.source, "dim": int(values.shape[1]) if values.ndim == 2 else 0,
-                     "image_size": self.image_size, "input": self.settings.input,
-                     "weights": self.embedder_.info}
-        meta = self.inputs.metadata
-        if cells is None:
-            rows = meta.set_index("Metadata_sample_id").loc[image_ids].reset_index()
-            frame = pd.DataFrame(values, columns=embedding_columns(self.source, values.shape[1]))
-            return pd.concat([rows, frame], axis=1), None
-        table = cell_embedding_table(values, cells, meta, self.source)
-        table[CELL_COLUMN] = cell_id(table["Metadata_sample_id"], table["Metadata_ObjectNumber"]).astype(str)
-        return image_embedding_table(table, meta, image_ids), table
+        self.info = {"source": self.source, "dim": int(values.shape[1]), "image_size": self.image_size,
+                     "input": self.settings.input, "weights": self.embedder_.info}
+        image, table = embedding_tables(values, cells, self.inputs.metadata, self.source, image_ids)
+        if table is not None:
+            table[CELL_COLUMN] = cell_id(table["Metadata_sample_id"], table["Metadata_ObjectNumber"]).astype(str)
+        return image, table
 
     def _whole_run(self) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         """ImageNet tables of every image, computed once and cached on disk."""
@@ -320,7 +250,7 @@ class Embeddings:
             self.embedder_ = imagenet_embedder(images, weights=self.settings.weights,
                                                image_size=self.image_size)
             image, cells = self._embed(ids)
-            write_embedding_tables(folder, image, cells if cells is not None else image.iloc[:0])
+            write_embedding_tables(folder, image, cells)
             atomic.write_json(stamp, self.info)  # last: marks the tables finished
         image = load_table(folder, "image")
         cells = load_table(folder, "cell") if self.settings.input == "cells" else None

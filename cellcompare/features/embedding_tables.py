@@ -21,8 +21,8 @@ import pyarrow as pa
 from .extract import image_metadata
 from .shards import SHARD_IMAGES, shard_name, storage_table, write_shard
 
-__all__ = ["embedding_columns", "cell_embedding_table", "image_embedding_table", "index_metadata",
-           "write_embedding_tables"]
+__all__ = ["embedding_columns", "cell_embedding_table", "embedding_tables", "image_embedding_table",
+           "index_metadata", "write_embedding_tables"]
 
 _KEYS = ["Metadata_ImageNumber", "Metadata_ObjectNumber"]
 
@@ -114,7 +114,26 @@ def image_embedding_table(cells: pd.DataFrame, metadata: pd.DataFrame,
     return pd.concat([meta, means.loc[order].reset_index(drop=True).astype(np.float32)], axis=1)
 
 
-def write_embedding_tables(out: str | Path, image: pd.DataFrame, cells: pd.DataFrame, *,
+def embedding_tables(values: np.ndarray, cells: pd.DataFrame | None, metadata: pd.DataFrame,
+                     source: str, sample_ids: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """``(image table, cell table)`` of embeddings ``values``.
+
+    With ``cells`` (one row per embedded crop) the cell table is :func:`cell_embedding_table`
+    and the image table its means (:func:`image_embedding_table`); without, ``values`` are one
+    per image of ``sample_ids`` (whole images) and there is no cell table.
+    """
+    if cells is not None:
+        table = cell_embedding_table(values, cells, metadata, source)
+        return image_embedding_table(table, metadata, sample_ids), table
+    ids = [str(s) for s in sample_ids]
+    if len(values) != len(ids):
+        raise ValueError(f"{len(values)} embeddings for {len(ids)} images")
+    rows = metadata.set_index("Metadata_sample_id").loc[ids].reset_index()
+    frame = pd.DataFrame(np.asarray(values, np.float32), columns=embedding_columns(source, np.shape(values)[1]))
+    return pd.concat([rows, frame], axis=1), None
+
+
+def write_embedding_tables(out: str | Path, image: pd.DataFrame, cells: pd.DataFrame | None, *,
                            dtype: str = "float32", shard_images: int = SHARD_IMAGES) -> list[Path]:
     """Write ``image`` and ``cells`` as ``out/{image,cells}/shard-*.parquet`` (ImageNumber ranges
     of ``shard_images``, entries in each footer), readable by ``features.load_table``.
@@ -125,6 +144,8 @@ def write_embedding_tables(out: str | Path, image: pd.DataFrame, cells: pd.DataF
     out = Path(out)
     written = []
     for level, table in (("image", image), ("cells", cells)):
+        if table is None:
+            continue
         folder = out / level
         folder.mkdir(parents=True, exist_ok=True)
         numbers = table["Metadata_ImageNumber"].to_numpy(dtype=np.int64)
