@@ -2,6 +2,7 @@
 under the feature contract, and the configuration errors."""
 
 import json
+from html import escape as html_escape
 
 import numpy as np
 import pandas as pd
@@ -47,9 +48,28 @@ def test_svm_on_imagenet_embeddings_runs_on_the_same_folds_with_tables_as_featur
     emb = {"weights": str(weights_file), "cells_per_image": 8}
     config = _config(tmp_path, [{"name": "svm"},
                                 {"name": "svm", "label": "svm_emb", "representation": "embeddings:imagenet",
-                                 "embedding": emb}])
+                                 "embedding": emb},
+                                {"name": "smallcnn", "params": {"weights": "none", "epochs": 1,
+                                                                "image_size": 32, "progress": False}}],
+                     report=True)
     out = run(config)
     metrics = json.loads((out / "metrics.json").read_text())
+    # the 2x2: representation with the head held classical, head with the representation learned
+    factors = metrics["factors"]
+    assert factors["cells"]["cellprofiler/classical"]["best"] == "svm"
+    assert factors["cells"]["learned/classical"]["best"] == "svm_emb"
+    assert factors["cells"]["learned/network"]["best"] == "smallcnn"
+    assert factors["cells"]["cellprofiler/network"]["best"] is None
+    rep, head = factors["factors"]["representation"], factors["factors"]["head"]
+    assert (rep["model_a"], rep["model_b"], head["model_a"], head["model_b"]) == (
+        "svm_emb", "svm", "smallcnn", "svm_emb")
+    boot = metrics["bootstrap"]["models"]
+    assert rep["estimate"] == pytest.approx(boot["svm_emb"]["accuracy"]["estimate"]
+                                            - boot["svm"]["accuracy"]["estimate"])
+    assert rep["low"] <= rep["estimate"] <= rep["high"] and 0 <= rep["t_test_p"] <= 1
+    html = (out / "report.html").read_text()
+    assert 'id="factor-grid"' in html and "not run: no network is trained on CellProfiler features" in html
+    assert html_escape(factors["answer"].split(":")[0]) in html
     entry = metrics["models"]["svm_emb"]
     assert entry["representation"] == "embeddings:imagenet"
     assert metrics["models"]["svm"]["representation"] == "cellprofiler"

@@ -22,6 +22,7 @@ from cellcompare.comparison.celltable import cell_table_key, example_cells
 from cellcompare.comparison.config import CompareConfig, ModelSpec, check_models
 from cellcompare.comparison.context import RunContext
 from cellcompare.comparison.export import export_models
+from cellcompare.comparison.factors import factor_pairs, factor_table
 from cellcompare.comparison.metrics import compute_metrics
 from cellcompare.comparison.preflight import preflight
 from cellcompare.comparison.prepare import build_task, dataset_info, extract_features, prepare_dataset
@@ -260,7 +261,12 @@ def _results(config: CompareConfig, context: RunContext, records: list[dict], ch
     metric_names = metric_order(task.class_counts)
     collected.update(uncertainty(collected["models"], collected["comparisons"],
                                  pd.read_parquet(out / "predictions.parquet"), task.classes, config.top_k,
-                                 metric=metric_names[0], seed=config.seed, **task.units))
+                                 metric=metric_names[0], seed=config.seed, **task.units,
+                                 pairs=factor_pairs(collected["models"], metric_names[0])))
+    factors = factor_table(collected["models"], collected["bootstrap"], collected["comparisons"],
+                           metric_names[0])
+    if factors is not None:
+        collected["factors"] = factors
     collected["wells"] = task.wells(out, config.top_k)
     if config.export_models:
         collected["exported_models"] = export_models(context, out)

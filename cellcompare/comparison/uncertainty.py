@@ -270,7 +270,7 @@ def _headline_sentence(h: dict[str, Any]) -> str:
 def uncertainty(models: dict[str, dict], comparisons: Sequence[dict], predictions: pd.DataFrame,
                 classes: Sequence[str], top_k: int, *, metric: str = PRIMARY_METRIC,
                 units: dict[str, str] | None = None, unit: str = "image", n_boot: int = N_BOOT,
-                seed: int = 0) -> dict[str, Any]:
+                seed: int = 0, pairs: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
     """Bootstrap intervals of every model and the headline, from the pooled CV predictions.
 
     Parameters
@@ -291,6 +291,9 @@ def uncertainty(models: dict[str, dict], comparisons: Sequence[dict], prediction
         Name of one unit (``"well"``), for the headline sentence.
     n_boot, seed : int
         Resamples and their seed.
+    pairs : sequence of (str, str)
+        Model pairs whose paired difference gets an interval besides the headline's (the
+        factors of ``comparison.factors``).
 
     Returns
     -------
@@ -324,8 +327,9 @@ def uncertainty(models: dict[str, dict], comparisons: Sequence[dict], prediction
         raise ValueError(f"primary metric {metric!r} has no bootstrap interval; use one of "
                          f"{list(BOOTSTRAP_METRICS)}")
     pair = headline_pair({m: models[m] for m in names}, metric)
+    wanted = ([pair] if None not in pair else []) + [tuple(p) for p in pairs if set(p) <= set(names)]
     boot = bootstrap_metrics(y, outcomes, len(classes), units=unit_of, n_boot=n_boot, seed=seed,
-                             pairs=[pair] if None not in pair else [])
+                             pairs=list(dict.fromkeys(wanted)))
     boot["unit"] = unit if units is not None else "image"
     return {"bootstrap": boot,
             "headline": headline({m: models[m] for m in names}, comparisons, boot, metric=metric,

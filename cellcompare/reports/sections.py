@@ -213,6 +213,52 @@ def _cells_per_image(results: Results) -> np.ndarray | None:
         return None
 
 
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def factor_rows(factors: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The 2x2 of ``metrics.json`` ``factors`` (``comparison.factors``) as report rows: each
+    cell's best model with its interval, and each factor's difference with its tests.
+
+    Examples
+    --------
+    >>> rows = factor_rows({"metric": "accuracy", "answer": "...", "cells": {
+    ...     "cellprofiler/classical": {"best": "svm", "models": [{"model": "svm", "estimate": 0.6,
+    ...                                                           "low": 0.5, "high": 0.7}]},
+    ...     "cellprofiler/network": {"best": None, "models": []},
+    ...     "learned/classical": {"best": None, "models": []},
+    ...     "learned/network": {"best": None, "models": []}}, "factors": {"head": None}})
+    >>> rows["grid"][0]
+    ['CellProfiler features', 'svm 0.600 (0.500 – 0.700)', 'not run: no network is trained on CellProfiler features']
+    """
+    if not factors:
+        return None
+
+    def cell(key: str) -> str:
+        entry = factors["cells"].get(key) or {}
+        if not entry.get("best"):
+            return ("not run: no network is trained on CellProfiler features" if key == "cellprofiler/network"
+                    else "no model in this cell")
+        m = entry["models"][0]
+        others = len(entry["models"]) - 1
+        more = f" (+{others} more)" if others else ""
+        return f"{m['model']} {m['estimate']:.3f} ({m['low']:.3f} – {m['high']:.3f}){more}"
+
+    grid = [["CellProfiler features", cell("cellprofiler/classical"), cell("cellprofiler/network")],
+            ["learned representation", cell("learned/classical"), cell("learned/network")]]
+    tests = []
+    for name, f in factors["factors"].items():
+        if f is None:
+            tests.append([name, "not run (a level of this factor has no model)", "", "", ""])
+            continue
+        interval = (f"{f['estimate']:+.3f} ({f['low']:+.3f} – {f['high']:+.3f})" if "estimate" in f
+                    else "no bootstrap interval")
+        tests.append([name, f"{f['model_a']} − {f['model_b']}", interval, _p(f.get("t_test_p")),
+                      _p(f.get("mcnemar_p"))])
+    return {"metric": factors["metric"], "grid": grid, "tests": tests, "answer": factors["answer"]}
+
+
 def results_section(results: Results, opts: ReportOptions) -> dict[str, Any]:
     """Section 3: summary table, bootstrap intervals, fold plot, tests, confusions, recall, cost."""
     summary = tables.summary_frame(results)
@@ -225,6 +271,7 @@ def results_section(results: Results, opts: ReportOptions) -> dict[str, Any]:
         "n_folds": folds["fold"].nunique() if "fold" in folds else 0,
         "many_classes": many, "figures": [], "confusions": [], "recall_table": None,
         "worst": None, "comparisons": tables.comparison_rows(results), "cost": None,
+        "factors": factor_rows(results.metrics.get("factors")),
     }
     if not folds.empty:
         section["figures"].append(figures.fold_scores_figure(folds, table.metrics,

@@ -177,7 +177,8 @@ def first_box(results: Results) -> dict[str, Any]:
     -------
     dict
         ``question``, ``headline`` (metrics.json's record or ``None``), ``missing`` (a sentence
-        when there is no headline), ``caveats``, ``cost``, ``hardware``.
+        when there is no headline), ``caveats``, ``cost``, ``hardware``, ``factors`` (which
+        factor of the 2x2 carries the difference, ``comparison.factors``; ``None`` without one).
     """
     headline = results.metrics.get("headline")
     missing = None
@@ -186,4 +187,5 @@ def first_box(results: Results) -> dict[str, Any]:
                    "the comparison to get the answer with its interval.")
     return {"question": (headline or {}).get("question") or FALLBACK_QUESTION, "headline": headline,
             "missing": missing, "caveats": caveats(results), "cost": cost_rows(results),
-            "hardware": hardware(results)}
+            "hardware": hardware(results),
+            "factors": (results.metrics.get("factors") or {}).get("answer")}
