@@ -51,7 +51,7 @@ def test_svm_on_imagenet_embeddings_runs_on_the_same_folds_with_tables_as_featur
                                  "embedding": emb},
                                 {"name": "smallcnn", "params": {"weights": "none", "epochs": 1,
                                                                 "image_size": 32, "progress": False}}],
-                     report=True)
+                     report=True, embed_models=["smallcnn"])
     out = run(config)
     metrics = json.loads((out / "metrics.json").read_text())
     # the 2x2: representation with the head held classical, head with the representation learned
@@ -67,6 +67,13 @@ def test_svm_on_imagenet_embeddings_runs_on_the_same_folds_with_tables_as_featur
     assert rep["estimate"] == pytest.approx(boot["svm_emb"]["accuracy"]["estimate"]
                                             - boot["svm"]["accuracy"]["estimate"])
     assert rep["low"] <= rep["estimate"] <= rep["high"] and 0 <= rep["t_test_p"] <= 1
+    # the fine-tuned network of each fold embedded that fold's test images: one row per image
+    tuned = load_table(out / "embeddings" / "finetuned-smallcnn", "image")
+    folds = pd.read_csv(out / "folds.csv").set_index("sample_id")
+    assert sorted(tuned.Metadata_sample_id) == sorted(folds.index)
+    assert (tuned.set_index("Metadata_sample_id").Metadata_fold == folds.fold.loc[tuned.Metadata_sample_id]).all()
+    assert len([c for c in tuned.columns if c.startswith("Embedding_finetuned_")]) == 256
+    assert metrics["embeddings"] == {"smallcnn": str(out / "embeddings" / "finetuned-smallcnn")}
     html = (out / "report.html").read_text()
     assert 'id="factor-grid"' in html and "not run: no network is trained on CellProfiler features" in html
     assert html_escape(factors["answer"].split(":")[0]).replace("&#x27;", "&#39;") in html
@@ -139,6 +146,12 @@ def test_imagenet_embeddings_need_a_weights_file_that_exists(tmp_path):
     with pytest.raises(ConfigError, match="needs real weights"):
         ModelSpec.from_dict({"name": "svm", "representation": "embeddings:imagenet",
                              "embedding": {"weights": "none"}})
+
+
+def test_only_networks_are_embedded_by_fold():
+    with pytest.raises(ConfigError, match="embed_models: \\['svm'\\] name no deep model"):
+        CompareConfig(models=(ModelSpec("svm", "svm"), ModelSpec("smallcnn", "smallcnn")),
+                      embed_models=("svm",))
 
 
 def test_a_head_on_embeddings_is_not_exported(weights_file):

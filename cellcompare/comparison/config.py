@@ -172,6 +172,9 @@ class CompareConfig:
     feature_importance: str = "gain"
     report: bool = True
     export_models: tuple[str, ...] = ()
+    #: Networks whose fold-wise fine-tuned penultimate layer embeds each fold's test images,
+    #: written as ``{output}/embeddings/finetuned-<label>/`` tables (``comparison.runner``).
+    embed_models: tuple[str, ...] = ()
     labels: LabelsConfig = field(default_factory=LabelsConfig)
     cell_table: CellTableConfig = field(default_factory=CellTableConfig)
 
@@ -207,6 +210,12 @@ class CompareConfig:
         if unknown:
             raise ConfigError(f"export_models: {unknown} name no configured model; valid labels "
                               f"are {labels}")
+        deep = [m.label for m in self.models if _is_deep(m)]
+        not_deep = [x for x in self.embed_models if x not in deep]
+        if not_deep:
+            raise ConfigError(f"embed_models: {not_deep} name no deep model of this run; the fine-tuned "
+                              f"network of each fold embeds its test images, so only networks can be "
+                              f"listed (deep labels: {deep})")
         learned = [m.label for m in self.models
                    if m.label in self.export_models and m.representation != "cellprofiler"]
         if learned:
@@ -237,6 +246,8 @@ class CompareConfig:
                                        source=source)
         if "export_models" in data:
             data["export_models"] = name_tuple(data["export_models"], "export_models") or ()
+        if "embed_models" in data:
+            data["embed_models"] = name_tuple(data["embed_models"], "embed_models") or ()
         return build(cls, data, source=source)
 
     def feature_config(self) -> Any:
@@ -260,6 +271,12 @@ class CompareConfig:
     def replace(self, **changes: Any) -> "CompareConfig":
         """A copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)
+
+
+def _is_deep(spec: ModelSpec) -> bool:
+    from cellcompare.comparison.adapters import model_kind
+
+    return model_kind(spec.name) == "deep"
 
 
 def check_models(models: Sequence[ModelSpec]) -> None:

@@ -135,8 +135,6 @@ class RunContext:
         from cellcompare.comparison.representation import EmbeddingInputs, Embeddings, source_of
         from cellcompare.deep import DeepConfig
         from cellcompare.deep.input_cache import InputSettings
-        from cellcompare.features.embedding_tables import index_metadata
-
         settings = spec.check_representation()
         crops, images, inputs_key = None, None, {}
         if settings.input == "cells":
@@ -149,7 +147,7 @@ class RunContext:
             cache = self.input_cache(InputSettings.of(config, self.channel_index), progress=False)
             images, inputs_key = cache.images, {"inputs": cache.folder.name}
         key = hashlib.sha256(json.dumps([self.data_digest, inputs_key], sort_keys=True).encode()).hexdigest()[:20]
-        inputs = EmbeddingInputs(index_metadata(self.dataset.index), crops, images,
+        inputs = EmbeddingInputs(self.image_metadata, crops, images,
                                  Path(self.config.output) / "embeddings", key)
         return Embeddings(source_of(spec.representation), settings, inputs, seed=self.config.seed)
 
@@ -176,6 +174,14 @@ class RunContext:
     def image_ids(self) -> list[str]:
         """The images of the folds, in fold order (a cell's image for a cell task)."""
         return list(dict.fromkeys(self.task.images_of(self.folds["sample_id"].astype(str))))
+
+    @functools.cached_property
+    def image_metadata(self) -> pd.DataFrame:
+        """Per-image ``Metadata_*`` columns of every embedding table
+        (``features.embedding_tables.index_metadata`` of the dataset index), made once."""
+        from cellcompare.features.embedding_tables import index_metadata
+
+        return index_metadata(self.dataset.index)
 
     @functools.cached_property
     def data_digest(self) -> str:

@@ -36,7 +36,7 @@ from cellcompare.config import ConfigError
 from cellcompare.deep.embed_config import EmbeddingConfig
 
 __all__ = ["CELLPROFILER", "REPRESENTATIONS", "CellProfiler", "EmbeddingConfig", "Embeddings",
-           "check_representation", "source_of"]
+           "check_representation", "finetuned_tables", "source_of", "write_finetuned"]
 
 log = logging.getLogger(__name__)
 
@@ -263,3 +263,42 @@ class Embeddings:
         """``representation``, and the embedding's source, size, input and weights."""
         return {"representation": self.name, "embedding": dict(self.info)}
 
+
+
+def finetuned_tables(adapter: Any, test: Any, metadata: pd.DataFrame,
+                     fold: int) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Embeddings of ``test``'s images by the network fine-tuned in this fold (``embed_models``).
+
+    The fitted ``DeepModel``'s penultimate layer (``deep.embed.finetuned_embedder``) reads the
+    inputs it predicted from: whole images, or its cells' crops normalised as in training. Each
+    image is embedded only by the fold that held it out, so over the folds every image has one
+    out-of-fold embedding; ``Metadata_fold`` says which.
+    """
+    from cellcompare.deep.embed import finetuned_embedder
+    from cellcompare.features.embedding_tables import embedding_tables
+
+    clf = adapter.classifier_
+    embedder = finetuned_embedder(clf)
+    image_ids = list(dict.fromkeys(test.task.images_of(test.sample_ids)))
+    if adapter.granularity == "cell":
+        cells, _ = adapter.cell_inputs(test)
+        rows = adapter.crops.cells.iloc[cells.rows].reset_index(drop=True)
+        values = embedder.embed(cells.scaled(clf.config.normalize), batch_size=clf.config.batch_size)
+    else:
+        rows, values = None, embedder.embed(adapter.images(test), batch_size=clf.config.batch_size)
+    image, table = embedding_tables(values, rows, metadata, "finetuned", image_ids)
+    for frame in (image, table):
+        if frame is not None:
+            frame.insert(1, "Metadata_fold", int(fold))
+    return image, table
+
+
+def write_finetuned(out: Path, label: str, parts: list[tuple[pd.DataFrame, pd.DataFrame | None]]) -> Path:
+    """The fold parts of one network as ``{out}/embeddings/finetuned-<label>/`` shards."""
+    from cellcompare.features.embedding_tables import write_embedding_tables
+
+    folder = Path(out) / "embeddings" / f"finetuned-{label}"
+    image = pd.concat([p[0] for p in parts], ignore_index=True)
+    cells = [p[1] for p in parts if p[1] is not None]
+    write_embedding_tables(folder, image, pd.concat(cells, ignore_index=True) if cells else None)
+    return folder

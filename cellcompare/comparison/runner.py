@@ -23,6 +23,7 @@ from cellcompare.comparison.config import CompareConfig, ModelSpec, check_models
 from cellcompare.comparison.context import RunContext
 from cellcompare.comparison.export import export_models
 from cellcompare.comparison.factors import factor_pairs, factor_table
+from cellcompare.comparison.representation import finetuned_tables, write_finetuned
 from cellcompare.comparison.metrics import compute_metrics
 from cellcompare.comparison.preflight import preflight
 from cellcompare.comparison.prepare import build_task, dataset_info, extract_features, prepare_dataset
@@ -104,6 +105,12 @@ def _run_unit(spec: ModelSpec, fold: int, context: RunContext):
     if adapter.kind == "deep":
         explain.write_gradcam_examples(Path(config.output), spec.label, fold, adapter, test, proba,
                                        context.classes)
+    if spec.label in config.embed_models:  # this fold's network embeds this fold's test images
+        image, cells = finetuned_tables(adapter, test, context.image_metadata, fold)
+        json_path, _ = _unit_paths(Path(config.output), spec.label, fold)
+        write_parquet(image, json_path.with_suffix(".embeddings.image.parquet"))
+        if cells is not None:
+            write_parquet(cells, json_path.with_suffix(".embeddings.cells.parquet"))
     importance = None
     if config.feature_importance != "none" and spec.name == "xgboost" and spec.representation == "cellprofiler":
         importance = adapter.feature_importance(test, config.feature_importance == "permutation")
@@ -120,6 +127,8 @@ def _spec_key(spec: ModelSpec, config: CompareConfig, data: str = "") -> dict:
     """What a finished unit depends on (checked on resume); ``data`` is ``RunContext.data_digest``."""
     learned = {} if spec.representation == "cellprofiler" else {
         "representation": spec.representation, "embedding": spec.embedding}  # CP keys as before
+    if spec.label in config.embed_models:  # its units also wrote embeddings
+        learned["embeds"] = True
     return json.loads(json.dumps({"name": spec.name, "granularity": spec.granularity, **learned,
                                   "params": spec.params, "seed": config.seed, "top_k": config.top_k,
                                   "features": config.features, "data": data,
@@ -185,6 +194,24 @@ def _collect(config: CompareConfig, records: list[dict], out: Path, classes: tup
     write_parquet(preds, out / "predictions.parquet")
     return {"models": models,
             "comparisons": comparisons(models, preds, list(classes))}
+
+
+def _write_embeddings(config: CompareConfig, records: list[dict], out: Path) -> dict[str, str]:
+    """``{label: folder}`` of each ``embed_models`` network's out-of-fold embedding tables,
+    assembled from its units' parts."""
+    written = {}
+    for label in config.embed_models:
+        parts = []
+        for r in sorted((r for r in records if r["model"] == label), key=lambda r: r["fold"]):
+            json_path, _ = _unit_paths(out, label, r["fold"])
+            image, cells = (json_path.with_suffix(f".embeddings.{level}.parquet") for level in ("image", "cells"))
+            if not image.is_file():
+                raise UnitError(f"unit {label} fold {r['fold']} has no embeddings ({image} missing); "
+                                f"delete {json_path} to run it again")
+            parts.append((pd.read_parquet(image), pd.read_parquet(cells) if cells.is_file() else None))
+        written[label] = str(write_finetuned(out, label, parts))
+        log.info("out-of-fold embeddings of %s written to %s", label, written[label])
+    return written
 
 
 def _write_importance(out: Path) -> None:
@@ -270,6 +297,8 @@ def _results(config: CompareConfig, context: RunContext, records: list[dict], ch
     collected["wells"] = task.wells(out, config.top_k)
     if config.export_models:
         collected["exported_models"] = export_models(context, out)
+    if config.embed_models:
+        collected["embeddings"] = _write_embeddings(config, records, out)
     _feature_examples(config, out, task.cell_table, ds, feature_info.get("cell_table"))
     metrics = {"top_k": config.top_k, "metric_names": metric_names,
                "classes": list(task.classes), "labels": task.info, "task": task.record(),
