@@ -51,7 +51,7 @@ def test_svm_on_imagenet_embeddings_runs_on_the_same_folds_with_tables_as_featur
                                  "embedding": emb},
                                 {"name": "smallcnn", "params": {"weights": "none", "epochs": 1,
                                                                 "image_size": 32, "progress": False}}],
-                     report=True, embed_models=["smallcnn"])
+                     report=True, embed_models=["smallcnn"], export_models=["svm_emb"])
     out = run(config)
     metrics = json.loads((out / "metrics.json").read_text())
     # the 2x2: representation with the head held classical, head with the representation learned
@@ -108,6 +108,21 @@ def test_svm_on_imagenet_embeddings_runs_on_the_same_folds_with_tables_as_featur
     agg = aggregate(cells, strata=["Metadata_sample_id"], features=columns, operation="mean")
     agg = agg.set_index("Metadata_sample_id").loc[image.Metadata_sample_id]
     np.testing.assert_allclose(agg[columns].to_numpy(float), image[columns].to_numpy(float), rtol=1e-5)
+    # served, the exported head embeds each image as comparison did: the same probabilities
+    from cellcompare import serve
+    from cellcompare.classical import load_model
+    from cellcompare.datasets import open_dataset
+
+    model_dir = out / "models" / "svm_emb"
+    assert json.loads((model_dir / "serve.json").read_text())["embedding"]["cells_per_image"] == 8
+    ds = open_dataset(tmp_path / "data", layout="rxrx1")
+    ids = [str(s) for s in ds.ids[:6]]
+    classes, served = serve.load_predictor(model_dir).predict_proba([ds.get(s) for s in ids])
+    head = load_model(model_dir / "model")
+    rows = image.set_index("Metadata_sample_id").loc[ids].reset_index()
+    expected = head.predict_proba(rows)
+    order = [list(head.classes_).index(c) for c in classes]
+    np.testing.assert_allclose(served, expected[:, order], atol=1e-4)
     # a rerun reads the cached tables and the finished units
     stamp = (folder / "embedding.json").stat().st_mtime_ns
     run(config)
@@ -154,11 +169,6 @@ def test_only_networks_are_embedded_by_fold():
                       embed_models=("svm",))
 
 
-def test_a_head_on_embeddings_is_not_exported(weights_file):
-    spec = ModelSpec.from_dict({"name": "svm", "label": "emb", "representation": "embeddings:imagenet",
-                                "embedding": {"weights": str(weights_file)}})
-    with pytest.raises(ConfigError, match="serving a classical head on embeddings is not built"):
-        CompareConfig(models=(ModelSpec("svm", "svm"), spec), export_models=("emb",))
 
 
 def test_embed_command_writes_tables_with_the_metadata_of_the_features(tmp_path, weights_file):

@@ -216,11 +216,6 @@ class CompareConfig:
             raise ConfigError(f"embed_models: {not_deep} name no deep model of this run; the fine-tuned "
                               f"network of each fold embeds its test images, so only networks can be "
                               f"listed (deep labels: {deep})")
-        learned = [m.label for m in self.models
-                   if m.label in self.export_models and m.representation != "cellprofiler"]
-        if learned:
-            raise ConfigError(f"export_models: {learned} read embeddings; serving a classical head "
-                              f"on embeddings is not built yet, so they cannot be exported")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str | Path | None = None) -> "CompareConfig":

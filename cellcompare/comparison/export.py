@@ -76,9 +76,13 @@ def _write(adapter: ModelAdapter, train: FoldData, target: Path, context: RunCon
     channels = context.channel_names
     task = context.task.serve_record()
     if isinstance(adapter, ClassicalModel):
+        representation = adapter.representation
+        learned = {} if representation.name == "cellprofiler" else {
+            "embedder": representation.embedder(),
+            "embedding": representation.serve_record(context.channel_index)}
         serve.export_model(adapter.estimator_, target, channels=channels, dtype=dtype,
                            feature_config=context.feature_config, train_table=adapter.rows(train),
-                           task=task)
+                           task=task, **learned)
     elif isinstance(adapter, DeepModel):
         cell = adapter.granularity == "cell"
         serve.export_model(adapter.classifier_, target, channels=channels, dtype=dtype,

@@ -259,6 +259,26 @@ class Embeddings:
         self._tables["run"] = (image, cells)
         return image, cells
 
+    def embedder(self) -> Any:
+        """The fitted ``deep.embed.Embedder`` (ImageNet's is rebuilt when its tables were cached:
+        its statistics are those of every image of the run, as when the tables were made)."""
+        from cellcompare.deep.embed import imagenet_embedder
+
+        if getattr(self, "embedder_", None) is None:
+            ids = self.inputs.metadata["Metadata_sample_id"].astype(str).tolist()
+            self.embedder_ = imagenet_embedder(self._inputs(ids)[0], weights=self.settings.weights,
+                                               image_size=self.image_size)
+        return self.embedder_
+
+    def serve_record(self, channels: Any) -> dict[str, Any]:
+        """``serve.json`` ``embedding`` of an exported head: what serving embeds, as here."""
+        crops = self.inputs.crops
+        return {"source": self.source, "input": self.settings.input,
+                "cells_per_image": self.settings.cells_per_image, "seed": int(self.seed),
+                "crop_size": None if crops is None else int(crops.crop_size),
+                "crop_mask": bool(self.settings.crop_mask), "batch_size": int(self.settings.batch_size),
+                "channel_index": None if channels is None else [int(c) for c in channels]}
+
     def record(self) -> dict[str, Any]:
         """``representation``, and the embedding's source, size, input and weights."""
         return {"representation": self.name, "embedding": dict(self.info)}

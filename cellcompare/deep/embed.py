@@ -14,9 +14,11 @@ the input statistics and size it reads images at. Three sources make one:
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -89,6 +91,42 @@ class Embedder:
     info: dict = field(default_factory=dict)
     device: str = "auto"
     amp: bool = True
+    arch: str = "resnet18"
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``network.pt`` (the headless state dict) and ``embedder.json`` (last)."""
+        from cellcompare import atomic
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic.atomic_path(folder / "network.pt") as tmp:
+            torch.save({k: v.detach().cpu() for k, v in self.network.state_dict().items()}, tmp)
+        atomic.write_json(folder / "embedder.json", {
+            "arch": self.arch, "n_channels": len(self.mean), "mean": np.asarray(self.mean, float).tolist(),
+            "std": np.asarray(self.std, float).tolist(), "image_size": int(self.image_size),
+            "resize": self.resize, "amp": bool(self.amp), "info": self.info})
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str = "cpu") -> "Embedder":
+        """The embedder :meth:`save` wrote (no weight file needed).
+
+        Raises
+        ------
+        FileNotFoundError
+            ``embedder.json`` is missing (an unfinished or foreign folder), naming it.
+        """
+        folder = Path(folder)
+        meta_path = folder / "embedder.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{meta_path} not found; expected a folder written by Embedder.save")
+        meta = json.loads(meta_path.read_text())
+        model, _ = build_model(meta["arch"], int(meta["n_channels"]), 2, "none")
+        network = penultimate(model)
+        network.load_state_dict(torch.load(folder / "network.pt", map_location="cpu", weights_only=True))
+        return cls(network, np.asarray(meta["mean"], np.float32), np.asarray(meta["std"], np.float32),
+                   int(meta["image_size"]), meta["resize"], meta["info"], device, bool(meta["amp"]),
+                   meta["arch"])
 
     @property
     def dim(self) -> int:
@@ -141,7 +179,7 @@ def imagenet_embedder(images: Sequence, *, weights: str = "imagenet", image_size
     model, info = build_model("resnet18", n_channels, 2, spec)
     mean, std = channel_stats(images, progress=False)
     log.info("embedding with resnet18 %s weights (%s)", info["source"], info.get("path"))
-    return Embedder(penultimate(model), mean, std, int(image_size), resize, dict(info), device)
+    return Embedder(penultimate(model), mean, std, int(image_size), resize, dict(info), device)  # resnet18
 
 
 def finetuned_embedder(classifier: Any) -> Embedder:
@@ -149,7 +187,8 @@ def finetuned_embedder(classifier: Any) -> Embedder:
     cfg = classifier.config
     return Embedder(penultimate(classifier._check_fitted()), classifier.channel_mean_,
                     classifier.channel_std_, int(cfg.image_size), cfg.resize,
-                    {"source": "finetuned", **dict(classifier.weights_info_ or {})}, cfg.device, cfg.amp)
+                    {"source": "finetuned", **dict(classifier.weights_info_ or {})}, cfg.device, cfg.amp,
+                    cfg.arch)
 
 
 def ssl_embedder(pretrained: Any, *, image_size: int, resize: str = "pad",
@@ -159,4 +198,5 @@ def ssl_embedder(pretrained: Any, *, image_size: int, resize: str = "pad",
 
     return Embedder(penultimate(backbone(pretrained, 2)), np.asarray(pretrained.channel_mean),
                     np.asarray(pretrained.channel_std), int(image_size), resize,
-                    {"source": "ssl", **{k: v for k, v in pretrained.info.items() if k != "loss"}}, device)
+                    {"source": "ssl", **{k: v for k, v in pretrained.info.items() if k != "loss"}}, device,
+                    arch=pretrained.arch)

@@ -24,6 +24,8 @@ from cellcompare.serve.errors import ModelDirError
 
 SPEC_FILE = "serve.json"
 MODEL_SUBDIR = "model"
+#: A classical head on embeddings: its network (``deep.embed.Embedder.save``).
+EMBEDDER_SUBDIR = "embedder"
 FORMAT = 1
 
 
@@ -70,7 +72,8 @@ def export_model(model: Any, out_dir: str | Path, *, channels: tuple[str, ...] |
                  feature_config: Any = None, dtype: str | None = None, min_size: int = 16,
                  max_size: int = 4096, version: str = "1", train_table: Any = None,
                  channel_index: Sequence[int] | None = None, granularity: str = "image",
-                 task: dict[str, Any] | None = None) -> Path:
+                 task: dict[str, Any] | None = None, embedder: Any = None,
+                 embedding: dict[str, Any] | None = None) -> Path:
     """Write a fitted model as a MODEL_DIR that :func:`serve.load_predictor` reads.
 
     Parameters
@@ -98,6 +101,10 @@ def export_model(model: Any, out_dir: str | Path, *, channels: tuple[str, ...] |
         ``{"level": "cell", "positive": class, "leak_guard_channel": channel or None}``
         (``cellcompare score`` reads it; a classical model's served rows drop that channel's
         columns, as training did).
+    embedder, embedding : deep.embed.Embedder and dict, optional
+        A classical head on embeddings: the network (saved to ``out_dir/embedder``) and
+        ``serve.json`` ``embedding`` (source, input, cells per image, seed, crop size and mask,
+        channel positions), so a served image is embedded as comparison embedded it.
 
     Returns
     -------
@@ -131,6 +138,11 @@ def export_model(model: Any, out_dir: str | Path, *, channels: tuple[str, ...] |
         classical.save_model(model, out / MODEL_SUBDIR, train_table=train_table)
         meta["feature_config"] = feature_config.to_dict()
         meta["granularity"] = str(getattr(model, "granularity", "image"))
+        if (embedder is None) != (embedding is None):
+            raise ModelDirError(f"export of a head on embeddings to {out} needs both embedder= and embedding=")
+        if embedder is not None:
+            embedder.save(out / EMBEDDER_SUBDIR)
+            meta["embedding"] = dict(embedding)
     if task is not None:
         meta["task"] = dict(task)
     atomic.write_json(out / SPEC_FILE, meta)

@@ -21,7 +21,7 @@ import pandas as pd
 
 from cellcompare.proba import align_columns, top_k
 from cellcompare.serve.errors import InputSpecError
-from cellcompare.serve.model_dir import MODEL_SUBDIR, SPEC_FILE, InputSpec, read_spec
+from cellcompare.serve.model_dir import EMBEDDER_SUBDIR, MODEL_SUBDIR, SPEC_FILE, InputSpec, read_spec
 from cellcompare.serve.normalization import MIN_PLATE_IMAGES, Normalization, choose
 
 logger = logging.getLogger(__name__)
@@ -345,6 +345,55 @@ class ClassicalPredictor(_Base):
                 for p in parts}
 
 
+class EmbeddingPredictor(ClassicalPredictor):
+    """A classical head on a network's embeddings (``representation: embeddings:<source>``).
+
+    Each image is embedded as comparison embedded it (``serve.json`` ``embedding``): its cells
+    segmented with the stored ``FeatureConfig``, cut at the run's crop size, the same seeded
+    ``cells_per_image`` kept (``deep.cells.CellInputs.bounded``), the stored network applied and
+    the rows built by ``features.embedding_tables``; or the whole image. The head then reads
+    these rows as a classical model reads its features (plates and reference statistics alike).
+    ``device`` places the network.
+    """
+
+    def __init__(self, model_dir: Path, meta: dict[str, Any], device: str = "cpu") -> None:
+        super().__init__(model_dir, meta)
+        from cellcompare.deep.embed import Embedder
+        self.embedder = Embedder.load(Path(model_dir) / EMBEDDER_SUBDIR, device=device)
+        self.embedding = dict(meta["embedding"])
+
+    def normalization_info(self) -> dict[str, Any]:
+        return {**super().normalization_info(), "embedding": self.embedding["source"]}
+
+    def _measure(self, sample: Any, name: str, group: str | None) -> pd.DataFrame:
+        """The sample's embedding rows (one per image, or one per kept cell)."""
+        from cellcompare.deep.cells import CellInputs
+        from cellcompare.deep.crops import CellCrops
+        from cellcompare.deep.inputs import sample_input
+        from cellcompare.features.embedding_tables import embedding_tables, index_metadata
+
+        spec, channels = self.embedding, self.embedding.get("channel_index")
+        metadata = index_metadata(pd.DataFrame([{"sample_id": str(sample.id), "label": sample.label,
+                                                 "group": group, **dict(sample.metadata)}]))
+        if spec["input"] == "image":
+            values = self.embedder.embed([sample_input(sample, channels)], batch_size=1)
+            image, cells = embedding_tables(values, None, metadata, spec["source"], [str(sample.id)])
+        else:
+            crops = CellInputs.of_sample(sample, self.feature_config, crop_size=int(spec["crop_size"]),
+                                         channels=channels, mask=bool(spec["crop_mask"]),
+                                         channel_names=self.input_spec.channels, group=group)
+            if self.granularity != "cell" or not self.meta.get("task"):  # an image task's bound
+                crops = crops.bounded(spec["cells_per_image"], int(spec["seed"]))
+            if not len(crops):
+                raise InputSpecError(f"no cells segmented in {name} (blank or out-of-focus image?); "
+                                     "cannot embed its cells to predict")
+            values = self.embedder.embed(CellCrops(crops.crops, crops.rows),
+                                         batch_size=int(spec["batch_size"]))
+            objects = crops.objects.reset_index(drop=True).assign(Metadata_sample_id=str(sample.id))
+            image, cells = embedding_tables(values, objects, metadata, spec["source"], [str(sample.id)])
+        return cells if self.granularity == "cell" else image
+
+
 class DeepPredictor(_Base):
     """A ``deep.DeepClassifier`` on ``deep.inputs.sample_input`` (image) or cell crops.
 
@@ -445,8 +494,10 @@ def load_predictor(model_dir: str | Path, *, device: str = "cpu") -> Predictor:
     meta = read_spec(model_dir)
     logger.info("loading %s model from %s", meta["kind"], model_dir)
     if meta["kind"] == "classical":
-        if device != "cpu":
+        if device != "cpu" and not meta.get("embedding"):
             logger.warning("device %r ignored: a classical model predicts on the CPU", device)
+        if meta.get("embedding"):
+            return EmbeddingPredictor(model_dir, meta, device=device)
         return ClassicalPredictor(model_dir, meta)
     return DeepPredictor(model_dir, meta, device=device)
 
