@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 OLD_NAMES = ("datasets", "features", "classical", "deep", "comparison", "reports", "serve")
-SUBCOMMANDS = ("synth", "convert", "summary", "extract", "compact", "export", "compare", "fetch", "report",
+SUBCOMMANDS = ("synth", "convert", "summary", "extract", "compact", "embed", "export", "compare", "fetch", "report",
                "predict", "score", "undo",
                "serve")
 
