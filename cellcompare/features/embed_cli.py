@@ -29,7 +29,7 @@ def _embed(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``embed`` to the ``cellcompare`` command line."""
-    emb = sub.add_parser("embed", help="write a network's per-cell and per-image embeddings as feature tables")
+    emb = sub.add_parser("embed", help="write a network's embeddings as feature tables")
     emb.add_argument("dataset_dir", help="dataset folder (any layout open_dataset reads)")
     emb.add_argument("--out", required=True, help="output folder (image/, cells/, embedding.json)")
     emb.add_argument("--source", default="imagenet", choices=["imagenet", "ssl"],
