@@ -102,6 +102,8 @@ class RunContext:
             settings = input_settings(spec.name, spec.granularity, params)
             if settings is not None:
                 inputs["input_cache"] = self.input_cache(settings, progress=bool(params.get("progress", True)))
+            if str(params.get("weights")) == "ssl":
+                inputs["ssl"] = self.ssl_inputs
         return build_adapter(spec.name, granularity=spec.granularity, params=params,
                              seed=self.config.seed, **inputs)
 
@@ -174,6 +176,15 @@ class RunContext:
     def image_ids(self) -> list[str]:
         """The images of the folds, in fold order (a cell's image for a cell task)."""
         return list(dict.fromkeys(self.task.images_of(self.folds["sample_id"].astype(str))))
+
+    @functools.cached_property
+    def ssl_inputs(self) -> Any:
+        """``comparison.adapters.SSLInputs`` of this run (``weights: ssl`` and ``embeddings:ssl``)."""
+        from cellcompare.comparison.adapters import SSLInputs
+
+        images = self.task.images_of(self.folds["sample_id"].astype(str))
+        groups = dict(zip(map(str, images), self.folds["group"].astype(str)))
+        return SSLInputs(Path(self.config.output) / "ssl", self.data_digest, tuple(self.image_ids), groups)
 
     @functools.cached_property
     def image_metadata(self) -> pd.DataFrame:

@@ -124,6 +124,8 @@ def weights_for(spec: str, arch: str) -> str:
     """
     if spec == "auto":
         return "imagenet" if arch == "resnet18" and imagenet_weights_path().is_file() else "none"
+    if spec == "ssl":  # pretrained on the data itself when fitted (deep.ssl): nothing on disk
+        return spec
     if spec == "imagenet":
         _cached_imagenet()
     elif spec != "none":

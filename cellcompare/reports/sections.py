@@ -133,6 +133,13 @@ def weights_statement(weights: dict[str, Any] | None) -> str:
         return f"file {weights.get('path')} (sha256 {weights.get('sha256') or 'not recorded'})"
     if source == "none":
         return "none: trained from random initialisation"
+    if source == "ssl":
+        seen = (f"every image of the run, test images included (transductive: the test images were "
+                f"seen, unlabeled, in pretraining; {weights.get('images')} images)"
+                if weights.get("use_test_images") else
+                f"this fold's training images only ({weights.get('images')} images)")
+        return (f"self-supervised (SimCLR, {weights.get('epochs')} epochs) on {seen}; "
+                f"backbone sha256 {str(weights.get('sha256') or 'not recorded')[:12]}")
     return f"unrecognised weights record: {weights}"
 
 

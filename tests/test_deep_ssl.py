@@ -1,0 +1,106 @@
+"""Self-supervised pretraining (``weights: ssl``, ``deep.ssl``): the loss, the cache, fine-tuning
+from the backbone, and the configuration."""
+
+import logging
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cellcompare.deep import ConfigError, DeepClassifier, DeepConfig
+from cellcompare.deep.config import SSLConfig
+from cellcompare.deep.ssl import backbone, nt_xent, pretrain
+
+
+def _images(n=16, seed=0):
+    """Bright and dim 1x16x16 images with a blob: two classes a network can tell apart."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        image = rng.random((1, 16, 16), dtype=np.float32) * 0.2
+        image[0, 4:12, 4:12] += 0.8 if i % 2 else 0.3
+        out.append(image)
+    return out, np.array(["bright" if i % 2 else "dim" for i in range(n)])
+
+
+def _config(**ssl):
+    return DeepConfig.from_dict({"arch": "smallcnn", "weights": "ssl", "image_size": 16, "epochs": 2,
+                                 "batch_size": 8, "val_fraction": 0.0, "device": "cpu", "amp": False,
+                                 "progress": False, "ssl": {"epochs": 2, **ssl}})
+
+
+def test_nt_xent_is_the_cross_entropy_of_finding_the_partner():
+    z1 = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    z2 = torch.tensor([[1.0, 1.0], [0.0, 1.0]])                 # partner of row 0 at 45 degrees
+    z = torch.nn.functional.normalize(torch.cat([z1, z2]), dim=1)
+    sim = (z @ z.T / 0.5).tolist()
+    expected = 0.0
+    for i, j in [(0, 2), (1, 3), (2, 0), (3, 1)]:
+        others = [math.exp(sim[i][k]) for k in range(4) if k != i]
+        expected -= math.log(math.exp(sim[i][j]) / sum(others))
+    assert float(nt_xent(z1, z2, 0.5)) == pytest.approx(expected / 4, rel=1e-6)
+    assert float(nt_xent(z1, z1, 0.1)) < float(nt_xent(z1, z1.flip(0), 0.1))  # partners found
+
+
+def test_pretraining_records_its_losses_and_a_rerun_reads_the_cache(tmp_path, caplog):
+    images, _ = _images()
+    pre = pretrain(images, _config(), key="fold0", folder=tmp_path)
+    assert pre.info["images"] == 16 and len(pre.info["loss"]) == 2
+    assert all(np.isfinite(pre.info["loss"])) and pre.info["images_per_s"] > 0
+    assert set(pre.state_dict) and not any(k.startswith("fc.") for k in pre.state_dict)
+    (folder,) = tmp_path.iterdir()
+    assert pre.info["folder"] == str(folder) and len(pre.info["sha256"]) == 64
+    with caplog.at_level(logging.INFO, logger="cellcompare.deep.ssl"):
+        again = pretrain(images, _config(), key="fold0", folder=tmp_path)
+    assert any("reusing the SSL backbone" in r.getMessage() for r in caplog.records)
+    assert all(torch.equal(again.state_dict[k], pre.state_dict[k]) for k in pre.state_dict)
+    np.testing.assert_allclose(again.channel_mean, pre.channel_mean)
+    pretrain(images, _config(), key="fold1", folder=tmp_path)          # another fold: its own
+    pretrain(images, _config(temperature=0.5), key="fold0", folder=tmp_path)  # other settings
+    assert len(list(tmp_path.iterdir())) == 3
+
+
+def test_the_backbone_loads_into_the_architecture_with_a_new_head():
+    images, _ = _images(8)
+    pre = pretrain(images, _config())
+    model = backbone(pre, 3)
+    assert model.fc.out_features == 3
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in pre.state_dict.items())
+
+
+def test_fine_tuning_from_ssl_saves_and_loads_with_identical_probabilities(tmp_path):
+    images, y = _images()
+    clf = DeepClassifier(_config()).fit(images, y, ssl_key="k", ssl_folder=tmp_path / "ssl")
+    info = clf.weights_info_
+    assert info["source"] == "ssl" and info["images"] == 16 and info["unlabeled"] == 0
+    assert info["sha256"] == pretrain(images, _config(), key="k", folder=tmp_path / "ssl").info["sha256"]
+    proba = clf.predict_proba(images)
+    clf.save(tmp_path / "model")
+    np.testing.assert_array_equal(DeepClassifier.load(tmp_path / "model").predict_proba(images), proba)
+
+
+def test_transductive_pretraining_counts_the_unlabeled_images(tmp_path):
+    images, y = _images()
+    extra, _ = _images(6, seed=1)
+    clf = DeepClassifier(_config(use_test_images=True)).fit(images, y, unlabeled=extra)
+    assert clf.weights_info_["images"] == 22 and clf.weights_info_["unlabeled"] == 6
+    assert clf.weights_info_["use_test_images"] is True
+    plain = DeepClassifier(_config()).fit(images, y, unlabeled=extra)  # not asked: not read
+    assert plain.weights_info_["images"] == 16
+
+
+def test_bad_ssl_settings_are_refused():
+    with pytest.raises(ConfigError, match="ssl.temperature"):
+        SSLConfig(temperature=0)
+    with pytest.raises(ConfigError, match="ssl.batch_size"):
+        SSLConfig(batch_size=1)
+    with pytest.raises(ConfigError, match="ssl.crop_scale"):
+        SSLConfig(crop_scale=1.5)
+    from cellcompare.config import UnknownKeyError
+
+    with pytest.raises(UnknownKeyError, match="ssl.epoch"):
+        DeepConfig.from_dict({"weights": "ssl", "ssl": {"epoch": 3}})
+    with pytest.raises(ConfigError, match="at least 2 images"):
+        pretrain(_images(1)[0], _config())
