@@ -1,6 +1,7 @@
 """Self-supervised pretraining (``weights: ssl``, ``deep.ssl``): the loss, the cache, fine-tuning
 from the backbone, and the configuration."""
 
+import hashlib
 import logging
 import math
 
@@ -47,13 +48,17 @@ def test_pretraining_records_its_losses_and_a_rerun_reads_the_cache(tmp_path, ca
     images, _ = _images()
     pre = pretrain(images, _config(), key="fold0", folder=tmp_path)
     assert pre.info["images"] == 16 and len(pre.info["loss"]) == 2
+    assert pre.info["views_per_s"] == pytest.approx(2 * pre.info["images_per_s"])
     assert all(np.isfinite(pre.info["loss"])) and pre.info["images_per_s"] > 0
     assert set(pre.state_dict) and not any(k.startswith("fc.") for k in pre.state_dict)
     (folder,) = tmp_path.iterdir()
-    assert pre.info["folder"] == str(folder) and len(pre.info["sha256"]) == 64
+    assert pre.info["folder"] == str(folder)
+    assert pre.info["sha256"] == hashlib.sha256((folder / "backbone.pt").read_bytes()).hexdigest()
     with caplog.at_level(logging.INFO, logger="cellcompare.deep.ssl"):
         again = pretrain(images, _config(), key="fold0", folder=tmp_path)
     assert any("reusing the SSL backbone" in r.getMessage() for r in caplog.records)
+    assert not any(r.getMessage().startswith("ssl epoch") for r in caplog.records)  # no training
+    assert again.info == pre.info                                       # same timing: the stored run
     assert all(torch.equal(again.state_dict[k], pre.state_dict[k]) for k in pre.state_dict)
     np.testing.assert_allclose(again.channel_mean, pre.channel_mean)
     pretrain(images, _config(), key="fold1", folder=tmp_path)          # another fold: its own
@@ -104,3 +109,42 @@ def test_bad_ssl_settings_are_refused():
         DeepConfig.from_dict({"weights": "ssl", "ssl": {"epoch": 3}})
     with pytest.raises(ConfigError, match="at least 2 images"):
         pretrain(_images(1)[0], _config())
+
+
+def test_an_uncached_run_records_the_sha256_of_its_state_too():
+    images, _ = _images(8)
+    one, two = pretrain(images, _config()), pretrain(images, _config())
+    assert len(one.info["sha256"]) == 64 and one.info["sha256"] == two.info["sha256"]  # seeded: repeatable
+    assert "folder" not in one.info
+
+
+def test_a_corrupted_cached_backbone_is_refused(tmp_path):
+    from cellcompare.deep import WeightsChecksumError
+
+    images, _ = _images(8)
+    pretrain(images, _config(), key="k", folder=tmp_path)
+    (folder,) = tmp_path.iterdir()
+    (folder / "backbone.pt").write_bytes(b"not a state")
+    with pytest.raises(WeightsChecksumError, match="backbone.pt: sha256"):
+        pretrain(images, _config(), key="k", folder=tmp_path)
+
+
+def test_ssl_weights_name_no_file_to_load():
+    from cellcompare.deep.models import build_model, resolve_weights, weights_for
+
+    assert weights_for("ssl", "resnet18") == weights_for("ssl", "smallcnn") == "ssl"
+    for call in (lambda: resolve_weights("ssl"), lambda: build_model("smallcnn", 1, 2, "ssl")):
+        with pytest.raises(ConfigError, match="deep.ssl.backbone"):
+            call()
+    assert DeepConfig.from_dict({"arch": "smallcnn", "weights": "ssl"}).ssl.temperature == 0.2
+
+
+def test_the_report_says_where_the_backbone_was_pretrained():
+    from cellcompare.reports.sections import weights_statement
+
+    inductive = weights_statement({"source": "ssl", "epochs": 2, "images": 16, "sha256": "f" * 64})
+    assert "self-supervised (SimCLR, 2 epochs) on this fold's training images only; 16 images" in inductive
+    assert "transductive" not in inductive
+    transductive = weights_statement({"source": "ssl", "epochs": 2, "images": 22, "use_test_images": True})
+    assert "also on its test images (transductive: the test images were seen, unlabeled, in pretraining)" \
+        in transductive

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import time
@@ -42,8 +43,8 @@ from cellcompare import atomic
 
 from .augment import build_augmentation
 from .data import ImageTensorDataset, as_chw, channel_stats
-from .errors import ConfigError
-from .models import build_model, file_sha256
+from .errors import ConfigError, WeightsChecksumError
+from .models import build_model
 from .train import _autocast, _to_device, make_loader, resolve_device, seed_everything, warmup_cosine
 
 __all__ = ["Pretrained", "backbone", "nt_xent", "pretrain"]
@@ -92,8 +93,11 @@ class Pretrained:
     channel_mean, channel_std : np.ndarray
         ``(C,)`` statistics of the pretraining images, its inputs' standardisation.
     info : dict
-        ``source`` ("ssl"), ``key``, ``images``, ``epochs``, ``seconds``, ``images_per_s``,
-        ``loss`` (per epoch), ``use_test_images``, ``sha256`` (of ``backbone.pt``), ``folder``.
+        ``source`` ("ssl"), ``method`` ("simclr"), ``key``, ``images``, ``epochs``, ``seconds``
+        (the training loop), ``images_per_s`` (pretraining images per second, each in two views),
+        ``views_per_s`` (forward-backward passes per second, comparable to a training
+        throughput), ``loss`` (per epoch), ``use_test_images``, ``sha256`` (of the saved state,
+        the bytes of ``backbone.pt`` when cached) and, when cached, ``folder``.
     """
 
     arch: str
@@ -156,7 +160,12 @@ def _digest(key: str, config: Any, n_channels: int) -> str:
 
 def _load(folder: Path) -> Pretrained:
     meta = json.loads((folder / META_FILE).read_text())
-    state = torch.load(folder / BACKBONE_FILE, map_location="cpu", weights_only=True)
+    blob = (folder / BACKBONE_FILE).read_bytes()
+    found, recorded = hashlib.sha256(blob).hexdigest(), meta["info"].get("sha256")
+    if found != recorded:
+        raise WeightsChecksumError(f"{folder / BACKBONE_FILE}: sha256 {found[:12]} differs from the {recorded!s:.12} "
+                          f"{META_FILE} recorded; delete {folder} to pretrain again")
+    state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     return Pretrained(meta["arch"], int(meta["n_channels"]), state,
                       np.asarray(meta["channel_mean"], np.float32), np.asarray(meta["channel_std"], np.float32),
                       meta["info"])
@@ -201,8 +210,9 @@ def pretrain(images: Sequence, config: Any, *, key: str | None = None, folder: s
     if folder is not None and key is not None:
         target = Path(folder) / _digest(key, config, n_channels)
         if (target / META_FILE).is_file():
-            log.info("reusing the SSL backbone in %s", target)
+            log.info("reusing the SSL backbone in %s (no pretraining)", target)
             return _load(target)
+        log.info("pretraining the SSL backbone into %s", target)
     device = resolve_device(config.device)
     seed_everything(config.seed)
     model, _ = build_model(config.arch, n_channels, 2, "none")
@@ -240,19 +250,23 @@ def pretrain(images: Sequence, config: Any, *, key: str | None = None, folder: s
         log.info("ssl epoch %d/%d: loss %.4f", epoch + 1, ssl.epochs, losses[-1])
     seconds = time.perf_counter() - start
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)  # hashed and written as one: the record names the file's bytes
+    blob = buffer.getvalue()
     info = {"source": "ssl", "method": "simclr", "key": key, "images": len(images), "epochs": ssl.epochs,
-            "seconds": seconds, "images_per_s": seen / max(seconds, 1e-9), "loss": losses,
-            "use_test_images": bool(ssl.use_test_images)}
+            "seconds": seconds, "images_per_s": seen / 2 / max(seconds, 1e-9),
+            "views_per_s": seen / max(seconds, 1e-9), "loss": losses,
+            "use_test_images": bool(ssl.use_test_images), "sha256": hashlib.sha256(blob).hexdigest()}
     if target is not None:
         target.mkdir(parents=True, exist_ok=True)
-        with atomic.atomic_path(target / BACKBONE_FILE) as tmp:
-            torch.save(state, tmp)
-        info.update(sha256=file_sha256(target / BACKBONE_FILE), folder=str(target))
+        atomic.write_bytes(target / BACKBONE_FILE, blob)
+        info["folder"] = str(target)
         atomic.write_json(target / META_FILE, {"arch": config.arch, "n_channels": n_channels,
                                                "channel_mean": np.asarray(mean, float).tolist(),
                                                "channel_std": np.asarray(std, float).tolist(),
                                                "info": info})  # last: marks it finished
-    log.info("SSL pretraining of %s on %d images: %d epochs in %.1f s (%.0f views/s), loss %.3f -> %.3f",
-             config.arch, len(images), ssl.epochs, seconds, info["images_per_s"], losses[0], losses[-1])
+    log.info("SSL pretraining of %s on %d images: %d epochs in %.1f s (%.1f images/s, %.1f views/s), "
+             "loss %.3f -> %.3f", config.arch, len(images), ssl.epochs, seconds, info["images_per_s"],
+             info["views_per_s"], losses[0], losses[-1])
     return Pretrained(config.arch, n_channels, state, np.asarray(mean, np.float32),
                       np.asarray(std, np.float32), info)
