@@ -148,3 +148,26 @@ def test_the_report_says_where_the_backbone_was_pretrained():
     transductive = weights_statement({"source": "ssl", "epochs": 2, "images": 22, "use_test_images": True})
     assert "also on its test images (transductive: the test images were seen, unlabeled, in pretraining)" \
         in transductive
+
+
+@pytest.mark.parametrize("transductive", [False, True])
+def test_the_deep_adapter_pretrains_per_fold_and_reads_the_others_only_when_asked(tmp_path, transductive):
+    from cellcompare.comparison.adapters import SSLInputs, build_adapter
+    from tests.test_deep_cells import TINY, _fold
+    from tests.test_deep_crops import _Dataset, _site
+
+    images = {"a1": _site([(16, 16), (40, 44)]), "a2": _site([(20, 40)]),
+              "b1": _site([(30, 30), (12, 48)], radius=8), "b2": _site([(44, 20)], radius=8),
+              "t1": _site([(24, 24)])}
+    ssl = SSLInputs(tmp_path / "ssl", "data-1", tuple(images), {k: "p1" for k in images})
+    params = {**TINY, "normalize": "none", "weights": "ssl",
+              "ssl": {"epochs": 1, "batch_size": 2, "use_test_images": transductive}}
+    model = build_adapter("smallcnn", params=params, seed=0, ssl=ssl)
+    train = _fold(_Dataset(images), ["a1", "a2", "b1", "b2"], ["a", "a", "b", "b"], ["p1"] * 4)
+    model.fit(train)
+    assert model.weights["source"] == "ssl" and model.weights["key"] == ssl.key(["b2", "b1", "a2", "a1"])
+    assert model.weights["images"] == 4 + transductive and model.weights["unlabeled"] == int(transductive)
+    assert model.weights["use_test_images"] is transductive
+    (folder,) = (tmp_path / "ssl").iterdir()
+    assert model.weights["folder"] == str(folder)
+    assert model.predict_proba(_fold(_Dataset(images), ["t1"], ["a"], ["p1"])).shape == (1, 2)
