@@ -171,3 +171,15 @@ def test_the_deep_adapter_pretrains_per_fold_and_reads_the_others_only_when_aske
     (folder,) = (tmp_path / "ssl").iterdir()
     assert model.weights["folder"] == str(folder)
     assert model.predict_proba(_fold(_Dataset(images), ["t1"], ["a"], ["p1"])).shape == (1, 2)
+
+
+def test_cell_crops_pretrain_on_the_kept_crops_and_the_unlabeled_ones_bounded_alike():
+    from tests.test_deep_cells import _cell_inputs
+
+    config = _config(use_test_images=True).replace(image_size=12, cells_per_image=1, normalize="group")
+    y = ["a", "a", "a", "b", "b", "b"]
+    clf = DeepClassifier(config).fit_cells(_cell_inputs(), y, unlabeled=_cell_inputs())
+    assert clf.weights_info_["images"] == 8 and clf.weights_info_["unlabeled"] == 4  # 1 crop of 4 images each
+    plain = DeepClassifier(config.replace(weights="none", ssl=SSLConfig())).fit_cells(
+        _cell_inputs(), y, unlabeled=_cell_inputs())
+    assert plain.weights_info_["source"] == "none"
