@@ -4,7 +4,10 @@ Each case runs ``pretrain`` (the real loop: two augmented views per image throug
 ResNet18 backbone + projection head, NT-Xent, AdamW) for one epoch on ``--n-images`` random
 images after a one-step warm-up run of the same shape (thread pools, allocator, first-call
 kernels; not timed), and prints images/s (pretraining images, each in two views) and views/s
-(forward-backward passes, what a training throughput counts).
+(forward-backward passes, what a training throughput counts). The reference, measured in
+the same run: supervised ResNet18 train steps on in-memory tensors with as many images per
+step as the SimCLR step has views; the ratio is the SSL overhead (loader, augmentation,
+projection head, loss).
 
 The GPU projection: RxRx1 has 125,510 sites; ``--epochs`` passes of 2 views each cost
 ``2 * sites * epochs / gpu_views_per_s`` seconds. ``--gpu-img-s`` defaults to the H100
@@ -27,9 +30,11 @@ import numpy as np
 import torch
 
 from cellcompare.deep.config import DeepConfig
+from cellcompare.deep.models import build_model
 from cellcompare.deep.ssl import pretrain
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from deep_bench import train_steps  # noqa: E402  (the sibling benchmark's timed supervised step)
 from gpu_check import GOAL_RATIO, H100_REFERENCE  # noqa: E402  (the one copy of the H100 reference)
 
 RXRX1_SITES = 125_510
@@ -54,6 +59,24 @@ def measure(channels: int, size: int, n_images: int, batch: int, workers: int) -
             "steps": -(-n_images // batch), "images_per_s": pre.info["images_per_s"],
             "views_per_s": pre.info["views_per_s"], "loop_s": pre.info["seconds"], "wall_s": wall,
             "loss": pre.info["loss"][-1]}
+
+
+def supervised(channels: int, size: int, batch: int, steps: int) -> float:
+    """The reference: supervised ResNet18 train steps of ``batch`` tensors already in memory, img/s.
+
+    Same network, same forward-backward count per step as a SimCLR step of ``batch // 2``
+    images (two views each), without the loader, augmentation and projection head.
+    """
+    torch.manual_seed(0)
+    model, _ = build_model("resnet18", channels, 2, "none")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    images, labels = torch.rand(batch, channels, size, size), torch.arange(batch) % 2
+
+    def batches():
+        while True:
+            yield images, labels
+
+    return train_steps(model, optimizer, batches(), torch.device("cpu"), steps=steps, warmup=1, amp=False)
 
 
 def project(gpu_img_s: float, size: int, epochs: int, sites: int = RXRX1_SITES) -> dict:
@@ -94,6 +117,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{r['input']}: {r['images']} images, batch {r['batch']}, {r['steps']} steps: "
               f"{r['images_per_s']:.2f} images/s ({r['views_per_s']:.2f} views/s), loop {r['loop_s']:.1f} s, "
               f"loss {r['loss']:.3f}")
+        ref = supervised(channels, size, 2 * r["batch"], r["steps"])
+        print(f"  reference: supervised train steps of {2 * r['batch']} in-memory tensors (1 warm-up step): "
+              f"{ref:.2f} img/s; SSL views/s / reference = {r['views_per_s'] / ref:.2f}")
     gpu = args.gpu_img_s if args.gpu_img_s is not None else H100_REFERENCE["eager"] * args.gpu_efficiency
     p = project(gpu, args.gpu_size, args.epochs)
     print(f"projected RxRx1 SSL ({p['sites']:,} sites, {p['epochs']} epochs, 2 views, 6x{p['size']}²) at "

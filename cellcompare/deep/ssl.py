@@ -163,8 +163,8 @@ def _load(folder: Path) -> Pretrained:
     blob = (folder / BACKBONE_FILE).read_bytes()
     found, recorded = hashlib.sha256(blob).hexdigest(), meta["info"].get("sha256")
     if found != recorded:
-        raise WeightsChecksumError(f"{folder / BACKBONE_FILE}: sha256 {found[:12]} differs from the {recorded!s:.12} "
-                          f"{META_FILE} recorded; delete {folder} to pretrain again")
+        raise WeightsChecksumError(f"{folder / BACKBONE_FILE}: sha256 {found[:12]} differs from the "
+                                   f"{recorded!s:.12} {META_FILE} recorded; delete {folder} to pretrain again")
     state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     return Pretrained(meta["arch"], int(meta["n_channels"]), state,
                       np.asarray(meta["channel_mean"], np.float32), np.asarray(meta["channel_std"], np.float32),

@@ -128,7 +128,9 @@ def weights_statement(weights: dict[str, Any] | None) -> str:
     Examples
     --------
     >>> weights_statement({"source": "ssl", "epochs": 20, "images": 40, "sha256": "ab" * 32})
-    "self-supervised (SimCLR, 20 epochs) on this fold's training images only; 40 images, backbone sha256 abababababab"
+    ... # doctest: +NORMALIZE_WHITESPACE
+    "self-supervised (SimCLR, 20 epochs) on this fold's training images only; 40 images,
+    backbone sha256 abababababab"
     >>> weights_statement({"source": "ssl", "epochs": 20, "images": 48, "use_test_images": True})
     ... # doctest: +NORMALIZE_WHITESPACE
     "self-supervised (SimCLR, 20 epochs) on this fold's training images, and also on its test images
