@@ -40,6 +40,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from cellcompare import atomic
+from cellcompare.progress import progress_bar
 
 from .augment import build_augmentation
 from .data import ImageTensorDataset, as_chw, channel_stats
@@ -171,6 +172,35 @@ def _load(folder: Path) -> Pretrained:
                       meta["info"])
 
 
+def _train(model: nn.Module, head: nn.Module, loader: Any, config: Any,
+           device: torch.device) -> tuple[list[float], int, float]:
+    """SimCLR epochs of ``model`` + ``head`` over ``loader``: loss per epoch, views seen, seconds."""
+    ssl = config.ssl
+    model.to(device), head.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    params = list(model.parameters()) + list(head.parameters())
+    optimizer = torch.optim.AdamW(params, lr=ssl.lr, weight_decay=1e-4)
+    steps = len(loader) * ssl.epochs
+    scheduler = warmup_cosine(optimizer, min(len(loader), steps // 2), steps)
+    losses, seen, start = [], 0, time.perf_counter()
+    model.train(), head.train()
+    for epoch in progress_bar(range(ssl.epochs), desc="ssl", enabled=config.progress, leave=False):
+        total, count = 0.0, 0
+        for v1, v2_ in loader:
+            v1, v2_ = _to_device(v1, device), _to_device(v2_, device)
+            with _autocast(device, config.amp):
+                loss = nt_xent(head(model(v1)), head(model(v2_)), ssl.temperature)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total, count, seen = total + float(loss.detach()) * len(v1), count + len(v1), seen + 2 * len(v1)
+        losses.append(total / max(count, 1))
+        log.info("ssl epoch %d/%d: loss %.4f", epoch + 1, ssl.epochs, losses[-1])
+    return losses, seen, time.perf_counter() - start
+
+
 def pretrain(images: Sequence, config: Any, *, key: str | None = None, folder: str | Path | None = None,
              n_channels: int | None = None) -> Pretrained:
     """Pretrain ``config.arch`` on ``images`` with SimCLR (``config.ssl``), or load the cached run.
@@ -226,29 +256,7 @@ def pretrain(images: Sequence, config: Any, *, key: str | None = None, folder: s
     loader = make_loader(_Views(base, _view_transform(config), mean, std), batch_size=batch, shuffle=True,
                          device=device, num_workers=config.num_workers, seed=config.seed,
                          drop_last=len(images) % batch == 1)  # a lone last image has no negatives
-    model.to(device), head.to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    params = list(model.parameters()) + list(head.parameters())
-    optimizer = torch.optim.AdamW(params, lr=ssl.lr, weight_decay=1e-4)
-    steps = len(loader) * ssl.epochs
-    scheduler = warmup_cosine(optimizer, min(len(loader), steps // 2), steps)
-    losses, seen, start = [], 0, time.perf_counter()
-    model.train(), head.train()
-    for epoch in range(ssl.epochs):
-        total, count = 0.0, 0
-        for v1, v2_ in loader:
-            v1, v2_ = _to_device(v1, device), _to_device(v2_, device)
-            with _autocast(device, config.amp):
-                loss = nt_xent(head(model(v1)), head(model(v2_)), ssl.temperature)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total, count, seen = total + float(loss.detach()) * len(v1), count + len(v1), seen + 2 * len(v1)
-        losses.append(total / max(count, 1))
-        log.info("ssl epoch %d/%d: loss %.4f", epoch + 1, ssl.epochs, losses[-1])
-    seconds = time.perf_counter() - start
+    losses, seen, seconds = _train(model, head, loader, config, device)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     buffer = io.BytesIO()
     torch.save(state, buffer)  # hashed and written as one: the record names the file's bytes
