@@ -1,6 +1,7 @@
 """Self-supervised pretraining (``weights: ssl``, ``deep.ssl``): the loss, the cache, fine-tuning
 from the backbone, and the configuration."""
 
+import hashlib
 import logging
 import math
 
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from cellcompare.deep import ConfigError, DeepClassifier, DeepConfig, SSLConfig
+from cellcompare.deep import ConfigError, DeepClassifier, DeepConfig
+from cellcompare.deep.config import SSLConfig
 from cellcompare.deep.ssl import backbone, nt_xent, pretrain
 
 
@@ -46,13 +48,17 @@ def test_pretraining_records_its_losses_and_a_rerun_reads_the_cache(tmp_path, ca
     images, _ = _images()
     pre = pretrain(images, _config(), key="fold0", folder=tmp_path)
     assert pre.info["images"] == 16 and len(pre.info["loss"]) == 2
+    assert pre.info["views_per_s"] == pytest.approx(2 * pre.info["images_per_s"])
     assert all(np.isfinite(pre.info["loss"])) and pre.info["images_per_s"] > 0
     assert set(pre.state_dict) and not any(k.startswith("fc.") for k in pre.state_dict)
     (folder,) = tmp_path.iterdir()
-    assert pre.info["folder"] == str(folder) and len(pre.info["sha256"]) == 64
+    assert pre.info["folder"] == str(folder)
+    assert pre.info["sha256"] == hashlib.sha256((folder / "backbone.pt").read_bytes()).hexdigest()
     with caplog.at_level(logging.INFO, logger="cellcompare.deep.ssl"):
         again = pretrain(images, _config(), key="fold0", folder=tmp_path)
     assert any("reusing the SSL backbone" in r.getMessage() for r in caplog.records)
+    assert not any(r.getMessage().startswith("ssl epoch") for r in caplog.records)  # no training
+    assert again.info == pre.info                                       # same timing: the stored run
     assert all(torch.equal(again.state_dict[k], pre.state_dict[k]) for k in pre.state_dict)
     np.testing.assert_allclose(again.channel_mean, pre.channel_mean)
     pretrain(images, _config(), key="fold1", folder=tmp_path)          # another fold: its own
@@ -103,3 +109,77 @@ def test_bad_ssl_settings_are_refused():
         DeepConfig.from_dict({"weights": "ssl", "ssl": {"epoch": 3}})
     with pytest.raises(ConfigError, match="at least 2 images"):
         pretrain(_images(1)[0], _config())
+
+
+def test_an_uncached_run_records_the_sha256_of_its_state_too():
+    images, _ = _images(8)
+    one, two = pretrain(images, _config()), pretrain(images, _config())
+    assert len(one.info["sha256"]) == 64 and one.info["sha256"] == two.info["sha256"]  # seeded: repeatable
+    assert "folder" not in one.info
+
+
+def test_a_corrupted_cached_backbone_is_refused(tmp_path):
+    from cellcompare.deep import WeightsChecksumError
+
+    images, _ = _images(8)
+    pretrain(images, _config(), key="k", folder=tmp_path)
+    (folder,) = tmp_path.iterdir()
+    (folder / "backbone.pt").write_bytes(b"not a state")
+    with pytest.raises(WeightsChecksumError, match="backbone.pt: sha256"):
+        pretrain(images, _config(), key="k", folder=tmp_path)
+
+
+def test_ssl_weights_name_no_file_to_load():
+    from cellcompare.deep.models import build_model, resolve_weights, weights_for
+
+    assert weights_for("ssl", "resnet18") == weights_for("ssl", "smallcnn") == "ssl"
+    for call in (lambda: resolve_weights("ssl"), lambda: build_model("smallcnn", 1, 2, "ssl")):
+        with pytest.raises(ConfigError, match="deep.ssl.backbone"):
+            call()
+    assert DeepConfig.from_dict({"arch": "smallcnn", "weights": "ssl"}).ssl.temperature == 0.2
+
+
+def test_the_report_says_where_the_backbone_was_pretrained():
+    from cellcompare.reports.sections import weights_statement
+
+    inductive = weights_statement({"source": "ssl", "epochs": 2, "images": 16, "sha256": "f" * 64})
+    assert "self-supervised (SimCLR, 2 epochs) on this fold's training images only; 16 images" in inductive
+    assert "transductive" not in inductive
+    transductive = weights_statement({"source": "ssl", "epochs": 2, "images": 22, "use_test_images": True})
+    assert "also on its test images (transductive: the test images were seen, unlabeled, in pretraining)" \
+        in transductive
+
+
+@pytest.mark.parametrize("transductive", [False, True])
+def test_the_deep_adapter_pretrains_per_fold_and_reads_the_others_only_when_asked(tmp_path, transductive):
+    from cellcompare.comparison.adapters import SSLInputs, build_adapter
+    from tests.test_deep_cells import TINY, _fold
+    from tests.test_deep_crops import _Dataset, _site
+
+    images = {"a1": _site([(16, 16), (40, 44)]), "a2": _site([(20, 40)]),
+              "b1": _site([(30, 30), (12, 48)], radius=8), "b2": _site([(44, 20)], radius=8),
+              "t1": _site([(24, 24)])}
+    ssl = SSLInputs(tmp_path / "ssl", "data-1", tuple(images), {k: "p1" for k in images})
+    params = {**TINY, "normalize": "none", "weights": "ssl",
+              "ssl": {"epochs": 1, "batch_size": 2, "use_test_images": transductive}}
+    model = build_adapter("smallcnn", params=params, seed=0, ssl=ssl)
+    train = _fold(_Dataset(images), ["a1", "a2", "b1", "b2"], ["a", "a", "b", "b"], ["p1"] * 4)
+    model.fit(train)
+    assert model.weights["source"] == "ssl" and model.weights["key"] == ssl.key(["b2", "b1", "a2", "a1"])
+    assert model.weights["images"] == 4 + transductive and model.weights["unlabeled"] == int(transductive)
+    assert model.weights["use_test_images"] is transductive
+    (folder,) = (tmp_path / "ssl").iterdir()
+    assert model.weights["folder"] == str(folder)
+    assert model.predict_proba(_fold(_Dataset(images), ["t1"], ["a"], ["p1"])).shape == (1, 2)
+
+
+def test_cell_crops_pretrain_on_the_kept_crops_and_the_unlabeled_ones_bounded_alike():
+    from tests.test_deep_cells import _cell_inputs
+
+    config = _config(use_test_images=True).replace(image_size=12, cells_per_image=1, normalize="group")
+    y = ["a", "a", "a", "b", "b", "b"]
+    clf = DeepClassifier(config).fit_cells(_cell_inputs(), y, unlabeled=_cell_inputs())
+    assert clf.weights_info_["images"] == 8 and clf.weights_info_["unlabeled"] == 4  # 1 crop of 4 images each
+    plain = DeepClassifier(config.replace(weights="none", ssl=SSLConfig())).fit_cells(
+        _cell_inputs(), y, unlabeled=_cell_inputs())
+    assert plain.weights_info_["source"] == "none"

@@ -217,12 +217,13 @@ class DeepClassifier:
             raise ImageInputError(f"got {len(cells)} cell crops but {len(y)} labels")
         keep = per_image(cells.images, cfg.cells_per_image, cfg.seed)
         logger.info("training on %d cell crops", len(keep))
-        other = None
-        if unlabeled is not None:  # weights: ssl with use_test_images: normalised alike, bounded alike
-            other = unlabeled.scaled(cfg.normalize).subset(per_image(unlabeled.images, cfg.cells_per_image,
-                                                                     cfg.seed))
-        self.fit(cells.scaled(cfg.normalize).subset(keep), y[keep], unlabeled=other, ssl_key=ssl_key,
-                 ssl_folder=ssl_folder)
+        pretraining: dict[str, Any] = {}  # only weights: ssl reads these; other fits are called as before
+        if cfg.weights == "ssl":
+            pretraining = {"ssl_key": ssl_key, "ssl_folder": ssl_folder}
+            if unlabeled is not None and cfg.ssl.use_test_images:  # normalised alike, bounded alike
+                pretraining["unlabeled"] = unlabeled.scaled(cfg.normalize).subset(
+                    per_image(unlabeled.images, cfg.cells_per_image, cfg.seed))
+        self.fit(cells.scaled(cfg.normalize).subset(keep), y[keep], **pretraining)
         if cfg.normalize == "group":  # stored with the model: a served crop may lack its plate
             self.group_means_ = means_by_key(crop_means(cells.crops, cells.rows), cells.groups)
         return self

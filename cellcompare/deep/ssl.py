@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import time
@@ -39,11 +40,12 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from cellcompare import atomic
+from cellcompare.progress import progress_bar
 
 from .augment import build_augmentation
 from .data import ImageTensorDataset, as_chw, channel_stats
-from .errors import ConfigError
-from .models import build_model, file_sha256
+from .errors import ConfigError, WeightsChecksumError
+from .models import build_model
 from .train import _autocast, _to_device, make_loader, resolve_device, seed_everything, warmup_cosine
 
 __all__ = ["Pretrained", "backbone", "nt_xent", "pretrain"]
@@ -92,8 +94,11 @@ class Pretrained:
     channel_mean, channel_std : np.ndarray
         ``(C,)`` statistics of the pretraining images, its inputs' standardisation.
     info : dict
-        ``source`` ("ssl"), ``key``, ``images``, ``epochs``, ``seconds``, ``images_per_s``,
-        ``loss`` (per epoch), ``use_test_images``, ``sha256`` (of ``backbone.pt``), ``folder``.
+        ``source`` ("ssl"), ``method`` ("simclr"), ``key``, ``images``, ``epochs``, ``seconds``
+        (the training loop), ``images_per_s`` (pretraining images per second, each in two views),
+        ``views_per_s`` (forward-backward passes per second, comparable to a training
+        throughput), ``loss`` (per epoch), ``use_test_images``, ``sha256`` (of the saved state,
+        the bytes of ``backbone.pt`` when cached) and, when cached, ``folder``.
     """
 
     arch: str
@@ -156,10 +161,44 @@ def _digest(key: str, config: Any, n_channels: int) -> str:
 
 def _load(folder: Path) -> Pretrained:
     meta = json.loads((folder / META_FILE).read_text())
-    state = torch.load(folder / BACKBONE_FILE, map_location="cpu", weights_only=True)
+    blob = (folder / BACKBONE_FILE).read_bytes()
+    found, recorded = hashlib.sha256(blob).hexdigest(), meta["info"].get("sha256")
+    if found != recorded:
+        raise WeightsChecksumError(f"{folder / BACKBONE_FILE}: sha256 {found[:12]} differs from the "
+                                   f"{recorded!s:.12} {META_FILE} recorded; delete {folder} to pretrain again")
+    state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     return Pretrained(meta["arch"], int(meta["n_channels"]), state,
                       np.asarray(meta["channel_mean"], np.float32), np.asarray(meta["channel_std"], np.float32),
                       meta["info"])
+
+
+def _train(model: nn.Module, head: nn.Module, loader: Any, config: Any,
+           device: torch.device) -> tuple[list[float], int, float]:
+    """SimCLR epochs of ``model`` + ``head`` over ``loader``: loss per epoch, views seen, seconds."""
+    ssl = config.ssl
+    model.to(device), head.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    params = list(model.parameters()) + list(head.parameters())
+    optimizer = torch.optim.AdamW(params, lr=ssl.lr, weight_decay=1e-4)
+    steps = len(loader) * ssl.epochs
+    scheduler = warmup_cosine(optimizer, min(len(loader), steps // 2), steps)
+    losses, seen, start = [], 0, time.perf_counter()
+    model.train(), head.train()
+    for epoch in progress_bar(range(ssl.epochs), desc="ssl", enabled=config.progress, leave=False):
+        total, count = 0.0, 0
+        for v1, v2_ in loader:
+            v1, v2_ = _to_device(v1, device), _to_device(v2_, device)
+            with _autocast(device, config.amp):
+                loss = nt_xent(head(model(v1)), head(model(v2_)), ssl.temperature)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total, count, seen = total + float(loss.detach()) * len(v1), count + len(v1), seen + 2 * len(v1)
+        losses.append(total / max(count, 1))
+        log.info("ssl epoch %d/%d: loss %.4f", epoch + 1, ssl.epochs, losses[-1])
+    return losses, seen, time.perf_counter() - start
 
 
 def pretrain(images: Sequence, config: Any, *, key: str | None = None, folder: str | Path | None = None,
@@ -201,8 +240,9 @@ def pretrain(images: Sequence, config: Any, *, key: str | None = None, folder: s
     if folder is not None and key is not None:
         target = Path(folder) / _digest(key, config, n_channels)
         if (target / META_FILE).is_file():
-            log.info("reusing the SSL backbone in %s", target)
+            log.info("reusing the SSL backbone in %s (no pretraining)", target)
             return _load(target)
+        log.info("pretraining the SSL backbone into %s", target)
     device = resolve_device(config.device)
     seed_everything(config.seed)
     model, _ = build_model(config.arch, n_channels, 2, "none")
@@ -216,43 +256,25 @@ def pretrain(images: Sequence, config: Any, *, key: str | None = None, folder: s
     loader = make_loader(_Views(base, _view_transform(config), mean, std), batch_size=batch, shuffle=True,
                          device=device, num_workers=config.num_workers, seed=config.seed,
                          drop_last=len(images) % batch == 1)  # a lone last image has no negatives
-    model.to(device), head.to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    params = list(model.parameters()) + list(head.parameters())
-    optimizer = torch.optim.AdamW(params, lr=ssl.lr, weight_decay=1e-4)
-    steps = len(loader) * ssl.epochs
-    scheduler = warmup_cosine(optimizer, min(len(loader), steps // 2), steps)
-    losses, seen, start = [], 0, time.perf_counter()
-    model.train(), head.train()
-    for epoch in range(ssl.epochs):
-        total, count = 0.0, 0
-        for v1, v2_ in loader:
-            v1, v2_ = _to_device(v1, device), _to_device(v2_, device)
-            with _autocast(device, config.amp):
-                loss = nt_xent(head(model(v1)), head(model(v2_)), ssl.temperature)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total, count, seen = total + float(loss.detach()) * len(v1), count + len(v1), seen + 2 * len(v1)
-        losses.append(total / max(count, 1))
-        log.info("ssl epoch %d/%d: loss %.4f", epoch + 1, ssl.epochs, losses[-1])
-    seconds = time.perf_counter() - start
+    losses, seen, seconds = _train(model, head, loader, config, device)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)  # hashed and written as one: the record names the file's bytes
+    blob = buffer.getvalue()
     info = {"source": "ssl", "method": "simclr", "key": key, "images": len(images), "epochs": ssl.epochs,
-            "seconds": seconds, "images_per_s": seen / max(seconds, 1e-9), "loss": losses,
-            "use_test_images": bool(ssl.use_test_images)}
+            "seconds": seconds, "images_per_s": seen / 2 / max(seconds, 1e-9),
+            "views_per_s": seen / max(seconds, 1e-9), "loss": losses,
+            "use_test_images": bool(ssl.use_test_images), "sha256": hashlib.sha256(blob).hexdigest()}
     if target is not None:
         target.mkdir(parents=True, exist_ok=True)
-        with atomic.atomic_path(target / BACKBONE_FILE) as tmp:
-            torch.save(state, tmp)
-        info.update(sha256=file_sha256(target / BACKBONE_FILE), folder=str(target))
+        atomic.write_bytes(target / BACKBONE_FILE, blob)
+        info["folder"] = str(target)
         atomic.write_json(target / META_FILE, {"arch": config.arch, "n_channels": n_channels,
                                                "channel_mean": np.asarray(mean, float).tolist(),
                                                "channel_std": np.asarray(std, float).tolist(),
                                                "info": info})  # last: marks it finished
-    log.info("SSL pretraining of %s on %d images: %d epochs in %.1f s (%.0f views/s), loss %.3f -> %.3f",
-             config.arch, len(images), ssl.epochs, seconds, info["images_per_s"], losses[0], losses[-1])
+    log.info("SSL pretraining of %s on %d images: %d epochs in %.1f s (%.1f images/s, %.1f views/s), "
+             "loss %.3f -> %.3f", config.arch, len(images), ssl.epochs, seconds, info["images_per_s"],
+             info["views_per_s"], losses[0], losses[-1])
     return Pretrained(config.arch, n_channels, state, np.asarray(mean, np.float32),
                       np.asarray(std, np.float32), info)
