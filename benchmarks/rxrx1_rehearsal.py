@@ -42,6 +42,7 @@ import logging
 import math
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -77,15 +78,22 @@ def rehearsal_config(source: Path, data: Path, out: Path, *, folds: int | None, 
                      image_size: int | None) -> tuple[Any, list[str]]:
     """``source``'s configuration on ``data``, writing to ``out``, with the CPU's lowered settings.
 
-    Returns the ``CompareConfig`` and one line per changed setting (``key: before -> after``).
+    Returns the ``CompareConfig``, one line per changed setting (``key: before -> after``) and
+    the settings projected (``folds``, and per model label its ``params``) as the file has them.
     """
     from cellcompare.comparison.config import CompareConfig
     from cellcompare.config import read_yaml
     from cellcompare.deep.models import imagenet_weights_path
 
     raw = read_yaml(source)
+    target = {"folds": int(raw["folds"]["n_splits"]),
+              "params": {m.get("label", m["name"]): dict(m.get("params") or {}) for m in raw["models"]}}
     changes = [f"dataset.path: {raw['dataset']['path']} -> {data}", f"output: {raw['output']} -> {out}"]
     raw["dataset"]["path"], raw["output"] = str(data), str(out)
+    excluded = raw["dataset"].get("exclude_classes") or []
+    if excluded:  # the synthetic set has no control wells, and naming an absent class is an error
+        changes.append(f"dataset.exclude_classes: {excluded} -> [] (the synthetic set has no controls)")
+        raw["dataset"]["exclude_classes"] = []
     if folds is not None and folds != raw["folds"]["n_splits"]:
         changes.append(f"folds.n_splits: {raw['folds']['n_splits']} -> {folds}")
         raw["folds"]["n_splits"] = folds
@@ -102,17 +110,16 @@ def rehearsal_config(source: Path, data: Path, out: Path, *, folds: int | None, 
             changes.append(f"models[{label}].weights: imagenet -> none ({imagenet_weights_path()} absent)")
             params["weights"] = "none"
         params["progress"] = False
-    return CompareConfig.from_dict(raw, source=source), changes
+    return CompareConfig.from_dict(raw, source=source), changes, target
 
 
-def measured(metrics: dict, config: Any, source: Any) -> dict:
+def measured(metrics: dict, config: Any, target: dict) -> dict:
     """What :func:`project` reads from a run's ``metrics.json``: sites, classes, stages, units.
 
-    ``source`` is the configuration the projection targets (its folds and deep epochs and
-    image sizes, before lowering).
+    ``target`` is :func:`rehearsal_config`'s record of the settings projected (folds, and the
+    deep epochs and image sizes before lowering).
     """
     units: dict[str, dict] = {}
-    wanted = {m.label: m for m in source.models}
     for spec in config.models:
         entry = metrics["models"][spec.label]
         folds = [f for f in entry["folds"] if f["fold"] >= 0]
@@ -123,15 +130,16 @@ def measured(metrics: dict, config: Any, source: Any) -> dict:
         if unit["kind"] == "deep":
             unit["epochs"] = [{"seconds": h["seconds"], "images": h["images"]}
                               for f in folds for h in f.get("history", [])]
-            unit["target_epochs"] = int(wanted[spec.label].params.get("epochs", spec.params.get("epochs", 1)))
+            wanted = target["params"][spec.label]
+            unit["target_epochs"] = int(wanted.get("epochs", spec.params.get("epochs", 1)))
             unit["image_size"] = int(spec.params.get("image_size", 256))
-            unit["target_image_size"] = int(wanted[spec.label].params.get("image_size", unit["image_size"]))
+            unit["target_image_size"] = int(wanted.get("image_size", unit["image_size"]))
         else:
             unit["fitted"] = [dict(f["fitted"], fit_s=f["fit_seconds"]) for f in folds if "fitted" in f]
         units[spec.label] = unit
     return {"sites": int(metrics["dataset"]["n_images"]), "classes": len(metrics["classes"]),
             "jobs": int(config.jobs), "folds": int(config.folds.n_splits),
-            "target_folds": int(source.folds.n_splits),
+            "target_folds": int(target["folds"]),
             "stages": {k: {"seconds": float(v["seconds"]), "peak_rss_mb": float(v["peak_rss_mb"]),
                            "bytes_written": int(v["bytes_written"])} for k, v in metrics["stages"].items()},
             "units": units}
@@ -149,6 +157,9 @@ def classical_seconds(unit: dict, run: dict, *, sites: int, classes: int) -> flo
     rows_per_site = sum(r["train_rows"] for r in fitted) / len(fitted) / train_sites
     target = {"images": sites * rows_per_site, "classes": classes, "folds": run["target_folds"],
               "features": sum(r["features"] for r in fitted) / len(fitted)}
+    # at <= classical.scale.MANY_CLASSES classes the svm is a calibrated SVC with no iteration
+    # count: the cost model then scales one whole fit by rows x features x classes
+    fitted = [dict(r, iterations=r.get("iterations", 1)) for r in fitted]
     model = svm_seconds if unit["name"] == "svm" else xgboost_seconds
     fit_s, _ = model(fitted, target)
     predict_per_site = sum(unit["predict_seconds"]) / max(1, sum(unit["n_test"]))
@@ -279,21 +290,23 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # as scale_bench: spinning OpenMP threads
     from cellcompare.comparison import run as run_compare
-    from cellcompare.comparison.config import load_config
 
     start = time.perf_counter()
     data = write_set(args.work / "data", sites=args.sites, classes=args.classes, size=args.site_size)
     synth_s = time.perf_counter() - start
-    config, changes = rehearsal_config(args.config, data, args.work / "run", folds=args.folds,
+    config, changes, target = rehearsal_config(args.config, data, args.work / "run", folds=args.folds,
                                        epochs=args.epochs, image_size=args.deep_image_size)
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.machine()}, {os.cpu_count()} cpus, "
           f"load average {os.getloadavg()[0]:.1f}; {args.sites} sites of 6 x {args.site_size}², "
           f"{args.classes} classes, written in {synth_s:.0f} s; {args.config} with:")
     for line in changes:
         print(f"#   {line}")
+    if Path(config.output).exists():  # a resumed run would skip its finished stages' costs
+        logger.info("removing the previous run %s", config.output)
+        shutil.rmtree(config.output)
     out = run_compare(config)
     metrics = json.loads((out / "metrics.json").read_text())
-    run = measured(metrics, config, load_config(args.config))
+    run = measured(metrics, config, target)
     p = project(run, cores=args.cores, efficiency=args.efficiency, gpu_img_s=args.gpu_img_s,
                 loader_img_s_per_core=args.loader_img_s_per_core)
     print("\n".join(stage_rows(run, p)))
