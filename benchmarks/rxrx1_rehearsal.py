@@ -16,16 +16,20 @@
      site x sites, over a speedup of ``cores / jobs x --efficiency``; serial stages (dataset,
      tables, results, report): seconds per site x sites;
    * classical units: ``scale_bench.svm_seconds`` / ``scale_bench.xgboost_seconds`` over the
-     run's own fits (its ``fitted`` records), at RxRx1's rows (sites x the unit's rows per site),
-     the run's feature count, 1,139 classes and the configured folds, over the same speedup;
+     run's own fits (its ``fitted`` records) or, with ``--scale-records``, over ``scale_bench
+     --out``'s many-class points, at RxRx1's rows (sites x the unit's rows per site), the run's
+     feature count, 1,139 classes and the configured folds, over the same speedup; plus the
+     run's prediction seconds per site and class;
    * deep units: (training images x configured epochs + test images) x configured folds at
      RxRx1, over ``--gpu-img-s`` (capped at ``cores x --loader-img-s-per-core`` when given);
-   * bytes: per site, except that predictions (classical units, results, report) grow with sites
-     x classes, the input cache with the configured image side squared, and deep units
-     (checkpoints) not at all;
-   * peak RSS: the run's base RSS (smallest stage peak) plus each stage's excess, scaled by
-     ``cores / jobs`` for worker stages, by sites for in-memory stages (dataset, tables,
-     classical units, results, report), unchanged for deep units; the largest stage wins.
+   * bytes: per site, except the input cache (x the configured image side squared over the
+     one run), the report (per class), results (per site, plus every site's probability of
+     every class for every model, 8 B each) and deep units (checkpoints: unchanged);
+   * peak RSS: worker stages: the base RSS (smallest stage peak) plus their excess x
+     ``cores / jobs``; in-memory stages (dataset, tables, classical units, results, report):
+     their peak plus twice the image table and sampled cell rows that the extra sites add
+     (float64), and for classical units rows x classes x 8 B (gradients or margins); deep
+     units unchanged. The largest stage wins.
 
 The projection goes to ``<work>/projection.json`` beside the run (``<work>/data``,
 ``<work>/run``). The last line printed is ``projection: 125510 sites, 1139 classes: <H> h on
@@ -142,14 +146,19 @@ def measured(metrics: dict, config: Any, target: dict) -> dict:
             "target_folds": int(target["folds"]),
             "stages": {k: {"seconds": float(v["seconds"]), "peak_rss_mb": float(v["peak_rss_mb"]),
                            "bytes_written": int(v["bytes_written"])} for k, v in metrics["stages"].items()},
-            "units": units}
+            "units": units,
+            "table_bytes_per_site": 8 * (int(metrics["features"]["n_features"])
+                                         + int(config.cell_table.cells_per_image or 0)
+                                         * int(metrics["features"].get("n_cell_features") or 0))}
 
 
 # -- the projection (pure) ------------------------------------------------------------------------
 
-def classical_seconds(unit: dict, run: dict, *, sites: int, classes: int) -> float:
+def classical_seconds(unit: dict, run: dict, *, sites: int, classes: int,
+                      records: list[dict] | None = None) -> float:
     """Fit seconds of all target folds of one classical unit on the run's threads (cost models
-    of ``scale_bench``), plus its prediction time per site."""
+    of ``scale_bench``, over ``records`` when given, else the unit's own fits), plus its
+    prediction time per site and class."""
     fitted = unit["fitted"]
     if not fitted:
         raise ValueError(f"unit {unit['name']} has no 'fitted' records in metrics.json")
@@ -159,11 +168,21 @@ def classical_seconds(unit: dict, run: dict, *, sites: int, classes: int) -> flo
               "features": sum(r["features"] for r in fitted) / len(fitted)}
     # at <= classical.scale.MANY_CLASSES classes the svm is a calibrated SVC with no iteration
     # count: the cost model then scales one whole fit by rows x features x classes
-    fitted = [dict(r, iterations=r.get("iterations", 1)) for r in fitted]
+    model_records = [dict(r, iterations=r.get("iterations", 1)) for r in (records or fitted)]
     model = svm_seconds if unit["name"] == "svm" else xgboost_seconds
-    fit_s, _ = model(fitted, target)
+    fit_s, _ = model(model_records, target)
     predict_per_site = sum(unit["predict_seconds"]) / max(1, sum(unit["n_test"]))
     return run["target_folds"] * fit_s + predict_per_site * sites * classes / run["classes"]
+
+
+def scale_records(records: list[dict], name: str) -> list[dict]:
+    """The ``scale_bench --out`` records its own projection uses for ``name`` (svm: the
+    OvRLinearSVM points; xgboost: the bounded points above ``MANY_CLASSES``)."""
+    from cellcompare.classical.scale import MANY_CLASSES
+
+    if name == "svm":
+        return [r for r in records if r.get("estimator") == "OvRLinearSVM"]
+    return [r for r in records if r.get("estimator") == "EarlyStoppingXGB" and r["classes"] > MANY_CLASSES]
 
 
 def deep_seconds(unit: dict, run: dict, *, sites: int, img_s: float) -> float:
@@ -176,14 +195,17 @@ def deep_seconds(unit: dict, run: dict, *, sites: int, img_s: float) -> float:
 
 def project(run: dict, *, sites: int = RXRX1_SITES, classes: int = RXRX1_CLASSES, cores: int = 16,
             efficiency: float = 0.6, gpu_img_s: float = 9300.0,
-            loader_img_s_per_core: float | None = None) -> dict:
+            loader_img_s_per_core: float | None = None, scale: list[dict] | None = None) -> dict:
     """Hours, bytes and peak RSS of the run's stages at ``sites`` and ``classes`` (module laws).
 
     Parameters
     ----------
     run : dict
         :func:`measured`'s record: ``sites``, ``classes``, ``jobs``, ``folds``, ``target_folds``,
-        ``stages`` (seconds, peak_rss_mb, bytes_written) and ``units``.
+        ``stages`` (seconds, peak_rss_mb, bytes_written), ``units`` and ``table_bytes_per_site``.
+    scale : list of dict, optional
+        ``scale_bench --out`` records: the classical cost models are fitted over them instead
+        of the run's own (few-class, few-row) fits.
 
     Returns
     -------
@@ -194,38 +216,51 @@ def project(run: dict, *, sites: int = RXRX1_SITES, classes: int = RXRX1_CLASSES
     Examples
     --------
     >>> run = {"sites": 10, "classes": 2, "jobs": 2, "folds": 2, "target_folds": 5, "units": {},
+    ...        "table_bytes_per_site": 1000,
     ...        "stages": {"extraction": {"seconds": 20.0, "peak_rss_mb": 1024.0, "bytes_written": 10 ** 7},
     ...                   "tables": {"seconds": 1.0, "peak_rss_mb": 512.0, "bytes_written": 10 ** 6}}}
     >>> p = project(run, sites=1000, cores=4, efficiency=1.0)
     >>> p["stages"]["extraction"]["seconds"], p["stages"]["tables"]["seconds"], round(p["gb"], 2)
     (1000.0, 100.0, 1.1)
+    >>> p["stages"]["tables"]["peak_rss_bytes"] == 512 * 2 ** 20 + 2 * 1000 * (1000 - 10)
+    True
     """
     speedup = cores / run["jobs"] * efficiency
     per_site, class_ratio = sites / run["sites"], classes / run["classes"]
     base = min(s["peak_rss_mb"] for s in run["stages"].values()) * 2 ** 20
+    # in-memory stages hold the image table and the sampled cell rows, float64 and one copy
+    table_growth = 2 * run["table_bytes_per_site"] * (sites - run["sites"])
     rate = gpu_img_s if loader_img_s_per_core is None else min(gpu_img_s, cores * loader_img_s_per_core)
     deep_units = {f"units/{k}": u for k, u in run["units"].items() if u["kind"] == "deep"}
     cache_area = max([(u["target_image_size"] / u["image_size"]) ** 2 for u in deep_units.values()] or [1.0])
     out = {}
     for name, stage in run["stages"].items():
-        excess = stage["peak_rss_mb"] * 2 ** 20 - base
+        peak = stage["peak_rss_mb"] * 2 ** 20
         unit = run["units"].get(name.removeprefix("units/"))
         if name in WORKER_STAGES:
             seconds, law = stage["seconds"] * per_site / speedup, "per site, parallel"
-            rss = base + excess * cores / run["jobs"]
+            rss = base + (peak - base) * cores / run["jobs"]
             written = stage["bytes_written"] * per_site * (cache_area if name == "deep input cache" else 1)
         elif unit is not None and unit["kind"] == "deep":
             seconds, law = deep_seconds(unit, run, sites=sites, img_s=rate), f"GPU at {rate:.0f} img/s"
-            rss, written = base + excess, stage["bytes_written"]
+            rss, written = peak, stage["bytes_written"]
         elif unit is not None:
-            seconds = classical_seconds(unit, run, sites=sites, classes=classes) / speedup
-            law = "scale_bench cost model, parallel"
-            rss = base + excess * per_site
-            written = stage["bytes_written"] * per_site * class_ratio
+            records = scale_records(scale, unit["name"]) if scale else None
+            seconds = classical_seconds(unit, run, sites=sites, classes=classes, records=records) / speedup
+            law = f"scale_bench cost model over {'scale_bench records' if records else 'its fits'}, parallel"
+            rows = sites * (run["target_folds"] - 1) / run["target_folds"]
+            rss = peak + table_growth + rows * classes * 8  # + gradients or margins, float32 x 2
+            written = stage["bytes_written"] * per_site
         else:
             seconds, law = stage["seconds"] * per_site, "per site, serial"
-            rss = base + excess * per_site
-            written = stage["bytes_written"] * per_site * (class_ratio if name in CLASS_BYTES_STAGES else 1)
+            rss = peak + table_growth
+            if name == "report":  # per-class tables and figures, bounded galleries
+                written, law = stage["bytes_written"] * class_ratio, law + " (bytes per class)"
+            elif name == "results":  # every site's probabilities of every class, per model
+                written = stage["bytes_written"] * per_site + sites * classes * 8 * len(run["units"])
+                law += " (+ predictions sites x classes x models x 8 B)"
+            else:
+                written = stage["bytes_written"] * per_site
         out[name] = {"seconds": seconds, "bytes": written, "peak_rss_bytes": rss, "law": law}
     return {"sites": sites, "classes": classes, "cores": cores, "efficiency": efficiency,
             "gpu_img_s": rate, "stages": out,
@@ -280,6 +315,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="GPU training rate (default: the ResNet18 ceiling measured on an H100)")
     parser.add_argument("--loader-img-s-per-core", type=float, default=None,
                         help="cap the GPU rate at cores x this (benchmarks/loader_bench.py)")
+    parser.add_argument("--scale-records", type=Path, default=None,
+                        help="scale_bench --out JSON: fit the classical cost models over its records")
+    parser.add_argument("--reproject", action="store_true",
+                        help="no run: project again from <work>/run/metrics.json (same settings)")
     parser.add_argument("--cores", type=int, default=16)
     parser.add_argument("--efficiency", type=float, default=0.6, help="parallel efficiency, jobs -> cores")
     return parser.parse_args(argv)
@@ -292,6 +331,14 @@ def main(argv: list[str] | None = None) -> dict:
     from cellcompare.comparison import run as run_compare
 
     start = time.perf_counter()
+    scale = json.loads(args.scale_records.read_text())["records"] if args.scale_records else None
+    if args.reproject:  # the settings must be those the run was made with
+        config, changes, target = rehearsal_config(args.config, args.work / "data", args.work / "run",
+                                                   folds=args.folds, epochs=args.epochs,
+                                                   image_size=args.deep_image_size)
+        metrics = json.loads((Path(config.output) / "metrics.json").read_text())
+        print(f"# projected again from {config.output}/metrics.json ({metrics['dataset']['n_images']} sites)")
+        return _finish(args, measured(metrics, config, target), changes, scale, start)
     data = write_set(args.work / "data", sites=args.sites, classes=args.classes, size=args.site_size)
     synth_s = time.perf_counter() - start
     config, changes, target = rehearsal_config(args.config, data, args.work / "run", folds=args.folds,
@@ -306,9 +353,14 @@ def main(argv: list[str] | None = None) -> dict:
         shutil.rmtree(config.output)
     out = run_compare(config)
     metrics = json.loads((out / "metrics.json").read_text())
-    run = measured(metrics, config, target)
+    return _finish(args, measured(metrics, config, target), changes, scale, start)
+
+
+def _finish(args: argparse.Namespace, run: dict, changes: list[str], scale: list[dict] | None,
+            start: float) -> dict:
+    """Project, print the table, the goals and the last line; write ``projection.json``."""
     p = project(run, cores=args.cores, efficiency=args.efficiency, gpu_img_s=args.gpu_img_s,
-                loader_img_s_per_core=args.loader_img_s_per_core)
+                loader_img_s_per_core=args.loader_img_s_per_core, scale=scale)
     print("\n".join(stage_rows(run, p)))
     goals = {"hours": p["hours"] <= GOALS["hours"], "gb": p["gb"] <= GOALS["gb"],
              "rss_gb": p["peak_rss_gb"] <= GOALS["rss_gb"]}
