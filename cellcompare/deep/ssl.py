@@ -43,7 +43,7 @@ from cellcompare import atomic
 from cellcompare.progress import progress_bar
 
 from .augment import build_augmentation
-from .data import ImageTensorDataset, as_chw, channel_stats
+from .data import ImageTensorDataset, as_chw, channel_stats, one_thread
 from .errors import ConfigError, WeightsChecksumError
 from .models import build_model
 from .train import _autocast, _to_device, make_loader, resolve_device, seed_everything, warmup_cosine
@@ -137,7 +137,8 @@ class _Views(Dataset):
 
     def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, _ = self.base[item]
-        return tuple((self.transform(image) - self.mean) / self.std for _ in range(2))
+        with one_thread():  # per-image ops on one thread, as ImageTensorDataset's (deep.data.one_thread)
+            return tuple((self.transform(image) - self.mean) / self.std for _ in range(2))
 
 
 def _view_transform(config: Any) -> v2.Transform:
