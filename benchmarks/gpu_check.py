@@ -199,14 +199,15 @@ def input_cache_source() -> str:
     return "png (decoded input cache of issue 20 not landed)"
 
 
-def site_dataset(plan: Plan, dataset, repeat: int):
-    """Whole sites as the deep arm trains on them: PNGs read on access, default augmentation."""
+def site_dataset(plan: Plan, dataset, repeat: int, images=None):
+    """Whole sites as the deep arm trains on them: PNGs read on access (or ``images``, e.g. a
+    ``deep.input_cache.CachedImages`` of the same sites), default augmentation."""
     from cellcompare.deep.augment import build_augmentation
     from cellcompare.deep.config import AugmentConfig
     from cellcompare.deep.data import ImageTensorDataset, channel_stats
     from cellcompare.deep.inputs import SampleImages
 
-    images = SampleImages(dataset)
+    images = SampleImages(dataset) if images is None else images
     mean, std = channel_stats(images, range(min(32, len(images))), progress=False)
     labels = np.arange(len(images)) % plan.classes
     indices = np.resize(np.arange(len(images)), repeat)

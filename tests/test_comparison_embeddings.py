@@ -193,3 +193,27 @@ def test_embed_command_writes_tables_with_the_metadata_of_the_features(tmp_path,
                                   extracted[keys].reset_index(drop=True), check_dtype=False)
     with pytest.raises(SystemExit):
         main(["embed", str(data), "--out", str(out), "--source", "finetuned"])
+
+
+def test_ssl_network_and_svm_on_its_embeddings_share_one_backbone_per_fold(tmp_path):
+    ssl = {"epochs": 2, "batch_size": 32}
+    crops = {"image_size": 32, "cells_per_image": 8, "normalize": "group"}
+    config = _config(tmp_path, [
+        {"name": "svm", "label": "svm_ssl", "representation": "embeddings:ssl",
+         "embedding": {**crops, "arch": "smallcnn", "batch_size": 32, "ssl": ssl}},
+        {"name": "smallcnn", "label": "cnn_ssl", "granularity": "cell",
+         "params": {**crops, "weights": "ssl", "epochs": 1, "batch_size": 32, "val_fraction": 0.0,
+                    "amp": False, "progress": False, "ssl": ssl}}], report=True)
+    out = run(config)
+    metrics = json.loads((out / "metrics.json").read_text())
+    backbones = sorted((out / "ssl").iterdir())
+    assert len(backbones) == 3                       # one per fold, pretrained once for both
+    cnn, head = metrics["models"]["cnn_ssl"], metrics["models"]["svm_ssl"]
+    for fold_cnn, fold_head in zip(cnn["folds"], head["folds"]):
+        assert fold_cnn["weights"]["sha256"] == fold_head["weights"]["sha256"]
+        assert fold_cnn["weights"]["source"] == "ssl" and fold_cnn["weights"]["use_test_images"] is False
+    train_images = cnn["folds"][0]["n_train"]
+    assert train_images < cnn["folds"][0]["weights"]["images"] <= train_images * 8  # <= 8 crops an image
+    assert head["embedding"]["source"] == "ssl" and head["embedding"]["dim"] == 256
+    html = (out / "report.html").read_text()
+    assert "self-supervised (SimCLR, 2 epochs) on this fold&#39;s training images only" in html

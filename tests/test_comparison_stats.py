@@ -95,7 +95,9 @@ def test_mean_std_and_effect_size():
 
 def test_demo_config_loads_and_validates():
     config = load_config(DEMO_YAML)
-    assert [m.name for m in config.models] == ["svm", "xgboost", "resnet18", "smallcnn"]
+    assert [m.label for m in config.models] == ["svm", "xgboost", "resnet18", "resnet18_ssl", "svm_ssl",
+                                                "smallcnn"]
+    assert config.models[4].representation == "embeddings:ssl"
     assert config.folds.group_column == "group"
     assert config.dataset.synth is not None and config.dataset.synth.plates == 3
     assert config.export_models == ("xgboost",)

@@ -182,7 +182,8 @@ TINY_CONFIGS = {
     # the svm's mutual-information selection is off: ~13 s per fold on 2 busy cores, and the
     # resumed runs, which are what this walk checks, skip it anyway
     "demo": _tiny("demo", {"dataset": {"synth": {"classes": 2, "per_class": 6, "size": 96}}},
-                  {"resnet18": TINY_DEEP, "smallcnn": TINY_DEEP, "svm": {"mi_top_k": None}}),
+                  {"resnet18": TINY_DEEP, "smallcnn": TINY_DEEP, "svm": {"mi_top_k": None},
+                   "resnet18_ssl": {**TINY_DEEP, "ssl": {"epochs": 1, "batch_size": 64}}}),
     "fly_stages": _tiny("fly_stages", {"dataset": {"synth": {"classes": 3, "per_class": 5, "size": 96}}},
                         {"smallcnn": {"epochs": 1, "image_size": 32}, "xgboost": {"n_estimators": 20}}),
 }

@@ -3,7 +3,7 @@
 >>> from cellcompare.comparison import load_config, run
 >>> config = load_config("configs/demo.yaml")   # paths are relative to the project root
 >>> [m.label for m in config.models], config.folds.group_column
-(['svm', 'xgboost', 'resnet18', 'smallcnn'], 'group')
+(['svm', 'xgboost', 'resnet18', 'resnet18_ssl', 'svm_ssl', 'smallcnn'], 'group')
 >>> results_dir = run(config)  # the whole demo, minutes: make demo runs it  # doctest: +SKIP
 """
 

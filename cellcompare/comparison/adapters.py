@@ -6,6 +6,8 @@ zero column for a class the model never saw in training.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ from cellcompare.deep.config import ARCHS as DEEP_NAMES
 from cellcompare.deep.inputs import SampleImages
 from cellcompare.proba import align_columns, mean_by
 
-__all__ = ["FoldData", "ModelAdapter", "ClassicalModel", "DeepModel", "ModelInputError",
+__all__ = ["FoldData", "ModelAdapter", "ClassicalModel", "DeepModel", "ModelInputError", "SSLInputs",
            "check_params", "input_settings", "register_model", "unregister_model", "registered_names", "model_kind",
            "build_adapter"]
 
@@ -233,15 +235,19 @@ class DeepModel(ModelAdapter):
     input_cache : deep.input_cache.InputCache, optional
         The run's decoded, resized sites (``granularity: image``; ``RunContext.adapter`` passes
         it unless the params say ``input_cache: none``): read instead of the image files.
+    ssl : SSLInputs, optional
+        ``weights: ssl``: where the fold's backbone is cached and what else the run holds (for
+        ``ssl: {use_test_images: true}``); ``RunContext.adapter`` passes it.
     """
 
     kind = "deep"
 
     def __init__(self, name: str, granularity: str = "image", params: dict | None = None,
-                 seed: int = 0, *, crops: Any = None, input_cache: Any = None) -> None:
+                 seed: int = 0, *, crops: Any = None, input_cache: Any = None, ssl: Any = None) -> None:
         super().__init__(name, granularity, params, seed)
         self.crops = crops
         self.input_cache = input_cache
+        self.ssl = ssl
 
     @staticmethod
     def input_settings(name: str, granularity: str, params: dict) -> Any:
@@ -332,15 +338,33 @@ class DeepModel(ModelAdapter):
         """Train on the training images (or their cells' crops), read lazily."""
         from cellcompare.deep import DeepClassifier
 
-        self.classifier_ = DeepClassifier(self._config())
+        config = self._config()
+        self.classifier_ = DeepClassifier(config)
         self.prior_ = _prior(np.asarray(train.y, dtype=str), train.classes)
+        pretraining: dict[str, Any] = {}
+        if self.ssl is not None and config.weights == "ssl":
+            pretraining = {"ssl_key": self.ssl.key(train.sample_ids), "ssl_folder": self.ssl.folder}
+            if config.ssl.use_test_images:  # transductive: the run's other images, unlabeled
+                pretraining["unlabeled"] = self._others(train)
         if self.granularity == "cell":
             cells, units = self.cell_inputs(train)
-            self.classifier_.fit_cells(cells, train.labels_of(units))
+            self.classifier_.fit_cells(cells, train.labels_of(units), **pretraining)
         else:
-            self.classifier_.fit(self.images(train), np.asarray(train.y, dtype=str))
+            self.classifier_.fit(self.images(train), np.asarray(train.y, dtype=str), **pretraining)
         self.weights = _jsonable(dict(getattr(self.classifier_, "weights_info_", {}) or {}))
         return self
+
+    def _others(self, train: FoldData) -> Any:
+        """The run's images outside ``train`` (their crops, for a cell model), unlabeled."""
+        seen = set(train.task.images_of(train.sample_ids))
+        others = np.asarray([s for s in self.ssl.image_ids if s not in seen], dtype=str)
+        if self.granularity != "cell":
+            if self.input_cache is not None:
+                return self.input_cache.images(others)
+            return SampleImages(train.dataset, others, channels=self.channel_index)
+        rows = self.crops.rows(others)
+        images = self.crops.image_ids[rows]
+        return CellInputs(self.crops.crops, rows, images, np.asarray([self.ssl.groups[i] for i in images]))
 
     def predict_proba(self, test: FoldData) -> np.ndarray:
         """Probabilities per test unit in the global class order (cells: mean over its crops).
@@ -359,6 +383,40 @@ class DeepModel(ModelAdapter):
 
     def chosen_params(self) -> dict:
         return _jsonable(getattr(self.classifier_, "best_params_", {}) or {})
+
+
+@dataclass(frozen=True)
+class SSLInputs:
+    """What a ``weights: ssl`` model needs from its run (``RunContext.ssl_inputs``).
+
+    Attributes
+    ----------
+    folder : Path
+        ``{output}/ssl``: the cached backbones (``deep.ssl.pretrain``).
+    data : str
+        The run's data digest; with a fold's training ids it names the fold's backbone.
+    image_ids : tuple of str
+        Every image of the run (the transductive ``use_test_images`` reads the others).
+    groups : dict
+        ``{image: group}`` (the plate a crop is normalised with).
+    """
+
+    folder: Path
+    data: str
+    image_ids: tuple
+    groups: dict
+
+    def key(self, train_ids: Sequence[str]) -> str:
+        """The backbone key of a fold: this data and its sorted training units.
+
+        Examples
+        --------
+        >>> inputs = SSLInputs(Path("ssl"), "d1", (), {})
+        >>> inputs.key(["b", "a"]) == inputs.key(["a", "b"]) != SSLInputs(Path("ssl"), "d2", (), {}).key(["a"])
+        True
+        """
+        text = json.dumps([self.data, sorted(map(str, train_ids))])
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def _jsonable(value: Any) -> Any:

@@ -102,6 +102,8 @@ class RunContext:
             settings = input_settings(spec.name, spec.granularity, params)
             if settings is not None:
                 inputs["input_cache"] = self.input_cache(settings, progress=bool(params.get("progress", True)))
+            if str(params.get("weights")) == "ssl":
+                inputs["ssl"] = self.ssl_inputs
         return build_adapter(spec.name, granularity=spec.granularity, params=params,
                              seed=self.config.seed, **inputs)
 
@@ -148,7 +150,7 @@ class RunContext:
             images, inputs_key = cache.images, {"inputs": cache.folder.name}
         key = hashlib.sha256(json.dumps([self.data_digest, inputs_key], sort_keys=True).encode()).hexdigest()[:20]
         inputs = EmbeddingInputs(self.image_metadata, crops, images,
-                                 Path(self.config.output) / "embeddings", key)
+                                 Path(self.config.output) / "embeddings", key, self.ssl_inputs)
         return Embeddings(source_of(spec.representation), settings, inputs, seed=self.config.seed)
 
     def input_cache(self, settings: Any, *, progress: bool = True) -> Any:
@@ -174,6 +176,15 @@ class RunContext:
     def image_ids(self) -> list[str]:
         """The images of the folds, in fold order (a cell's image for a cell task)."""
         return list(dict.fromkeys(self.task.images_of(self.folds["sample_id"].astype(str))))
+
+    @functools.cached_property
+    def ssl_inputs(self) -> Any:
+        """``comparison.adapters.SSLInputs`` of this run (``weights: ssl`` and ``embeddings:ssl``)."""
+        from cellcompare.comparison.adapters import SSLInputs
+
+        images = self.task.images_of(self.folds["sample_id"].astype(str))
+        groups = dict(zip(map(str, images), self.folds["group"].astype(str)))
+        return SSLInputs(Path(self.config.output) / "ssl", self.data_digest, tuple(self.image_ids), groups)
 
     @functools.cached_property
     def image_metadata(self) -> pd.DataFrame:

@@ -130,9 +130,12 @@ class EmbeddingInputs:
     images : callable or None
         ``input: image``: ``images(sample_ids)`` -> the model inputs (the run's input cache).
     folder : Path
-        ``{output}/embeddings``: cached tables (ImageNet) and SSL backbones.
+        ``{output}/embeddings``: cached tables (ImageNet).
     key : str
         The run's data digest with the input settings: names the cached tables.
+    ssl : comparison.adapters.SSLInputs
+        Where SSL backbones are cached (shared with ``weights: ssl`` networks of the same
+        settings and fold), and each image's group.
     """
 
     metadata: pd.DataFrame
@@ -140,13 +143,15 @@ class EmbeddingInputs:
     images: Callable[[Any], Any] | None
     folder: Path
     key: str
+    ssl: Any = None
 
-    def crop_view(self, image_ids: Any) -> tuple[Any, pd.DataFrame]:
-        """The crops of ``image_ids`` (a lazy float32 view) and their ``cells`` rows."""
-        from cellcompare.deep.crops import CellCrops
+    def cell_inputs(self, image_ids: Any) -> Any:
+        """``deep.cells.CellInputs`` of the crops of ``image_ids``, each with its image's group."""
+        from cellcompare.deep.cells import CellInputs
 
         rows = self.crops.rows([str(s) for s in image_ids])
-        return CellCrops(self.crops.crops, rows), self.crops.cells.iloc[rows].reset_index(drop=True)
+        images = self.crops.image_ids[rows]
+        return CellInputs(self.crops.crops, rows, images, np.asarray([self.ssl.groups[i] for i in images]))
 
 
 class Embeddings:
@@ -174,10 +179,22 @@ class Embeddings:
             return self.settings.image_size
         return int(self.inputs.crops.crop_size) if self.settings.input == "cells" else 224
 
-    def _inputs(self, image_ids: Any) -> tuple[Any, pd.DataFrame | None]:
-        if self.settings.input == "cells":
-            return self.inputs.crop_view(image_ids)
-        return self.inputs.images(np.asarray(image_ids, dtype=str)), None
+    def _inputs(self, image_ids: Any, *, bounded: bool = False) -> tuple[Any, pd.DataFrame | None]:
+        """The network's inputs of ``image_ids`` (crops normalised by ``embedding.normalize``
+        over these images, as ``DeepClassifier.fit_cells`` does) and each crop's cell row;
+        ``bounded``: at most ``cells_per_image`` crops per image drawn with the seed, the crops a
+        ``weights: ssl`` network of the same settings pretrains on."""
+        from cellcompare.deep.cells import per_image
+
+        if self.settings.input != "cells":
+            return self.inputs.images(np.asarray(image_ids, dtype=str)), None
+        cells = self.inputs.cell_inputs(image_ids)
+        view = cells.scaled(self.settings.normalize)
+        rows = self.inputs.crops.cells.iloc[cells.rows].reset_index(drop=True)
+        if bounded:
+            keep = per_image(cells.images, self.settings.cells_per_image, self.seed)
+            return view.subset(keep), rows.iloc[keep].reset_index(drop=True)
+        return view, rows
 
     def fit(self, train: Any) -> "Embeddings":
         """Make the embedder: ImageNet's (once per run, tables cached) or an SSL backbone
@@ -191,12 +208,13 @@ class Embeddings:
 
         config = self.settings.deep_config(self.seed).replace(image_size=self.image_size)
         if config.ssl.use_test_images:  # transductive: every image of the run, one backbone
-            image_ids = self.inputs.metadata["Metadata_sample_id"].astype(str).tolist()
+            image_ids = list(self.inputs.ssl.image_ids)
+            key = self.inputs.ssl.key(["transductive", *image_ids])
         else:
             image_ids = list(dict.fromkeys(train.task.images_of(train.sample_ids)))
-        images, _ = self._inputs(image_ids)
-        key = hashlib.sha256(json.dumps([self.inputs.key, sorted(map(str, image_ids))]).encode()).hexdigest()[:20]
-        pretrained = pretrain(images, config, key=key, folder=self.inputs.folder / "ssl")
+            key = self.inputs.ssl.key(train.sample_ids)  # a weights: ssl network's key of this fold
+        images, _ = self._inputs(image_ids, bounded=True)
+        pretrained = pretrain(images, config, key=key, folder=self.inputs.ssl.folder)
         self.embedder_ = ssl_embedder(pretrained, image_size=self.image_size)
         return self
 
@@ -271,12 +289,23 @@ class Embeddings:
         return self.embedder_
 
     def serve_record(self, channels: Any) -> dict[str, Any]:
-        """``serve.json`` ``embedding`` of an exported head: what serving embeds, as here."""
+        """``serve.json`` ``embedding`` of an exported head: what serving embeds, as here.
+
+        Raises
+        ------
+        ValueError
+            ``embedding.normalize: group``: a served image's plate means are not stored with
+            the head yet, so it could not be embedded as here.
+        """
+        if self.settings.normalize == "group":
+            raise ValueError("serving a head on embeddings with embedding.normalize: group is not built "
+                             "(the plate means are not stored); use normalize: image or none to export it")
         crops = self.inputs.crops
         return {"source": self.source, "input": self.settings.input,
                 "cells_per_image": self.settings.cells_per_image, "seed": int(self.seed),
                 "crop_size": None if crops is None else int(crops.crop_size),
                 "crop_mask": bool(self.settings.crop_mask), "batch_size": int(self.settings.batch_size),
+                "normalize": self.settings.normalize,
                 "channel_index": None if channels is None else [int(c) for c in channels]}
 
     def record(self) -> dict[str, Any]:

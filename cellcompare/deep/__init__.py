@@ -7,7 +7,7 @@
 """
 
 from .classifier import DeepClassifier, inner_split
-from .config import ARCHS, AugmentConfig, DeepConfig, TuneConfig
+from .config import ARCHS, AugmentConfig, DeepConfig, SSLConfig, TuneConfig
 from .errors import (
                      ConfigError,
                      DeepError,
@@ -25,6 +25,6 @@ from .models import (
 )
 
 __all__ = ["AugmentConfig", "ConfigError", "DeepClassifier", "DeepConfig", "DeepError", "ImageInputError",
-           "NotFittedError", "TuneConfig", "WeightsChecksumError", "WeightsUnavailableError",
+           "NotFittedError", "SSLConfig", "TuneConfig", "WeightsChecksumError", "WeightsUnavailableError",
            "adapt_first_conv", "build_model", "imagenet_weights_path", "inner_split", "verify_weights_file",
            "SampleImages", "sample_input", "ARCHS"]

@@ -125,8 +125,14 @@ class DeepClassifier:
         self.model_: torch.nn.Module | None = None
         self.group_means_: dict[str, np.ndarray] | None = None
 
-    def fit(self, images: Sequence, y: Sequence) -> "DeepClassifier":
-        """Train on ``images`` (each ``(C, H, W)``, read on access) with labels ``y``."""
+    def fit(self, images: Sequence, y: Sequence, *, unlabeled: Sequence | None = None,
+            ssl_key: str | None = None, ssl_folder: str | Path | None = None) -> "DeepClassifier":
+        """Train on ``images`` (each ``(C, H, W)``, read on access) with labels ``y``.
+
+        With ``weights: ssl`` the network is first pretrained without labels (``deep.ssl``) on
+        ``images``, and on ``unlabeled`` too when ``ssl.use_test_images`` (transductive), then
+        fine-tuned; ``ssl_key`` and ``ssl_folder`` cache the backbone (``deep.ssl.pretrain``).
+        """
         cfg = self.config
         y = np.asarray(y)
         if len(y) != len(images):
@@ -138,7 +144,10 @@ class DeepClassifier:
         device = resolve_device(cfg.device)
         # weights first: a missing weight file must fail before every image is read for statistics
         seed_everything(cfg.seed)
-        model, self.weights_info_ = build_model(cfg.arch, self.n_channels_, len(self.classes_), cfg.weights)
+        if cfg.weights == "ssl":
+            model, self.weights_info_ = self._pretrained(images, unlabeled, ssl_key, ssl_folder)
+        else:
+            model, self.weights_info_ = build_model(cfg.arch, self.n_channels_, len(self.classes_), cfg.weights)
         train_idx, val_idx = inner_split(encoded, cfg.val_fraction, cfg.seed)
         self.channel_mean_, self.channel_std_ = channel_stats(images, progress=cfg.progress)
         common = {"mean": self.channel_mean_, "std": self.channel_std_, "image_size": cfg.image_size,
@@ -161,6 +170,21 @@ class DeepClassifier:
         self.model_ = model.eval()
         return self
 
+    def _pretrained(self, images: Sequence, unlabeled: Sequence | None, key: str | None,
+                    folder: str | Path | None) -> tuple[torch.nn.Module, dict[str, Any]]:
+        """The SSL backbone with a new head, and its weights record (loss curve left out)."""
+        from .ssl import backbone, pretrain
+
+        cfg = self.config
+        seen = images
+        if cfg.ssl.use_test_images and unlabeled is not None and len(unlabeled):
+            seen = _Joined(images, unlabeled)
+        pre = pretrain(seen, cfg, key=key, folder=folder, n_channels=self.n_channels_)
+        info = {k: v for k, v in pre.info.items() if k != "loss"}
+        info.update(final_loss=pre.info["loss"][-1], unlabeled=len(seen) - len(images))
+        seed_everything(cfg.seed)
+        return backbone(pre, len(self.classes_)), info
+
     def predict_proba(self, images: Sequence) -> np.ndarray:
         """Class probabilities ``(n, n_classes)`` in ``classes_`` order (TTA-averaged if configured)."""
         model = self._check_fitted()
@@ -174,7 +198,8 @@ class DeepClassifier:
                              num_workers=cfg.num_workers, seed=0)
         return predict_probabilities(model, loader, device, amp=cfg.amp, tta=cfg.tta, progress=cfg.progress)
 
-    def fit_cells(self, cells: CellInputs, y: Sequence) -> "DeepClassifier":
+    def fit_cells(self, cells: CellInputs, y: Sequence, *, unlabeled: CellInputs | None = None,
+                  ssl_key: str | None = None, ssl_folder: str | Path | None = None) -> "DeepClassifier":
         """Train on single-cell crops, normalised as ``config.normalize`` says.
 
         Parameters
@@ -192,7 +217,13 @@ class DeepClassifier:
             raise ImageInputError(f"got {len(cells)} cell crops but {len(y)} labels")
         keep = per_image(cells.images, cfg.cells_per_image, cfg.seed)
         logger.info("training on %d cell crops", len(keep))
-        self.fit(cells.scaled(cfg.normalize).subset(keep), y[keep])
+        pretraining: dict[str, Any] = {}  # only weights: ssl reads these; other fits are called as before
+        if cfg.weights == "ssl":
+            pretraining = {"ssl_key": ssl_key, "ssl_folder": ssl_folder}
+            if unlabeled is not None and cfg.ssl.use_test_images:  # normalised alike, bounded alike
+                pretraining["unlabeled"] = unlabeled.scaled(cfg.normalize).subset(
+                    per_image(unlabeled.images, cfg.cells_per_image, cfg.seed))
+        self.fit(cells.scaled(cfg.normalize).subset(keep), y[keep], **pretraining)
         if cfg.normalize == "group":  # stored with the model: a served crop may lack its plate
             self.group_means_ = means_by_key(crop_means(cells.crops, cells.rows), cells.groups)
         return self
@@ -300,3 +331,17 @@ class DeepClassifier:
         if self.model_ is None:
             raise NotFittedError("DeepClassifier is not fitted; call fit() or DeepClassifier.load()")
         return self.model_
+
+
+class _Joined(Sequence):
+    """Two sequences read as one (training images, then unlabeled ones)."""
+
+    def __init__(self, first: Sequence, second: Sequence) -> None:
+        self.first, self.second = first, second
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.second)
+
+    def __getitem__(self, i: int) -> Any:  # type: ignore[override]
+        n = len(self.first)
+        return self.first[i] if i < n else self.second[i - n]

@@ -81,12 +81,57 @@ class TuneConfig:
 
 
 @dataclass(frozen=True)
+class SSLConfig:
+    """Self-supervised pretraining (``weights: ssl``; ``deep.ssl``): SimCLR on the images.
+
+    Parameters
+    ----------
+    epochs : int
+        Passes over the pretraining images.
+    batch_size : int or None
+        Images per step (each seen in two views); ``None``: the model's ``batch_size``.
+    lr : float
+        AdamW learning rate (linear warm-up over the first epoch, then cosine).
+    temperature : float
+        Of the NT-Xent loss.
+    projection_dim : int
+        Output of the projection head (discarded after pretraining).
+    crop_scale : float
+        Smallest side fraction of the random resized crop of each view (1 disables it).
+    use_test_images : bool
+        Pretrain on every image of the run, test images included (transductive: they are seen
+        unlabeled; the report says so). ``False``: each fold's training images only.
+    """
+
+    epochs: int = 20
+    batch_size: int | None = None
+    lr: float = 1e-3
+    temperature: float = 0.2
+    projection_dim: int = 128
+    crop_scale: float = 0.6
+    use_test_images: bool = False
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"ssl.epochs must be >= 1, found {self.epochs}")
+        if self.batch_size is not None and self.batch_size < 2:
+            raise ConfigError(f"ssl.batch_size must be >= 2 (pairs of views), found {self.batch_size}")
+        if not self.lr > 0 or not self.temperature > 0:
+            raise ConfigError(f"ssl.lr and ssl.temperature must be > 0, found {self.lr}, {self.temperature}")
+        if self.projection_dim < 1:
+            raise ConfigError(f"ssl.projection_dim must be >= 1, found {self.projection_dim}")
+        if not 0 < self.crop_scale <= 1:
+            raise ConfigError(f"ssl.crop_scale must be in (0, 1], found {self.crop_scale}")
+
+
+@dataclass(frozen=True)
 class DeepConfig:
     """Everything that defines a deep model and its training run.
 
     ``weights`` is ``"imagenet"`` (torchvision ``ResNet18_Weights.IMAGENET1K_V1`` from the torch
-    hub cache, never downloaded), ``"none"`` (random initialisation) or a path to a state dict
-    whose file name carries its sha256 prefix (``name-<hex>.pth``). ``num_workers=None`` picks
+    hub cache, never downloaded), ``"none"`` (random initialisation), ``"ssl"`` (self-supervised
+    pretraining on the training images first, ``ssl:`` settings, :mod:`deep.ssl`) or a path to a
+    state dict whose file name carries its sha256 prefix (``name-<hex>.pth``). ``num_workers=None`` picks
     ``min(8, cpu count)`` on CUDA and 0 on CPU. ``tta`` is one of ``none``, ``flip``, ``rot90``,
     ``d4`` (all 8 rotations/flips). ``precise_bn`` re-estimates the BatchNorm running statistics
     on up to ``precise_bn_batches`` training batches after every epoch, before validation (see
@@ -144,6 +189,7 @@ class DeepConfig:
     cells_per_image: int | None = None
     normalize: str = "none"
     input_cache: str = "float16"
+    ssl: SSLConfig = field(default_factory=SSLConfig)
 
     def __post_init__(self) -> None:
         _check_choice("arch", self.arch, ARCHS)

@@ -7,8 +7,9 @@ DataLoader workers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -122,6 +123,34 @@ def resize_pad(image: torch.Tensor, size: int) -> torch.Tensor:
 RESIZERS = {"pad": resize_pad, "crop": resize_crop}
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the enclosed per-image tensor ops on one intra-op thread, then restore the count.
+
+    A DataLoader worker already runs on one thread; with ``num_workers=0`` (the CPU default) the
+    main process would split each 6 x 256² op over every core, and on busy cores each split
+    waits for a descheduled thread: the training augmentation took 74 ms an image on 2 loaded
+    cores against 1.9 ms on one (benchmarks/loader_bench.py, RESULTS.md).
+
+    Examples
+    --------
+    >>> n = torch.get_num_threads()
+    >>> with one_thread():
+    ...     inside = torch.get_num_threads()
+    >>> inside, torch.get_num_threads() == n
+    (1, True)
+    """
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class ImageTensorDataset(Dataset):
     """Images as normalised float tensors, with optional augmentation.
 
@@ -163,6 +192,10 @@ class ImageTensorDataset(Dataset):
         return len(self.indices)
 
     def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
+        with one_thread():
+            return self._item(item)
+
+    def _item(self, item: int) -> tuple[torch.Tensor, int]:
         index = int(self.indices[item])
         array = as_chw(self.images[index], index, self.mean.shape[0])
         image = self.resize(torch.from_numpy(np.ascontiguousarray(array)), self.image_size)

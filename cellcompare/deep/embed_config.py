@@ -37,9 +37,17 @@ class EmbeddingConfig:
         The crop cache read (``input: cells``): at most this many cells per image, drawn with
         the run's seed; ``crop_size`` ``None`` = 3.5 x the median nucleus diameter.
     batch_size : int
-        Images per forward pass.
+        Images per forward pass (and the SSL batch unless ``ssl.batch_size`` is set).
+    normalize : {"none", "group", "image"}
+        Crops divided by their plate's or image's channel means first (``DeepConfig.normalize``).
+    augment : dict
+        ``embeddings:ssl``: ``deep.config.AugmentConfig`` fields of the pretraining views.
     ssl : dict
         ``embeddings:ssl``: ``deep.config.SSLConfig`` fields (epochs, temperature, ...).
+
+    An ``embeddings:ssl`` head whose settings match a ``weights: ssl`` network of the same run
+    (arch, image size, cells per image, normalize, augment, ssl) shares that network's backbone
+    of each fold (one pretraining, ``deep.ssl``'s cache).
     """
 
     input: str = "cells"
@@ -50,6 +58,8 @@ class EmbeddingConfig:
     crop_size: int | None = None
     crop_mask: bool = False
     batch_size: int = 128
+    normalize: str = "none"
+    augment: dict = field(default_factory=dict)
     ssl: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -72,8 +82,9 @@ class EmbeddingConfig:
         """The ``deep.DeepConfig`` an SSL backbone is pretrained with (its ``ssl`` section)."""
         from .config import DeepConfig
 
-        fields = {"arch": self.arch, "weights": "none", "seed": seed, "progress": False,
-                  "batch_size": self.batch_size, "ssl": dict(self.ssl)}
+        fields = {"arch": self.arch, "weights": "ssl", "seed": seed, "progress": False,
+                  "batch_size": self.batch_size, "normalize": self.normalize,
+                  "augment": dict(self.augment), "ssl": dict(self.ssl)}
         if self.image_size is not None:
             fields["image_size"] = self.image_size
         return DeepConfig.from_dict(fields)

@@ -124,6 +124,8 @@ def weights_for(spec: str, arch: str) -> str:
     """
     if spec == "auto":
         return "imagenet" if arch == "resnet18" and imagenet_weights_path().is_file() else "none"
+    if spec == "ssl":  # pretrained on the data itself when fitted (deep.ssl): nothing on disk
+        return spec
     if spec == "imagenet":
         _cached_imagenet()
     elif spec != "none":
@@ -131,8 +133,15 @@ def weights_for(spec: str, arch: str) -> str:
     return spec
 
 
+_SSL_HAS_NO_FILE = ("weights 'ssl' are pretrained on the images when the model is fitted (deep.ssl.pretrain); "
+                    "build the network from them with deep.ssl.backbone, or fit a DeepClassifier")
+
+
 def resolve_weights(spec: str) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any]]:
     """Load the state dict named by ``spec`` (``"imagenet"``, ``"none"`` or a path).
+
+    ``"ssl"`` names no file: those weights are learned from the images when the model is fitted
+    (:func:`deep.ssl.pretrain`, loaded with :func:`deep.ssl.backbone`), so it is refused here.
 
     Returns
     -------
@@ -143,6 +152,8 @@ def resolve_weights(spec: str) -> tuple[dict[str, torch.Tensor] | None, dict[str
     """
     if spec == "none":
         return None, {"source": "none", "path": None, "sha256": None}
+    if spec == "ssl":
+        raise ConfigError(_SSL_HAS_NO_FILE)
     if spec == "imagenet":
         path = _cached_imagenet()
         source = "imagenet"
@@ -241,6 +252,8 @@ def build_model(arch: str, in_channels: int, n_classes: int,
         state, info = resolve_weights(weights)
         return build_resnet18(in_channels, n_classes, state), info
     if arch == "smallcnn":
+        if weights == "ssl":
+            raise ConfigError(_SSL_HAS_NO_FILE)
         if weights != "none":
             raise ConfigError(f"arch 'smallcnn' is trained from scratch; weights must be 'none', found {weights!r}")
         return SmallCNN(in_channels, n_classes), {"source": "none", "path": None, "sha256": None}

@@ -180,7 +180,10 @@ def check_shard(image: Path) -> list[Entry]:
 
 
 def _aligned(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
+    # once: ``column_names`` builds a list of every field, so asking it per column made aligning
+    # a 3,800-column image quadratic (about 10 s of the main process per 512² site)
+    present = set(table.column_names)
+    columns = [table.column(f.name).cast(f.type) if f.name in present
                else pa.nulls(table.num_rows, f.type) for f in schema]
     return pa.Table.from_arrays(columns, schema=schema)
 

@@ -123,7 +123,20 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
 
 
 def weights_statement(weights: dict[str, Any] | None) -> str:
-    """Say in words which initial weights a deep model used."""
+    """Say in words which initial weights a deep model used.
+
+    Examples
+    --------
+    >>> weights_statement({"source": "ssl", "epochs": 20, "images": 40, "sha256": "ab" * 32})
+    ... # doctest: +NORMALIZE_WHITESPACE
+    "self-supervised (SimCLR, 20 epochs) on this fold's training images only; 40 images,
+    backbone sha256 abababababab"
+    >>> weights_statement({"source": "ssl", "epochs": 20, "images": 48, "use_test_images": True})
+    ... # doctest: +NORMALIZE_WHITESPACE
+    "self-supervised (SimCLR, 20 epochs) on this fold's training images, and also on its test images
+    (transductive: the test images were seen, unlabeled, in pretraining); 48 images, backbone sha256
+    not recorded"
+    """
     if not weights:
         return "not recorded in metrics.json"
     source = weights.get("source")
@@ -133,6 +146,12 @@ def weights_statement(weights: dict[str, Any] | None) -> str:
         return f"file {weights.get('path')} (sha256 {weights.get('sha256') or 'not recorded'})"
     if source == "none":
         return "none: trained from random initialisation"
+    if source == "ssl":
+        text = f"self-supervised (SimCLR, {weights.get('epochs')} epochs) on this fold's training images"
+        text += (", and also on its test images (transductive: the test images were seen, unlabeled, "
+                 "in pretraining)" if weights.get("use_test_images") else " only")
+        return (f"{text}; {weights.get('images')} images, backbone sha256 "
+                f"{str(weights.get('sha256') or 'not recorded')[:12]}")
     return f"unrecognised weights record: {weights}"
 
 

@@ -40,8 +40,8 @@ def caveats(results: Results) -> list[dict[str, Any]]:
     metrics = results.metrics
     out = []
     for name, info in metrics["models"].items():
-        if info.get("kind") != "deep":
-            continue
+        if info.get("kind") != "deep" and info.get("representation", "cellprofiler") in ("cellprofiler", "learned"):
+            continue  # a classical head on embeddings has its network's weights too
         source = (info.get("weights") or {}).get("source")
         text = f"{name} starting weights: {weights_statement(info.get('weights'))}"
         if source == "none":

@@ -368,7 +368,6 @@ class EmbeddingPredictor(ClassicalPredictor):
     def _measure(self, sample: Any, name: str, group: str | None) -> pd.DataFrame:
         """The sample's embedding rows (one per image, or one per kept cell)."""
         from cellcompare.deep.cells import CellInputs
-        from cellcompare.deep.crops import CellCrops
         from cellcompare.deep.inputs import sample_input
         from cellcompare.features.embedding_tables import embedding_tables, index_metadata
 
@@ -387,7 +386,7 @@ class EmbeddingPredictor(ClassicalPredictor):
             if not len(crops):
                 raise InputSpecError(f"no cells segmented in {name} (blank or out-of-focus image?); "
                                      "cannot embed its cells to predict")
-            values = self.embedder.embed(CellCrops(crops.crops, crops.rows),
+            values = self.embedder.embed(crops.scaled(spec.get("normalize", "none")),
                                          batch_size=int(spec["batch_size"]))
             objects = crops.objects.reset_index(drop=True).assign(Metadata_sample_id=str(sample.id))
             image, cells = embedding_tables(values, objects, metadata, spec["source"], [str(sample.id)])
