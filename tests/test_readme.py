@@ -296,7 +296,7 @@ def test_walk_the_readme(tmp_path):
         assert first.out.strip().splitlines()[-1] == str(Path("results/demo/report.html"))
         assert first.out.splitlines()[0].split()[:2] == ["model", "accuracy"]
         metrics = json.loads((demo / "metrics.json").read_text())
-        assert set(metrics["models"]) == {"svm", "xgboost", "resnet18", "smallcnn"}
+        assert set(metrics["models"]) == {"svm", "xgboost", "resnet18", "resnet18_ssl", "svm_ssl", "smallcnn"}
         assert metrics["task"]["unit_name"] == "images" and metrics["task"]["n_units"] == 12
         assert (demo / "models" / "xgboost" / "serve.json").is_file()
         assert _mode(demo / "report.html") == 0o644 and _mode(demo / "metrics.json") == 0o644

@@ -42,9 +42,13 @@ def exported(tmp_path_factory):
                                                          "epochs": 2, "batch_size": 4,
                                                          "amp": False, "progress": False,
                                                          "val_fraction": 0.0}},
+                         {"name": "smallcnn", "label": "smallcnn_ssl",  # SimCLR first (deep.ssl)
+                          "params": {"weights": "ssl", "image_size": 32, "epochs": 2, "batch_size": 4,
+                                     "amp": False, "progress": False, "val_fraction": 0.0,
+                                     "ssl": {"epochs": 1, "batch_size": 4}}},
                          {"name": "linear_svm", "params": {"tune": False}}],
               "folds": {"n_splits": 2, "group_column": "group"}, "top_k": 2, "seed": 0,
-              "report": False, "export_models": ["smallcnn", "linear_svm"],
+              "report": False, "export_models": ["smallcnn", "smallcnn_ssl", "linear_svm"],
               "output": str(root / "results")}
     path = root / "config.json"  # JSON is YAML
     path.write_text(json.dumps(config))
@@ -63,7 +67,7 @@ def comparison_proba(out, ds, label):
     task = ImageTask(ds.index, tuple(classes), image_table=load_table(out / "features", level="image"))
     data = FoldData(sample_ids=np.asarray(ds.ids, dtype=str), y=np.asarray(ds.labels, dtype=str),
                     groups=np.asarray(ds.groups, dtype=str), dataset=ds, task=task)
-    if label == "smallcnn":
+    if label.startswith("smallcnn"):
         adapter = build_adapter("smallcnn", params={"channels": [ds.channel_names.index(c)
                                                                   for c in CHANNELS]})
         adapter.classifier_ = DeepClassifier.load(model_dir / "model")
@@ -81,14 +85,17 @@ def site_tiff(sample) -> bytes:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("label", ["smallcnn", "linear_svm"])
+@pytest.mark.parametrize("label", ["smallcnn", "smallcnn_ssl", "linear_svm"])
 def test_predict_cli_equals_comparison_path(exported, tmp_path, label):
     out, ds = exported
     expected, classes = comparison_proba(out, ds, label)
     spec = json.loads((out / "models" / label / "serve.json").read_text())
     assert spec["input"]["channels"] == list(ds.channel_names)
-    if label == "smallcnn":
+    if label.startswith("smallcnn"):
         assert spec["channel_index"] == [0, 3]
+    if label == "smallcnn_ssl":  # fine-tuned from a backbone pretrained on the export's images
+        weights = json.loads((out / "models" / label / "model" / "deep_model.json").read_text())["weights_info"]
+        assert weights["source"] == "ssl" and len(weights["sha256"]) == 64
     csv_path = tmp_path / "p.csv"
     subprocess.run([sys.executable, "-m", "cellcompare", "predict", str(out / "models" / label),
                     str(ds.root), "--top", "2", "--out", str(csv_path)], check=True,
