@@ -302,7 +302,7 @@ def test_walk_the_readme(tmp_path):
         assert _mode(demo / "report.html") == 0o644 and _mode(demo / "metrics.json") == 0o644
         again = walk(f"{CELLCOMPARE} compare --config configs/demo.yaml")
         assert "reusing folds from results/demo/folds.csv" in again.log
-        assert "fitting" not in again.log and again.log.count("skipping finished unit") == 4 * 3
+        assert "fitting" not in again.log and again.log.count("skipping finished unit") == 6 * 3
         assert json.loads((demo / "metrics.json").read_text())["models"] == metrics["models"]
 
         rxrx1 = walk(".venv/bin/python compare.py --config configs/rxrx1.yaml", code=2)
