@@ -102,6 +102,12 @@ def check_representation(name: str, kind: str, representation: str, embedding: A
     return settings
 
 
+def _with_cell_ids(cells: pd.DataFrame) -> pd.DataFrame:
+    """``cells`` with its cell id column (``comparison.cellids``), which a cell task's rows key on."""
+    cells[CELL_COLUMN] = cell_id(cells["Metadata_sample_id"], cells["Metadata_ObjectNumber"]).astype(str)
+    return cells
+
+
 class CellProfiler:
     """The extracted CellProfiler features (``task.image_table`` / ``task.cell_table``)."""
 
@@ -242,9 +248,7 @@ class Embeddings:
         self.info = {"source": self.source, "dim": int(values.shape[1]), "image_size": self.image_size,
                      "input": self.settings.input, "weights": self.embedder_.info}
         image, table = embedding_tables(values, cells, self.inputs.metadata, self.source, image_ids)
-        if table is not None:
-            table[CELL_COLUMN] = cell_id(table["Metadata_sample_id"], table["Metadata_ObjectNumber"]).astype(str)
-        return image, table
+        return image, None if table is None else _with_cell_ids(table)
 
     def _whole_run(self) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         """ImageNet tables of every image, computed once and cached on disk."""
@@ -273,7 +277,7 @@ class Embeddings:
         image = load_table(folder, "image")
         cells = load_table(folder, "cell") if self.settings.input == "cells" else None
         if cells is not None:
-            cells[CELL_COLUMN] = cell_id(cells["Metadata_sample_id"], cells["Metadata_ObjectNumber"]).astype(str)
+            cells = _with_cell_ids(cells)
         self._tables["run"] = (image, cells)
         return image, cells
 
